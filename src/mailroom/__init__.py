@@ -1,0 +1,3 @@
+"""Mailroom: queued email delivery with a complete, queryable log."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,112 @@
+"""Every error leaves the API in one JSON shape: {"error": {"code", "message", "details"}}."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from mailroom.errors import MailroomError
+
+log = structlog.get_logger(__name__)
+
+DATABASE_RETRY_AFTER = 5  # seconds
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    details: Any = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+def error_response(
+    status: int, code: str, message: str, details: Any = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    body = {"error": {"code": code, "message": message, "details": details}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _field(loc: tuple[int | str, ...]) -> str:
+    parts = loc[1:] if loc and loc[0] in ("body", "query", "path", "header") else loc
+    name = ""
+    for part in parts:
+        if isinstance(part, int):
+            name += f"[{part}]"
+        else:
+            name += f".{part}" if name else str(part)
+    return name or (str(loc[0]) if loc else "request")
+
+
+def _message(error: dict[str, Any]) -> str:
+    message = str(error.get("msg", "is invalid"))
+    return message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+
+
+async def _validation(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = list(exc.errors())
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return error_response(
+            400, "malformed_request", "The request body is not valid JSON."
+        )
+    details = [{"field": _field(tuple(e.get("loc", ()))), "message": _message(e)} for e in errors]
+    first = details[0] if details else {"field": "request", "message": "is invalid"}
+    summary = f"{first['field']}: {first['message']}"
+    if len(details) > 1:
+        summary += f" (and {len(details) - 1} more)"
+    return error_response(422, "validation_error", f"Invalid request. {summary}", details)
+
+
+async def _mailroom(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, MailroomError)
+    return error_response(exc.status_code, exc.code, exc.message, exc.details)
+
+
+_HTTP_CODES = {
+    404: ("not_found", "No such endpoint."),
+    405: ("method_not_allowed", "Method not allowed on this endpoint."),
+}
+
+
+async def _http(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code, message = _HTTP_CODES.get(exc.status_code, ("http_error", str(exc.detail)))
+    headers = dict(exc.headers) if exc.headers else None
+    return error_response(exc.status_code, code, message, headers=headers)
+
+
+async def _database_down(request: Request, exc: Exception) -> JSONResponse:
+    if isinstance(exc, DBAPIError) and not isinstance(exc, (OperationalError, InterfaceError)):
+        if not exc.connection_invalidated:
+            return await _unexpected(request, exc)
+    log.error("database.unavailable", error=type(exc).__name__)
+    return error_response(
+        503,
+        "service_unavailable",
+        "The database is unavailable; nothing was stored. Try again shortly.",
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER)},
+    )
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("request.failed", method=request.method, path=request.url.path)
+    return error_response(500, "internal_error", "Internal server error.")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(MailroomError, _mailroom)
+    app.add_exception_handler(StarletteHTTPException, _http)
+    app.add_exception_handler(DBAPIError, _database_down)
+    app.add_exception_handler(ConnectionRefusedError, _database_down)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,28 @@
+"""GET /logs/email: the paginated log with today's report."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from mailroom.api.deps import Session
+from mailroom.api.errors import ErrorResponse
+from mailroom.emails import service
+from mailroom.emails.log_query import LogQuery
+from mailroom.emails.schemas import EmailLogPage
+
+router = APIRouter(tags=["logs"])
+
+
+@router.get(
+    "/logs/email",
+    response_model=EmailLogPage,
+    summary="The email log, newest first, with today's sent/failed report",
+    responses={422: {"model": ErrorResponse, "description": "A query parameter is invalid"}},
+)
+async def email_log(query: Annotated[LogQuery, Query()], session: Session) -> EmailLogPage:
+    """Page with `page` (and `limit`), or follow `pagination.nextCursor` with `cursor`
+    (stable and fast at any depth). `summary` counts the emails created today in `tz`."""
+    return await service.list_log(session, query, now=datetime.now(UTC))

@@ -1,0 +1,20 @@
+"""What the API's lifespan builds and every request can reach."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from mailroom.devinbox.store import Inbox
+from mailroom.queue.dispatcher import Dispatcher
+from mailroom.settings import Settings
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    dispatcher: Dispatcher
+    inbox: Inbox | None = None

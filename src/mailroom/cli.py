@@ -1,0 +1,111 @@
+"""The `mailroom` command."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from mailroom.settings import ConfigurationError, Settings, get_settings
+
+app = typer.Typer(help="Mailroom: queued email delivery with a complete, queryable log.", no_args_is_help=True)
+
+
+def _settings() -> Settings:
+    try:
+        settings = get_settings()
+    except ConfigurationError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    from mailroom.log_config import configure_logging
+
+    configure_logging(settings)
+    return settings
+
+
+def _run(main: Callable[[], Awaitable[None]]) -> None:
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command()
+def api(
+    host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
+) -> None:
+    """Serve the HTTP API."""
+    settings = _settings()
+    from mailroom.api.app import create_app
+
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host=host, port=port, access_log=False, log_config=None)
+    )
+    _run(server.serve)
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[int | None, typer.Option(min=1, help="Jobs in flight (default WORKER_CONCURRENCY)")] = None,
+) -> None:
+    """Run the delivery worker until SIGTERM or Ctrl-C (in-flight sends are allowed to finish)."""
+    settings = _settings()
+    from mailroom.worker.runner import DeliveryWorker, MissingSmtpHost, smtp_transport
+
+    try:
+        transport = smtp_transport(settings)
+    except MissingSmtpHost as exc:
+        typer.echo(f"Cannot start the worker: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+    async def main() -> None:
+        stop = _stop_event()
+        async with DeliveryWorker(settings, concurrency=concurrency, transport=transport):
+            await stop.wait()
+
+    _run(main)
+
+
+@app.command()
+def migrate() -> None:
+    """Apply database migrations (creating the database if it does not exist)."""
+    settings = _settings()
+    from mailroom.db.migrate import migrate as run_migrations
+
+    asyncio.run(run_migrations(settings.database_url))
+    typer.echo("Database is up to date.")
+
+
+@app.command()
+def dev(
+    port: Annotated[int, typer.Option(help="API port")] = 8000,
+    smtp_port: Annotated[int, typer.Option(help="Port of the development inbox's SMTP server")] = 1025,
+) -> None:
+    """Everything in one process: migrations, API on 127.0.0.1, worker, and a development inbox."""
+    settings = _settings()
+    from mailroom.devserver import run_dev
+
+    _run(lambda: run_dev(settings, api_port=port, smtp_port=smtp_port))
+
+
+def _stop_event() -> asyncio.Event:
+    """An event set by SIGTERM or SIGINT."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+def main() -> None:  # pragma: no cover - console entry point alias
+    app(prog_name="mailroom")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""The two log tables: one row per email, one append-only row per delivery attempt."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from mailroom.db.base import Base
+from mailroom.emails.states import EmailStatus
+
+_STATUSES = ", ".join(f"'{s.value}'" for s in EmailStatus)
+
+
+class Email(Base):
+    __tablename__ = "emails"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    sender: Mapped[str] = mapped_column(Text)
+    to_addrs: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    cc_addrs: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default="{}")
+    bcc_addrs: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default="{}")
+    reply_to: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default="{}")
+    # Every envelope recipient, lower-cased bare address: what the `to` filter searches.
+    recipients: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    subject: Mapped[str] = mapped_column(Text)
+    text_body: Mapped[str | None] = mapped_column(Text)
+    html_body: Mapped[str | None] = mapped_column(Text)
+    headers: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
+    message_id: Mapped[str] = mapped_column(Text, unique=True)
+    request_id: Mapped[str | None] = mapped_column(String(200))
+
+    status: Mapped[str] = mapped_column(String(16), server_default=EmailStatus.QUEUED.value)
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    last_error_code: Mapped[int | None] = mapped_column(Integer)
+    last_error_enhanced: Mapped[str | None] = mapped_column(String(16))
+    last_error_message: Mapped[str | None] = mapped_column(Text)
+
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    failed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Until when the worker that claimed it (status `sending`) owns it.
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    delivery_attempts: Mapped[list[DeliveryAttempt]] = relationship(
+        back_populates="email", order_by="DeliveryAttempt.attempt_number", lazy="raise"
+    )
+
+    __table_args__ = (
+        CheckConstraint(f"status IN ({_STATUSES})", name="status_known"),
+        # The timestamps cannot disagree with the status, whatever code writes them.
+        CheckConstraint("(status = 'sent') = (sent_at IS NOT NULL)", name="sent_at_iff_sent"),
+        CheckConstraint(
+            "(status = 'failed') = (failed_at IS NOT NULL)", name="failed_at_iff_failed"
+        ),
+        CheckConstraint("attempts >= 0", name="attempts_non_negative"),
+        # Newest-first listing, keyset cursor and today's report (status is included
+        # so the report counts from the index alone).
+        Index(
+            "ix_emails_created_at_id",
+            "created_at",
+            "id",
+            postgresql_include=["status"],
+        ),
+        Index("ix_emails_status_created_at_id", "status", "created_at", "id"),
+        Index("ix_emails_recipients", "recipients", postgresql_using="gin"),
+        # What the sweeper looks for: small partial indexes over unfinished emails only.
+        Index(
+            "ix_emails_dispatchable",
+            "next_attempt_at",
+            postgresql_where=text("status IN ('queued', 'retrying')"),
+        ),
+        Index(
+            "ix_emails_sending_lease",
+            "lease_expires_at",
+            postgresql_where=text("status = 'sending'"),
+        ),
+    )
+
+
+class DeliveryAttempt(Base):
+    __tablename__ = "delivery_attempts"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    email_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("emails.id", ondelete="CASCADE")
+    )
+    attempt_number: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    outcome: Mapped[str] = mapped_column(String(16))
+    smtp_code: Mapped[int | None] = mapped_column(Integer)
+    enhanced_code: Mapped[str | None] = mapped_column(String(16))
+    message: Mapped[str | None] = mapped_column(Text)
+    duration_ms: Mapped[int] = mapped_column(Integer)
+    # Recipients refused while others were accepted: [{recipient, code, enhancedCode, message}].
+    refused_recipients: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)
+
+    email: Mapped[Email] = relationship(back_populates="delivery_attempts", lazy="raise")
+
+    __table_args__ = (
+        UniqueConstraint("email_id", "attempt_number"),
+        CheckConstraint(
+            "outcome IN ('accepted', 'transient', 'permanent', 'unknown', 'interrupted')",
+            name="outcome_known",
+        ),
+    )

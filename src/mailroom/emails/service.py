@@ -1,0 +1,264 @@
+"""Use cases of the email log. The API and the worker call these; they own every state change."""
+
+from __future__ import annotations
+
+import math
+import random
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mailroom.emails import repository
+from mailroom.emails.addresses import parse_mailbox
+from mailroom.emails.log_query import LogQuery, day_bounds, encode_cursor
+from mailroom.emails.message import new_message_id
+from mailroom.emails.models import Email
+from mailroom.emails.repository import AttemptRecord, Claimed, LastError, Position
+from mailroom.emails.retry import Decision, decide
+from mailroom.emails.schemas import (
+    DailySummary,
+    DeliveryAttemptItem,
+    EmailDetail,
+    EmailError,
+    EmailLogItem,
+    EmailLogPage,
+    Pagination,
+    SendEmailRequest,
+)
+from mailroom.emails.states import DEFER, EmailStatus
+from mailroom.errors import NotFound
+from mailroom.queue.jobs import DeliveryJob
+from mailroom.settings import Settings
+from mailroom.transport.base import Outcome, SendResult
+from mailroom.unit_of_work import UnitOfWork
+
+MAX_STORED_REPLY = 1000  # characters of server text kept per attempt
+
+
+# -- accepting -----------------------------------------------------------------------
+
+
+async def accept_email(
+    uow: UnitOfWork, request: SendEmailRequest, *, settings: Settings, request_id: str | None
+) -> Email:
+    """Store a new email as ``queued``; its first delivery job goes out after the commit."""
+    sender = request.sender or settings.mail_from
+    now = datetime.now(UTC)
+    email = Email(
+        id=uuid.uuid4(),
+        sender=sender,
+        to_addrs=list(request.to),
+        cc_addrs=list(request.cc),
+        bcc_addrs=list(request.bcc),
+        reply_to=list(request.reply_to),
+        recipients=sorted({parse_mailbox(a).address.lower() for a in (*request.to, *request.cc, *request.bcc)}),
+        subject=request.subject,
+        text_body=request.text,
+        html_body=request.html,
+        headers=dict(request.headers),
+        message_id=new_message_id(settings.message_id_domain or _domain(sender)),
+        request_id=request_id,
+        status=EmailStatus.QUEUED.value,
+        attempts=0,
+        created_at=now,
+        updated_at=now,
+        # Due now: the sweeper finds it by this if its job never reaches a worker.
+        next_attempt_at=now,
+    )
+    await repository.add_email(uow.session, email)
+    uow.dispatch_after_commit(DeliveryJob(email.id, attempt=1, request_id=request_id))
+    return email
+
+
+def _domain(address_header: str) -> str:
+    return parse_mailbox(address_header).address.rpartition("@")[2]
+
+
+# -- reading -------------------------------------------------------------------------
+
+
+async def get_email(session: AsyncSession, email_id: uuid.UUID) -> EmailDetail:
+    email = await repository.get_email(session, email_id, with_attempts=True)
+    if email is None:
+        raise NotFound(f"No email with id {email_id}")
+    return EmailDetail(
+        **log_item(email).model_dump(),
+        reply_to=email.reply_to,
+        text=email.text_body,
+        html=email.html_body,
+        headers=email.headers,
+        request_id=email.request_id,
+        delivery_attempts=[
+            DeliveryAttemptItem(
+                number=a.attempt_number,
+                started_at=a.started_at,
+                finished_at=a.finished_at,
+                outcome=a.outcome,
+                code=a.smtp_code,
+                enhanced_code=a.enhanced_code,
+                message=a.message,
+                duration_ms=a.duration_ms,
+                refused_recipients=a.refused_recipients,
+            )
+            for a in email.delivery_attempts
+        ],
+    )
+
+
+def log_item(email: Email) -> EmailLogItem:
+    has_error = email.last_error_code is not None or email.last_error_message is not None
+    return EmailLogItem(
+        id=email.id,
+        sender=email.sender,
+        to=email.to_addrs,
+        cc=email.cc_addrs,
+        bcc=email.bcc_addrs,
+        subject=email.subject,
+        status=EmailStatus(email.status),
+        attempts=email.attempts,
+        message_id=email.message_id,
+        created_at=email.created_at,
+        sent_at=email.sent_at,
+        failed_at=email.failed_at,
+        next_attempt_at=email.next_attempt_at,
+        error=EmailError(
+            code=email.last_error_code,
+            enhanced_code=email.last_error_enhanced,
+            message=email.last_error_message,
+        )
+        if has_error
+        else None,
+    )
+
+
+async def list_log(session: AsyncSession, query: LogQuery, *, now: datetime) -> EmailLogPage:
+    log_filter = query.log_filter()
+    after = query.position()
+    page = None if after is not None else (query.page or 1)
+    offset = 0 if page is None else (page - 1) * query.limit
+    # One row more than asked tells whether another page follows.
+    rows = await repository.list_emails(
+        session, log_filter, limit=query.limit + 1, offset=offset, after=after
+    )
+    has_more = len(rows) > query.limit
+    rows = rows[: query.limit]
+    total = await repository.count_emails(session, log_filter)
+    last = rows[-1] if rows else None
+    return EmailLogPage(
+        data=[log_item(e) for e in rows],
+        pagination=Pagination(
+            page=page,
+            limit=query.limit,
+            total=total,
+            total_pages=math.ceil(total / query.limit),
+            has_more=has_more,
+            next_cursor=encode_cursor(Position(last.created_at, last.id))
+            if has_more and last is not None
+            else None,
+        ),
+        summary=await daily_summary(session, query, now=now),
+    )
+
+
+async def daily_summary(session: AsyncSession, query: LogQuery, *, now: datetime) -> DailySummary:
+    zone = query.zone
+    today = now.astimezone(zone).date()
+    start, end = day_bounds(today, zone)
+    counts = await repository.count_created_between(session, start, end)
+    return DailySummary(
+        date=today.isoformat(),
+        timezone=query.tz,
+        total=counts.total,
+        sent=counts.sent,
+        failed=counts.failed,
+        pending=counts.total - counts.sent - counts.failed,
+    )
+
+
+# -- delivering ----------------------------------------------------------------------
+
+
+async def claim_for_delivery(
+    uow: UnitOfWork, email_id: uuid.UUID, *, settings: Settings
+) -> Claimed | None:
+    return await repository.claim(uow.session, email_id, timedelta(seconds=settings.sending_lease))
+
+
+async def record_attempt(
+    uow: UnitOfWork,
+    claimed: Claimed,
+    result: SendResult,
+    *,
+    started_at: datetime,
+    finished_at: datetime,
+    settings: Settings,
+    rng: random.Random,
+) -> tuple[Decision, bool]:
+    """Log the attempt and move the email on; returns the decision and whether it applied."""
+    decision = decide(
+        result,
+        claimed.attempt,
+        max_attempts=settings.max_attempts,
+        base=settings.retry_backoff_base,
+        cap=settings.retry_backoff_max,
+        rng=rng,
+    )
+    refused = [
+        {"recipient": r.recipient, "code": r.code, "enhancedCode": r.enhanced_code, "message": r.message[:MAX_STORED_REPLY]}
+        for r in result.refused
+    ]
+    attempt = AttemptRecord(
+        number=claimed.attempt,
+        started_at=started_at,
+        finished_at=finished_at,
+        outcome=result.outcome.value,
+        smtp_code=result.code,
+        enhanced_code=result.enhanced_code,
+        message=result.message[:MAX_STORED_REPLY] or None,
+        refused_recipients=refused or None,
+    )
+    next_attempt_at = None
+    if decision.transition is DEFER and decision.delay is not None:
+        next_attempt_at = finished_at + timedelta(seconds=decision.delay)
+    applied = await repository.finish_attempt(
+        uow.session,
+        claimed.email.id,
+        decision.transition,
+        attempt,
+        error=_last_error(result),
+        next_attempt_at=next_attempt_at,
+    )
+    if applied and next_attempt_at is not None and decision.delay is not None:
+        uow.dispatch_after_commit(
+            DeliveryJob(
+                claimed.email.id,
+                attempt=claimed.attempt + 1,
+                request_id=claimed.email.request_id,
+                delay=decision.delay,
+            )
+        )
+    return decision, applied
+
+
+def _last_error(result: SendResult) -> LastError | None:
+    if result.outcome is Outcome.ACCEPTED:
+        if not result.refused:
+            return None
+        first = result.refused[0]
+        return LastError(first.code, first.enhanced_code, f"Refused {first.recipient}: {first.message}"[:MAX_STORED_REPLY])
+    return LastError(result.code, result.enhanced_code, result.message[:MAX_STORED_REPLY] or None)
+
+
+async def redispatch_stranded(uow: UnitOfWork, *, settings: Settings, lock_key: int) -> Sequence[DeliveryJob]:
+    """The sweeper: re-dispatch emails whose job Redis may have lost. One sweeper at a time."""
+    if not await repository.try_sweeper_lock(uow.session, lock_key):
+        return ()
+    stranded = await repository.find_stranded(
+        uow.session, grace=timedelta(seconds=settings.sweep_grace), limit=settings.sweep_batch_size
+    )
+    jobs = [DeliveryJob(s.email_id, attempt=s.next_attempt, request_id=s.request_id) for s in stranded]
+    for job in jobs:
+        uow.dispatch_after_commit(job)
+    return jobs

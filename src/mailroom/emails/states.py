@@ -1,0 +1,60 @@
+"""The email state machine: the only place that says which status may follow which.
+
+    queued ──claim──▶ sending ──deliver──▶ sent
+                        │ ▲
+                  defer │ │ claim
+                        ▼ │
+                      retrying
+    sending ──fail──▶ failed          (permanent reply, or attempts exhausted)
+    sending ──claim─▶ sending         (only once the previous claim's lease expired)
+
+The repository turns each transition into one guarded ``UPDATE … WHERE status IN
+(sources) RETURNING``, so a duplicate or late job can never move a finished email.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class EmailStatus(StrEnum):
+    QUEUED = "queued"
+    SENDING = "sending"
+    RETRYING = "retrying"
+    SENT = "sent"
+    FAILED = "failed"
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_STATUSES
+
+
+FINAL_STATUSES = frozenset({EmailStatus.SENT, EmailStatus.FAILED})
+# Statuses a sweeper may find an email in when its dispatch was lost.
+DISPATCHABLE_STATUSES = frozenset({EmailStatus.QUEUED, EmailStatus.RETRYING})
+
+
+@dataclass(frozen=True)
+class Transition:
+    name: str
+    sources: frozenset[EmailStatus]
+    target: EmailStatus
+
+
+CLAIM = Transition("claim", DISPATCHABLE_STATUSES, EmailStatus.SENDING)
+# A claim may also take over a ``sending`` email whose lease has expired; the
+# repository adds that condition, since it depends on time rather than status.
+RECLAIMABLE_STATUS = EmailStatus.SENDING
+DELIVER = Transition("deliver", frozenset({EmailStatus.SENDING}), EmailStatus.SENT)
+DEFER = Transition("defer", frozenset({EmailStatus.SENDING}), EmailStatus.RETRYING)
+FAIL = Transition("fail", frozenset({EmailStatus.SENDING}), EmailStatus.FAILED)
+
+TRANSITIONS: tuple[Transition, ...] = (CLAIM, DELIVER, DEFER, FAIL)
+
+
+def allowed(source: EmailStatus, target: EmailStatus) -> bool:
+    """Whether any transition moves an email from ``source`` to ``target``."""
+    if source is RECLAIMABLE_STATUS and target is EmailStatus.SENDING:
+        return True
+    return any(t.target is target and source in t.sources for t in TRANSITIONS)

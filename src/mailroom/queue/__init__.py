@@ -1,0 +1,1 @@
+"""Dispatch through BullMQ on Redis. Redis only carries email ids; PostgreSQL holds the truth."""

@@ -1,0 +1,70 @@
+"""Hands delivery jobs to BullMQ. Never raises: a job Redis did not take is the sweeper's to resend."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+from bullmq import Queue
+
+from mailroom.queue.jobs import JOB_NAME, DeliveryJob
+from mailroom.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+# If the processor itself crashes (PostgreSQL away, a bug), BullMQ retries the job.
+# SMTP retries are not these: the worker schedules each SMTP attempt as a new job.
+_CRASH_RETRIES = {"attempts": 10, "backoff": {"type": "exponential", "delay": 1000}}
+
+
+def queue_options(settings: Settings) -> dict[str, Any]:
+    return {"connection": settings.redis_url, "prefix": settings.queue_prefix}
+
+
+class Dispatcher:
+    def __init__(self, settings: Settings) -> None:
+        self._queue = Queue(settings.queue_name, queue_options(settings))
+        self._timeout = settings.enqueue_timeout
+
+    @property
+    def queue(self) -> Queue:
+        return self._queue
+
+    async def dispatch(self, jobs: Sequence[DeliveryJob]) -> bool:
+        """Queue the jobs; returns False (and logs) if Redis did not take them in time."""
+        if not jobs:
+            return True
+        bulk = [
+            {
+                "name": JOB_NAME,
+                "data": job.data(),
+                "opts": {
+                    "jobId": job.job_id,
+                    "delay": int(job.delay * 1000),
+                    # PostgreSQL keeps the record; Redis memory must stay flat.
+                    "removeOnComplete": True,
+                    "removeOnFail": {"age": 7 * 24 * 3600, "count": 1000},
+                    **_CRASH_RETRIES,
+                },
+            }
+            for job in jobs
+        ]
+        try:
+            await asyncio.wait_for(self._queue.addBulk(bulk), timeout=self._timeout)
+        except Exception as exc:  # noqa: BLE001 - any Redis fault means "not dispatched"
+            log.warning(
+                "queue.dispatch_failed",
+                jobs=len(jobs),
+                error=str(exc) or type(exc).__name__,
+                hint="the sweeper will dispatch these emails once Redis is back",
+            )
+            return False
+        return True
+
+    async def ping(self) -> None:
+        await self._queue.client.ping()
+
+    async def aclose(self) -> None:
+        await self._queue.close()

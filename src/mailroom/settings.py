@@ -1,0 +1,150 @@
+"""One place that reads and validates configuration.
+
+Everything comes from the environment (and an optional ``.env`` file). A bad value
+stops the process at start-up with a message naming the variable, rather than
+surfacing later as a failed delivery.
+"""
+
+from __future__ import annotations
+
+from email.headerregistry import Address
+from email.utils import parseaddr
+from functools import lru_cache
+from typing import Literal
+from urllib.parse import urlsplit
+
+from email_validator import EmailNotValidError, validate_email
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SmtpSecurity = Literal["none", "starttls", "tls"]
+
+_DEFAULT_SMTP_PORTS: dict[str, int] = {"none": 25, "starttls": 587, "tls": 465}
+
+
+class Settings(BaseSettings):
+    """Mailroom's configuration; field names map to upper-case environment variables."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
+    )
+
+    database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/mailroom"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+
+    smtp_host: str | None = None
+    smtp_port: int | None = Field(default=None, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_security: SmtpSecurity = "starttls"
+    smtp_timeout: float = Field(default=30.0, gt=0, le=600)
+    smtp_pool_size: int = Field(default=10, ge=1, le=200)
+
+    mail_from: str = "Mailroom <no-reply@example.com>"
+    message_id_domain: str | None = None
+
+    max_attempts: int = Field(default=5, ge=1, le=100)
+    retry_backoff_base: float = Field(default=30.0, gt=0)
+    retry_backoff_max: float = Field(default=3600.0, gt=0)
+
+    worker_concurrency: int = Field(default=20, ge=1, le=1000)
+    queue_name: str = "mailroom-delivery"
+    queue_prefix: str = "mailroom"
+    # How long to wait for Redis when handing a job over. The email is already
+    # committed, so a slow Redis must not hold the HTTP response hostage.
+    enqueue_timeout: float = Field(default=2.0, gt=0, le=60)
+
+    # The sweeper re-dispatches emails whose job Redis lost.
+    sweep_interval: float = Field(default=30.0, gt=0)
+    sweep_grace: float = Field(default=60.0, ge=0)
+    sweep_batch_size: int = Field(default=500, ge=1, le=10_000)
+    # A claim older than this is presumed abandoned (worker killed mid-send).
+    # It must comfortably exceed a whole SMTP transaction (connect + several commands).
+    sending_lease: float = Field(default=300.0, gt=0)
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["console", "json"] = "console"
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        scheme, sep, rest = value.partition("://")
+        if not sep or not rest:
+            raise ValueError("must be a URL such as postgresql+asyncpg://user@host:5432/mailroom")
+        # Hosted providers hand out plain postgres:// URLs; the driver is always asyncpg.
+        if scheme in ("postgres", "postgresql", "postgresql+asyncpg"):
+            return f"postgresql+asyncpg://{rest}"
+        raise ValueError(f"unsupported scheme {scheme!r}: use postgresql+asyncpg://")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("smtp_host", "smtp_username", "message_id_domain", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("smtp_port", "smtp_password", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("mail_from")
+    @classmethod
+    def _mail_from(cls, value: str) -> str:
+        name, addr = parseaddr(value)
+        if not addr:
+            raise ValueError("must be an address such as 'Acme <no-reply@acme.com>'")
+        try:
+            validate_email(addr, check_deliverability=False)
+        except EmailNotValidError as exc:
+            raise ValueError(str(exc)) from exc
+        return str(Address(display_name=name, addr_spec=addr)) if name else addr
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Settings:
+        if self.retry_backoff_max < self.retry_backoff_base:
+            raise ValueError("RETRY_BACKOFF_MAX must be at least RETRY_BACKOFF_BASE")
+        if (self.smtp_username is None) != (self.smtp_password is None):
+            raise ValueError("SMTP_USERNAME and SMTP_PASSWORD must be set together")
+        return self
+
+    @property
+    def effective_smtp_port(self) -> int:
+        return self.smtp_port or _DEFAULT_SMTP_PORTS[self.smtp_security]
+
+    @property
+    def sender_domain(self) -> str:
+        return parseaddr(self.mail_from)[1].rpartition("@")[2]
+
+
+class ConfigurationError(Exception):
+    """Raised when the environment holds an invalid setting; the message is for humans."""
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    lines = ["Invalid configuration:"]
+    for error in exc.errors():
+        name = "_".join(str(part) for part in error["loc"]).upper() or "settings"
+        message = error["msg"].removeprefix("Value error, ")
+        lines.append(f"  {name}: {message}")
+    return "\n".join(lines)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment, raising ConfigurationError with a readable message."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise ConfigurationError(describe_validation_error(exc)) from exc
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once on first use (never at import time)."""
+    return load_settings()

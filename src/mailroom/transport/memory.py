@@ -1,0 +1,52 @@
+"""An in-memory transport: a real MailTransport for unit tests and sandboxes.
+
+It keeps every envelope it is given and answers with scripted results in order,
+then accepts everything once the script runs out.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from mailroom.transport.base import Envelope, Outcome, SendResult, Stage
+from mailroom.transport.replies import classify, retry_after_hint, split_enhanced
+
+
+def reply(code: int, message: str = "", stage: Stage = Stage.DATA) -> SendResult:
+    """The result a server reply at ``stage`` comes to, as SmtpTransport would report it."""
+    enhanced, text = split_enhanced(message)
+    return SendResult(
+        outcome=classify(code, stage),
+        code=code,
+        enhanced_code=enhanced,
+        message=text,
+        stage=stage,
+        retry_after=retry_after_hint(text),
+    )
+
+
+def connection_lost(stage: Stage = Stage.CONNECT, message: str = "Connection refused") -> SendResult:
+    outcome = Outcome.UNKNOWN if stage is Stage.DATA else Outcome.TRANSIENT
+    return SendResult(outcome=outcome, code=None, message=message, stage=stage)
+
+
+class MemoryTransport:
+    def __init__(self) -> None:
+        self.attempts: list[Envelope] = []
+        self.delivered: list[Envelope] = []
+        self.closed = False
+        self._script: deque[SendResult] = deque()
+
+    def script(self, *results: SendResult) -> None:
+        """Queue results for the next sends, in order."""
+        self._script.extend(results)
+
+    async def send(self, envelope: Envelope) -> SendResult:
+        self.attempts.append(envelope)
+        result = self._script.popleft() if self._script else reply(250, "2.0.0 OK queued")
+        if result.outcome is Outcome.ACCEPTED:
+            self.delivered.append(envelope)
+        return result
+
+    async def aclose(self) -> None:
+        self.closed = True

@@ -1,0 +1,1 @@
+"""The delivery worker: takes jobs from BullMQ, delivers through a transport, logs every attempt."""

@@ -1,0 +1,129 @@
+"""The worker's lifecycle: build resources, consume jobs, drain on shutdown, close everything.
+
+    start()  engine, dispatcher (own Redis connection), transport, BullMQ worker, sweeper
+    stop()   stop taking jobs; let in-flight sends finish within the grace period;
+             cancel what is left (each records its attempt and goes back for a retry);
+             close SMTP connections, Redis and the database pool
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import structlog
+from bullmq import Job, Worker
+
+from mailroom.db.engine import create_engine, create_session_factory
+from mailroom.queue.dispatcher import Dispatcher, queue_options
+from mailroom.queue.jobs import DeliveryJob
+from mailroom.settings import Settings
+from mailroom.transport.base import MailTransport
+from mailroom.transport.smtp import SmtpConfig, SmtpTransport
+from mailroom.worker.delivery import Deliverer
+from mailroom.worker.sweeper import Sweeper
+
+log = structlog.get_logger(__name__)
+
+
+class MissingSmtpHost(Exception):
+    pass
+
+
+def smtp_transport(settings: Settings) -> SmtpTransport:
+    if settings.smtp_host is None:
+        raise MissingSmtpHost(
+            "SMTP_HOST is not set: point it at your provider (e.g. smtp-relay.brevo.com), "
+            "or run `mailroom dev`, which delivers to its own inbox"
+        )
+    return SmtpTransport(
+        SmtpConfig(
+            host=settings.smtp_host,
+            port=settings.effective_smtp_port,
+            security=settings.smtp_security,
+            username=settings.smtp_username,
+            password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
+            timeout=settings.smtp_timeout,
+            pool_size=settings.smtp_pool_size,
+        )
+    )
+
+
+class DeliveryWorker:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        concurrency: int | None = None,
+        transport: MailTransport | None = None,
+        grace_period: float = 30.0,
+        sweep: bool = True,
+    ) -> None:
+        self._settings = settings
+        self._concurrency = concurrency or settings.worker_concurrency
+        self._transport = transport
+        self._grace = grace_period
+        self._sweep = sweep
+        self._worker: Worker | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closers: list[Any] = []
+
+    async def start(self) -> None:
+        settings = self._settings
+        engine = create_engine(settings, pool_size=min(self._concurrency, 20))
+        self._closers.append(engine.dispose)
+        sessions = create_session_factory(engine)
+        dispatcher = Dispatcher(settings)
+        self._closers.append(dispatcher.aclose)
+        transport = self._transport or smtp_transport(settings)
+        self._closers.append(transport.aclose)
+        deliverer = Deliverer(
+            sessions=sessions, dispatcher=dispatcher, transport=transport, settings=settings
+        )
+
+        async def process(job: Job, token: str) -> str:
+            return await deliverer.deliver(DeliveryJob.from_data(job.data))
+
+        # The Worker gets its own Redis connections (a Queue sharing one can lose job data).
+        self._worker = Worker(
+            settings.queue_name,
+            process,
+            {**queue_options(settings), "concurrency": self._concurrency, "autorun": False},
+        )
+        self._tasks.append(asyncio.create_task(self._worker.run(), name="bullmq-worker"))
+        if self._sweep:
+            sweeper = Sweeper(sessions=sessions, dispatcher=dispatcher, settings=settings)
+            self._tasks.append(asyncio.create_task(sweeper.run(), name="sweeper"))
+        log.info("worker.started", concurrency=self._concurrency, queue=settings.queue_name)
+
+    async def stop(self) -> None:
+        worker, self._worker = self._worker, None
+        log.info("worker.stopping", grace_s=self._grace)
+        if worker is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(worker.close()), timeout=self._grace)
+            except TimeoutError:
+                log.warning("worker.grace_expired", hint="cancelling the sends still in flight")
+                await worker.close(force=True)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        # Close in reverse order of opening: transport, then Redis, then the database.
+        while self._closers:
+            closer = self._closers.pop()
+            try:
+                await closer()
+            except Exception as exc:  # noqa: BLE001 - close the rest regardless
+                log.warning("worker.close_failed", error=str(exc))
+        log.info("worker.stopped")
+
+    async def __aenter__(self) -> DeliveryWorker:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()

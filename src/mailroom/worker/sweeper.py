@@ -1,0 +1,48 @@
+"""Finds emails whose dispatch was lost (Redis flushed, a worker killed) and dispatches them again.
+
+PostgreSQL is the record; Redis may forget anything. Every interval one sweeper
+(across all worker processes, by an advisory lock) re-queues overdue ``queued`` and
+``retrying`` emails and ``sending`` ones whose claim expired. Job ids derived from
+the email make a re-queue of a job Redis still holds a no-op, and the guarded
+claim makes a duplicate job harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from mailroom.emails import service
+from mailroom.queue.dispatcher import Dispatcher
+from mailroom.settings import Settings
+from mailroom.unit_of_work import unit_of_work
+
+log = structlog.get_logger(__name__)
+
+SWEEPER_LOCK = 0x6D61696C7377  # any constant shared by every worker
+
+
+class Sweeper:
+    def __init__(
+        self, *, sessions: async_sessionmaker[AsyncSession], dispatcher: Dispatcher, settings: Settings
+    ) -> None:
+        self._sessions = sessions
+        self._dispatcher = dispatcher
+        self._settings = settings
+
+    async def sweep_once(self) -> int:
+        async with unit_of_work(self._sessions, self._dispatcher.dispatch) as uow:
+            jobs = await service.redispatch_stranded(uow, settings=self._settings, lock_key=SWEEPER_LOCK)
+        if jobs:
+            log.warning("sweeper.redispatched", emails=len(jobs))
+        return len(jobs)
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self._settings.sweep_interval)
+            try:
+                await self.sweep_once()
+            except Exception as exc:  # noqa: BLE001 - keep sweeping after a database blip
+                log.warning("sweeper.failed", error=str(exc) or type(exc).__name__)
