@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
-import sys
-from collections.abc import Awaitable, Callable
-from typing import Annotated
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
 
 import typer
 import uvicorn
 
 from mailroom.settings import ConfigurationError, Settings, get_settings
 
-app = typer.Typer(help="Mailroom: queued email delivery with a complete, queryable log.", no_args_is_help=True)
+app = typer.Typer(
+    help="Mailroom: queued email delivery with a complete, queryable log.", no_args_is_help=True
+)
 
 
 def _settings() -> Settings:
@@ -28,11 +30,9 @@ def _settings() -> Settings:
     return settings
 
 
-def _run(main: Callable[[], Awaitable[None]]) -> None:
-    try:
+def _run(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(main())
-    except KeyboardInterrupt:
-        pass
 
 
 @app.command()
@@ -45,14 +45,18 @@ def api(
     from mailroom.api.app import create_app
 
     server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host=host, port=port, access_log=False, log_config=None)
+        uvicorn.Config(
+            create_app(settings), host=host, port=port, access_log=False, log_config=None
+        )
     )
     _run(server.serve)
 
 
 @app.command()
 def worker(
-    concurrency: Annotated[int | None, typer.Option(min=1, help="Jobs in flight (default WORKER_CONCURRENCY)")] = None,
+    concurrency: Annotated[
+        int | None, typer.Option(min=1, help="Jobs in flight (default WORKER_CONCURRENCY)")
+    ] = None,
 ) -> None:
     """Run the delivery worker until SIGTERM or Ctrl-C (in-flight sends are allowed to finish)."""
     settings = _settings()
@@ -85,13 +89,19 @@ def migrate() -> None:
 @app.command()
 def dev(
     port: Annotated[int, typer.Option(help="API port")] = 8000,
-    smtp_port: Annotated[int, typer.Option(help="Port of the development inbox's SMTP server")] = 1025,
+    smtp_port: Annotated[
+        int, typer.Option(help="Port of the development inbox's SMTP server")
+    ] = 1025,
 ) -> None:
     """Everything in one process: migrations, API on 127.0.0.1, worker, and a development inbox."""
     settings = _settings()
-    from mailroom.devserver import run_dev
+    from mailroom.devserver import DevServerError, run_dev
 
-    _run(lambda: run_dev(settings, api_port=port, smtp_port=smtp_port))
+    try:
+        _run(lambda: run_dev(settings, api_port=port, smtp_port=smtp_port))
+    except DevServerError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
 
 
 def _stop_event() -> asyncio.Event:
@@ -103,9 +113,5 @@ def _stop_event() -> asyncio.Event:
     return stop
 
 
-def main() -> None:  # pragma: no cover - console entry point alias
-    app(prog_name="mailroom")
-
-
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    app(prog_name="mailroom")

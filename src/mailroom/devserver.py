@@ -22,6 +22,10 @@ log = structlog.get_logger("mailroom.dev")
 DEV_HOST = "127.0.0.1"
 
 
+class DevServerError(Exception):
+    """A start-up problem with a message meant for the person at the terminal."""
+
+
 async def run_dev(settings: Settings, *, api_port: int, smtp_port: int) -> None:
     await migrate(settings.database_url)
     log.info("dev.migrated")
@@ -30,17 +34,38 @@ async def run_dev(settings: Settings, *, api_port: int, smtp_port: int) -> None:
     smtp_server = None
     if settings.smtp_host is None:
         inbox = Inbox()
-        smtp_server = await start_smtp_server(CaptureHandler(inbox), DEV_HOST, smtp_port)
+        try:
+            smtp_server = await start_smtp_server(CaptureHandler(inbox), DEV_HOST, smtp_port)
+        except OSError as exc:
+            raise DevServerError(
+                f"Cannot listen for SMTP on {DEV_HOST}:{smtp_port} ({exc.strerror}). "
+                "Is another `mailroom dev` running? Choose another port with --smtp-port."
+            ) from None
         transport = SmtpTransport(
-            SmtpConfig(host=DEV_HOST, port=smtp_port, timeout=settings.smtp_timeout, pool_size=settings.smtp_pool_size)
+            SmtpConfig(
+                host=DEV_HOST,
+                port=smtp_port,
+                timeout=settings.smtp_timeout,
+                pool_size=settings.smtp_pool_size,
+            )
         )
-        log.info("dev.inbox_started", smtp=f"{DEV_HOST}:{smtp_port}", browse=f"http://{DEV_HOST}:{api_port}/dev/inbox")
+        log.info(
+            "dev.inbox_started",
+            smtp=f"{DEV_HOST}:{smtp_port}",
+            browse=f"http://{DEV_HOST}:{api_port}/dev/inbox",
+        )
     else:
         transport = smtp_transport(settings)
         log.info("dev.using_smtp", host=settings.smtp_host)
 
     server = uvicorn.Server(
-        uvicorn.Config(create_app(settings, inbox=inbox), host=DEV_HOST, port=api_port, access_log=False, log_config=None)
+        uvicorn.Config(
+            create_app(settings, inbox=inbox),
+            host=DEV_HOST,
+            port=api_port,
+            access_log=False,
+            log_config=None,
+        )
     )
     try:
         async with DeliveryWorker(settings, transport=transport, grace_period=10):

@@ -50,16 +50,26 @@ def configure_logging(settings: Settings) -> None:
     )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
-        structlog.stdlib.ProcessorFormatter(foreign_pre_chain=shared, processors=[
-            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            renderer,
-        ])
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=shared,
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                renderer,
+            ],
+        )
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level)
     # Third-party loggers go through the same handler; their chatter is kept down.
-    for name, level in (("uvicorn.access", logging.WARNING), ("sqlalchemy", logging.WARNING), ("bullmq", logging.INFO), ("aiosmtpd", logging.WARNING), ("mail.log", logging.WARNING)):
+    for name, level in (
+        ("uvicorn.access", logging.WARNING),
+        ("sqlalchemy", logging.WARNING),
+        ("bullmq", logging.INFO),
+        ("aiosmtpd", logging.WARNING),
+        ("mail.log", logging.WARNING),
+        ("alembic", logging.WARNING),
+    ):
         logging.getLogger(name).setLevel(level)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []

@@ -95,5 +95,7 @@ def create_app(settings: Settings | None = None, *, inbox: Inbox | None = None) 
     if inbox is not None:
         app.include_router(dev_inbox.router)
     app.add_middleware(RequestLogMiddleware)
-    app.add_middleware(CorrelationIdMiddleware, header_name="X-Request-ID", validator=_valid_request_id)
+    app.add_middleware(
+        CorrelationIdMiddleware, header_name="X-Request-ID", validator=_valid_request_id
+    )
     return app

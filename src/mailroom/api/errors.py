@@ -56,9 +56,7 @@ async def _validation(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = list(exc.errors())
     if any(e.get("type") == "json_invalid" for e in errors):
-        return error_response(
-            400, "malformed_request", "The request body is not valid JSON."
-        )
+        return error_response(400, "malformed_request", "The request body is not valid JSON.")
     details = [{"field": _field(tuple(e.get("loc", ()))), "message": _message(e)} for e in errors]
     first = details[0] if details else {"field": "request", "message": "is invalid"}
     summary = f"{first['field']}: {first['message']}"
@@ -86,9 +84,12 @@ async def _http(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _database_down(request: Request, exc: Exception) -> JSONResponse:
-    if isinstance(exc, DBAPIError) and not isinstance(exc, (OperationalError, InterfaceError)):
-        if not exc.connection_invalidated:
-            return await _unexpected(request, exc)
+    if (
+        isinstance(exc, DBAPIError)
+        and not isinstance(exc, (OperationalError, InterfaceError))
+        and not exc.connection_invalidated
+    ):
+        return await _unexpected(request, exc)
     log.error("database.unavailable", error=type(exc).__name__)
     return error_response(
         503,

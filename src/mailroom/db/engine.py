@@ -1,8 +1,13 @@
-"""Engines and sessions. Built by the API's lifespan and the worker's entry point, never at import."""
+"""Engines and sessions: built by the API's lifespan and the worker's start, never at import."""
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 from mailroom.settings import Settings
 

@@ -32,7 +32,8 @@ async def dev_inbox(inbox: InboxDep, request: Request, format: str | None = None
 def _render(messages: list[dict[str, Any]]) -> str:
     rows = "".join(
         "<details><summary><b>{subject}</b> &mdash; {to} <small>({at})</small></summary>"
-        "<p><small>From {sender} &middot; {mid}</small></p><pre>{body}</pre>{html}</details>".format(
+        "<p><small>From {sender} &middot; {mid}</small></p>"
+        "<pre>{body}</pre>{html}</details>".format(
             subject=html.escape(str(m["subject"] or "(no subject)")),
             to=html.escape(str(m["to"] or "")),
             at=html.escape(str(m["receivedAt"])),

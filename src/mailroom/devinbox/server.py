@@ -27,7 +27,7 @@ class CaptureHandler:
 
 
 async def start_smtp_server(handler: Any, host: str, port: int) -> asyncio.Server:
-    """Listen on host:port; ``handler`` is any aiosmtpd handler. Close the returned server to stop."""
+    """Listen on host:port with any aiosmtpd ``handler``; close the returned server to stop."""
     loop = asyncio.get_running_loop()
     return await loop.create_server(
         lambda: SMTP(handler, hostname="mailroom-dev-inbox", loop=loop, data_size_limit=None),

@@ -15,7 +15,9 @@ from email.headerregistry import Address
 from email_validator import EmailNotValidError, validate_email
 
 # "Display Name <local@domain>" or a bare "local@domain".
-_NAME_ADDR = re.compile(r'^\s*(?:"(?P<quoted>(?:[^"\\]|\\.)*)"|(?P<plain>[^"<>]*?))\s*<(?P<addr>[^<>]*)>\s*$')
+_NAME_ADDR = re.compile(
+    r'^\s*(?:"(?P<quoted>(?:[^"\\]|\\.)*)"|(?P<plain>[^"<>]*?))\s*<(?P<addr>[^<>]*)>\s*$'
+)
 _LINE_SEPARATORS = frozenset("\u2028\u2029\u0085")
 MAX_ADDRESS_LENGTH = 320
 MAX_DISPLAY_NAME_LENGTH = 200
@@ -52,7 +54,7 @@ class Mailbox:
 
 
 def parse_mailbox(value: str) -> Mailbox:
-    """Parse ``a@b.com`` or ``Name <a@b.com>``; raises ValueError with a reason a user can act on."""
+    """Parse ``a@b.com`` or ``Name <a@b.com>``; a ValueError says what is wrong with it."""
     if len(value) > MAX_ADDRESS_LENGTH + MAX_DISPLAY_NAME_LENGTH:
         raise ValueError("is too long")
     reject_control_characters(value)
@@ -65,7 +67,9 @@ def parse_mailbox(value: str) -> Mailbox:
         name = name.strip()
         addr = match.group("addr").strip()
     elif "<" in value or ">" in value:
-        raise ValueError("is not a valid address: expected 'name@example.com' or 'Name <name@example.com>'")
+        raise ValueError(
+            "is not a valid address: expected 'name@example.com' or 'Name <name@example.com>'"
+        )
     if len(name) > MAX_DISPLAY_NAME_LENGTH:
         raise ValueError(f"has a display name longer than {MAX_DISPLAY_NAME_LENGTH} characters")
     if not addr:

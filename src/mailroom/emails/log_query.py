@@ -53,17 +53,30 @@ class LogQuery(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    page: Annotated[int | None, Field(ge=1, le=1_000_000, description="1-based page number (default 1)")] = None
-    limit: Annotated[int, Field(ge=1, le=MAX_LIMIT, description=f"Items per page, 1 to {MAX_LIMIT}")] = 20
+    page: Annotated[
+        int | None, Field(ge=1, le=1_000_000, description="1-based page number (default 1)")
+    ] = None
+    limit: Annotated[
+        int, Field(ge=1, le=MAX_LIMIT, description=f"Items per page, 1 to {MAX_LIMIT}")
+    ] = 20
     status: Annotated[
         str | None,
-        Field(description="Only these statuses, comma-separated: queued, sending, retrying, sent, failed"),
+        Field(
+            description="Only these statuses, comma-separated "
+            "(queued, sending, retrying, sent, failed)"
+        ),
     ] = None
-    to: Annotated[str | None, Field(description="Only emails with this recipient (to, cc or bcc)")] = None
+    to: Annotated[
+        str | None, Field(description="Only emails with this recipient (to, cc or bcc)")
+    ] = None
     since: Annotated[datetime | None, Field(description="Created at or after (ISO 8601)")] = None
     until: Annotated[datetime | None, Field(description="Created before (ISO 8601)")] = None
-    tz: Annotated[str, Field(description="IANA time zone that fixes 'today' for the summary")] = "UTC"
-    cursor: Annotated[str | None, Field(description="nextCursor of a previous page (keyset paging)")] = None
+    tz: Annotated[str, Field(description="IANA time zone that fixes 'today' for the summary")] = (
+        "UTC"
+    )
+    cursor: Annotated[
+        str | None, Field(description="nextCursor of a previous page (keyset paging)")
+    ] = None
 
     @field_validator("status")
     @classmethod
@@ -74,7 +87,10 @@ class LogQuery(BaseModel):
         parts = [p.strip() for p in value.split(",")]
         unknown = [p for p in parts if p not in known]
         if unknown or not parts:
-            raise ValueError(f"unknown status {', '.join(unknown)!r}; use one or more of: {', '.join(sorted(known))}")
+            raise ValueError(
+                f"unknown status {', '.join(unknown)!r}; "
+                f"use one or more of: {', '.join(sorted(known))}"
+            )
         return ",".join(parts)
 
     @field_validator("to")
@@ -88,7 +104,9 @@ class LogQuery(BaseModel):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value[:64]!r}: use an IANA name such as Europe/Berlin") from None
+            raise ValueError(
+                f"unknown time zone {value[:64]!r}: use an IANA name such as Europe/Berlin"
+            ) from None
         return value
 
     @field_validator("cursor")
@@ -102,7 +120,11 @@ class LogQuery(BaseModel):
     def _coherent(self) -> LogQuery:
         if self.page is not None and self.cursor is not None:
             raise ValueError("give either page or cursor, not both")
-        if self.since is not None and self.until is not None and self._aware(self.since) >= self._aware(self.until):
+        if (
+            self.since is not None
+            and self.until is not None
+            and self._aware(self.since) >= self._aware(self.until)
+        ):
             raise ValueError("since must be earlier than until")
         return self
 

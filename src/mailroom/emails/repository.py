@@ -38,7 +38,9 @@ async def add_email(session: AsyncSession, email: Email) -> Email:
     return email
 
 
-async def get_email(session: AsyncSession, email_id: uuid.UUID, *, with_attempts: bool = False) -> Email | None:
+async def get_email(
+    session: AsyncSession, email_id: uuid.UUID, *, with_attempts: bool = False
+) -> Email | None:
     stmt = select(Email).where(Email.id == email_id)
     if with_attempts:
         stmt = stmt.options(selectinload(Email.delivery_attempts))
@@ -258,7 +260,9 @@ class StatusCounts:
     failed: int
 
 
-async def count_created_between(session: AsyncSession, start: datetime, end: datetime) -> StatusCounts:
+async def count_created_between(
+    session: AsyncSession, start: datetime, end: datetime
+) -> StatusCounts:
     """Counts by status of the emails created in [start, end) (an index-only scan)."""
     stmt = select(
         func.count(),
@@ -303,4 +307,6 @@ async def find_stranded(session: AsyncSession, *, grace: timedelta, limit: int) 
         .limit(limit)
     )
     rows: list[Row[Any]] = [*(await session.execute(overdue)), *(await session.execute(abandoned))]
-    return [Stranded(email_id=r.id, next_attempt=r.attempts + 1, request_id=r.request_id) for r in rows]
+    return [
+        Stranded(email_id=r.id, next_attempt=r.attempts + 1, request_id=r.request_id) for r in rows
+    ]

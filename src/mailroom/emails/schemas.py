@@ -83,9 +83,7 @@ class SendEmailRequest(_Schema):
     to: AddrList = Field(min_length=1, description="Recipient address, or a list of them")
     cc: AddrList = Field(default_factory=list)
     bcc: AddrList = Field(default_factory=list)
-    sender: Addr | None = Field(
-        default=None, alias="from", description="Defaults to MAIL_FROM"
-    )
+    sender: Addr | None = Field(default=None, alias="from", description="Defaults to MAIL_FROM")
     reply_to: AddrList = Field(default_factory=list)
     subject: str = Field(min_length=1, max_length=MAX_SUBJECT_LENGTH)
     text: str | None = Field(default=None, description="Plain-text body")
@@ -145,7 +143,9 @@ class SendEmailRequest(_Schema):
             raise ValueError("give a body: 'text', 'html' or both")
         count = len(self.to) + len(self.cc) + len(self.bcc)
         if count > MAX_RECIPIENTS:
-            raise ValueError(f"at most {MAX_RECIPIENTS} recipients in to, cc and bcc together ({count} given)")
+            raise ValueError(
+                f"at most {MAX_RECIPIENTS} recipients in to, cc and bcc together ({count} given)"
+            )
         return self
 
 

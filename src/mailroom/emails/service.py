@@ -53,7 +53,9 @@ async def accept_email(
         cc_addrs=list(request.cc),
         bcc_addrs=list(request.bcc),
         reply_to=list(request.reply_to),
-        recipients=sorted({parse_mailbox(a).address.lower() for a in (*request.to, *request.cc, *request.bcc)}),
+        recipients=sorted(
+            {parse_mailbox(a).address.lower() for a in (*request.to, *request.cc, *request.bcc)}
+        ),
         subject=request.subject,
         text_body=request.text,
         html_body=request.html,
@@ -206,7 +208,12 @@ async def record_attempt(
         rng=rng,
     )
     refused = [
-        {"recipient": r.recipient, "code": r.code, "enhancedCode": r.enhanced_code, "message": r.message[:MAX_STORED_REPLY]}
+        {
+            "recipient": r.recipient,
+            "code": r.code,
+            "enhancedCode": r.enhanced_code,
+            "message": r.message[:MAX_STORED_REPLY],
+        }
         for r in result.refused
     ]
     attempt = AttemptRecord(
@@ -247,18 +254,26 @@ def _last_error(result: SendResult) -> LastError | None:
         if not result.refused:
             return None
         first = result.refused[0]
-        return LastError(first.code, first.enhanced_code, f"Refused {first.recipient}: {first.message}"[:MAX_STORED_REPLY])
+        return LastError(
+            first.code,
+            first.enhanced_code,
+            f"Refused {first.recipient}: {first.message}"[:MAX_STORED_REPLY],
+        )
     return LastError(result.code, result.enhanced_code, result.message[:MAX_STORED_REPLY] or None)
 
 
-async def redispatch_stranded(uow: UnitOfWork, *, settings: Settings, lock_key: int) -> Sequence[DeliveryJob]:
+async def redispatch_stranded(
+    uow: UnitOfWork, *, settings: Settings, lock_key: int
+) -> Sequence[DeliveryJob]:
     """The sweeper: re-dispatch emails whose job Redis may have lost. One sweeper at a time."""
     if not await repository.try_sweeper_lock(uow.session, lock_key):
         return ()
     stranded = await repository.find_stranded(
         uow.session, grace=timedelta(seconds=settings.sweep_grace), limit=settings.sweep_batch_size
     )
-    jobs = [DeliveryJob(s.email_id, attempt=s.next_attempt, request_id=s.request_id) for s in stranded]
+    jobs = [
+        DeliveryJob(s.email_id, attempt=s.next_attempt, request_id=s.request_id) for s in stranded
+    ]
     for job in jobs:
         uow.dispatch_after_commit(job)
     return jobs

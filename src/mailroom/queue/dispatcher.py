@@ -1,4 +1,7 @@
-"""Hands delivery jobs to BullMQ. Never raises: a job Redis did not take is the sweeper's to resend."""
+"""Hands delivery jobs to BullMQ.
+
+Never raises: a job Redis did not take is the sweeper's to dispatch again.
+"""
 
 from __future__ import annotations
 

@@ -23,7 +23,11 @@ class DeliveryJob:
         return f"{self.email_id}-{self.attempt}"
 
     def data(self) -> dict[str, Any]:
-        return {"emailId": str(self.email_id), "attempt": self.attempt, "requestId": self.request_id}
+        return {
+            "emailId": str(self.email_id),
+            "attempt": self.attempt,
+            "requestId": self.request_id,
+        }
 
     @classmethod
     def from_data(cls, data: dict[str, Any]) -> DeliveryJob:

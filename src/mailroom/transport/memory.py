@@ -25,7 +25,9 @@ def reply(code: int, message: str = "", stage: Stage = Stage.DATA) -> SendResult
     )
 
 
-def connection_lost(stage: Stage = Stage.CONNECT, message: str = "Connection refused") -> SendResult:
+def connection_lost(
+    stage: Stage = Stage.CONNECT, message: str = "Connection refused"
+) -> SendResult:
     outcome = Outcome.UNKNOWN if stage is Stage.DATA else Outcome.TRANSIENT
     return SendResult(outcome=outcome, code=None, message=message, stage=stage)
 

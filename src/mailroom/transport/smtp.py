@@ -10,6 +10,7 @@ reply is attributed to its stage and a partial recipient refusal is reported.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 from dataclasses import dataclass
 
@@ -81,10 +82,8 @@ class SmtpTransport:
     async def aclose(self) -> None:
         idle, self._idle = self._idle, []
         for client in idle:
-            try:
+            with contextlib.suppress(TimeoutError, SMTPException, OSError):
                 await asyncio.wait_for(client.quit(), timeout=2)
-            except (SMTPException, OSError, asyncio.TimeoutError):
-                pass
         for client in list(self._connections):
             self._discard(client)
 
@@ -113,7 +112,7 @@ class SmtpTransport:
         except SMTPResponseException as exc:
             keep = tx.stage is not Stage.CONNECT and await self._reset(tx.client)
             return self._reply_result(exc.code, exc.message, tx.stage), keep
-        except (SMTPException, OSError, ssl.SSLError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, SMTPException, OSError, ssl.SSLError) as exc:
             # Lost, or never had, a connection. Before DATA nothing was handed over,
             # so a retry is safe; during DATA the server may already hold the message.
             outcome = Outcome.UNKNOWN if tx.stage is Stage.DATA else Outcome.TRANSIENT
@@ -203,7 +202,7 @@ class SmtpTransport:
             return False
         try:
             await client.rset()
-        except (SMTPException, OSError, asyncio.TimeoutError):
+        except (TimeoutError, SMTPException, OSError):
             return False
         return True
 

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from mailroom.emails import service
 from mailroom.emails.message import build_message, envelope_addresses
 from mailroom.emails.repository import Claimed
+from mailroom.emails.retry import Decision
 from mailroom.queue.dispatcher import Dispatcher
 from mailroom.queue.jobs import DeliveryJob
 from mailroom.settings import Settings
@@ -27,7 +28,10 @@ T = TypeVar("T")
 _INTERRUPTED = SendResult(
     outcome=Outcome.UNKNOWN,
     code=None,
-    message="The worker shut down during this attempt; the server may or may not have accepted the message.",
+    message=(
+        "The worker shut down during this attempt; "
+        "the server may or may not have accepted the message."
+    ),
 )
 
 
@@ -57,7 +61,9 @@ class Deliverer:
             email_id=str(job.email_id), request_id=job.request_id, attempt=job.attempt
         ):
             async with unit_of_work(self._sessions, self._dispatcher.dispatch) as uow:
-                claimed = await service.claim_for_delivery(uow, job.email_id, settings=self._settings)
+                claimed = await service.claim_for_delivery(
+                    uow, job.email_id, settings=self._settings
+                )
             if claimed is None:
                 # Finished, owned by another worker, or not due yet: a duplicate job.
                 log.debug("email.claim_skipped")
@@ -87,7 +93,7 @@ class Deliverer:
     async def _record(self, claimed: Claimed, result: SendResult, started: datetime) -> str:
         finished = _now()
 
-        async def record() -> tuple[service.Decision, bool]:
+        async def record() -> tuple[Decision, bool]:
             async with unit_of_work(self._sessions, self._dispatcher.dispatch) as uow:
                 return await service.record_attempt(
                     uow,
@@ -102,7 +108,7 @@ class Deliverer:
         # The SMTP server has answered; losing that answer to a PostgreSQL blip would
         # mean sending again. Keep trying while our claim on the email still holds.
         decision, applied = await _retry_database(record, budget=self._settings.sending_lease / 2)
-        status = decision.transition.target.value
+        status: str = decision.transition.target.value
         fields = {
             "outcome": result.outcome.value,
             "code": result.code,
@@ -117,7 +123,12 @@ class Deliverer:
         if status == "sent":
             log.info("email.sent", refused=len(result.refused), **fields)
         elif status == "retrying":
-            log.warning("email.deferred", reply=result.message, retry_in_s=round(decision.delay or 0, 1), **fields)
+            log.warning(
+                "email.deferred",
+                reply=result.message,
+                retry_in_s=round(decision.delay or 0, 1),
+                **fields,
+            )
         else:
             log.warning("email.failed", reply=result.message, **fields)
         return status
@@ -128,6 +139,7 @@ async def _retry_database(operation: Callable[[], Awaitable[T]], *, budget: floa
     deadline = loop.time() + budget
     delay = 0.2
     while True:
+        retryable: Exception
         try:
             return await operation()
         except (OperationalError, InterfaceError, OSError) as exc:

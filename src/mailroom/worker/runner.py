@@ -1,9 +1,9 @@
 """The worker's lifecycle: build resources, consume jobs, drain on shutdown, close everything.
 
-    start()  engine, dispatcher (own Redis connection), transport, BullMQ worker, sweeper
-    stop()   stop taking jobs; let in-flight sends finish within the grace period;
-             cancel what is left (each records its attempt and goes back for a retry);
-             close SMTP connections, Redis and the database pool
+start()  engine, dispatcher (own Redis connection), transport, BullMQ worker, sweeper
+stop()   stop taking jobs; let in-flight sends finish within the grace period;
+         cancel what is left (each records its attempt and goes back for a retry);
+         close SMTP connections, Redis and the database pool
 """
 
 from __future__ import annotations

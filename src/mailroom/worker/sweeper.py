@@ -26,7 +26,11 @@ SWEEPER_LOCK = 0x6D61696C7377  # any constant shared by every worker
 
 class Sweeper:
     def __init__(
-        self, *, sessions: async_sessionmaker[AsyncSession], dispatcher: Dispatcher, settings: Settings
+        self,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        dispatcher: Dispatcher,
+        settings: Settings,
     ) -> None:
         self._sessions = sessions
         self._dispatcher = dispatcher
@@ -34,7 +38,9 @@ class Sweeper:
 
     async def sweep_once(self) -> int:
         async with unit_of_work(self._sessions, self._dispatcher.dispatch) as uow:
-            jobs = await service.redispatch_stranded(uow, settings=self._settings, lock_key=SWEEPER_LOCK)
+            jobs = await service.redispatch_stranded(
+                uow, settings=self._settings, lock_key=SWEEPER_LOCK
+            )
         if jobs:
             log.warning("sweeper.redispatched", emails=len(jobs))
         return len(jobs)

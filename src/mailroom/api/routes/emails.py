@@ -26,7 +26,9 @@ router = APIRouter(tags=["emails"])
         503: {"model": ErrorResponse, "description": "The database is down; nothing was stored"},
     },
 )
-async def send(body: SendEmailRequest, uow: UoW, settings: SettingsDep, request_id: RequestId) -> SendAccepted:
+async def send(
+    body: SendEmailRequest, uow: UoW, settings: SettingsDep, request_id: RequestId
+) -> SendAccepted:
     """Store the email and queue it; delivery happens in the background, with retries.
 
     The response comes once the email is committed to the log: from then on it is

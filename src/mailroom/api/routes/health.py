@@ -24,7 +24,9 @@ async def health() -> dict[str, str]:
 @router.get(
     "/ready",
     summary="Readiness: PostgreSQL and Redis are reachable",
-    responses={503: {"model": ErrorResponse, "description": "A dependency is down; details say which"}},
+    responses={
+        503: {"model": ErrorResponse, "description": "A dependency is down; details say which"}
+    },
 )
 async def ready(state: State) -> JSONResponse:
     async def database() -> None:

@@ -1,0 +1,42 @@
+# One set of commands for people, CI and hooks. `make help` lists them.
+SHELL := /bin/bash
+export UV_PYTHON_DOWNLOADS := never
+UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
+
+.DEFAULT_GOAL := help
+.PHONY: help install run api worker migrate test lint format check-services
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
+
+install: ## Install uv (if missing) and every dependency from the lock file
+	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet --user uv \
+		|| python3 -m pip install --quiet --user --break-system-packages uv
+	@$(UV) sync --frozen --quiet
+
+run: install ## Migrate, then run the API, worker and dev inbox in one process (Ctrl-C stops)
+	$(UV) run mailroom dev
+
+api: install ## Serve the HTTP API only
+	$(UV) run mailroom api
+
+worker: install ## Run the delivery worker only
+	$(UV) run mailroom worker
+
+migrate: install ## Apply database migrations
+	$(UV) run mailroom migrate
+
+lint: install ## ruff (lint and format check) and mypy --strict
+	$(UV) run ruff check .
+	$(UV) run ruff format --check .
+	$(UV) run mypy
+
+format: install ## Format and autofix
+	$(UV) run ruff format .
+	$(UV) run ruff check --fix .
+
+check-services: ## Fail early, with a hint, when PostgreSQL or Redis is not reachable
+	@scripts/check-services
+
+test: install lint check-services ## Lint, type-check and run the whole test suite
+	$(UV) run pytest

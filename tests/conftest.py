@@ -1,0 +1,189 @@
+"""Shared fixtures. Each test run gets its own database and its own Redis key prefix.
+
+Tests talk to real PostgreSQL and Redis (TEST_DATABASE_URL and TEST_REDIS_URL point
+at the servers) and to an in-process aiosmtpd server; nothing else is mocked.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+import redis.asyncio as redis
+from asgi_lifespan import LifespanManager
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from mailroom.api.app import create_app
+from mailroom.db.engine import create_engine, create_session_factory
+from mailroom.db.migrate import migrate
+from mailroom.devinbox.store import Inbox
+from mailroom.settings import Settings, load_settings
+from mailroom.transport.smtp import SmtpConfig, SmtpTransport
+from mailroom.worker.runner import DeliveryWorker
+from tests.support.smtp_server import SmtpTestServer
+
+SERVER_URL = os.environ.get(
+    "TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+)
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture(scope="session")
+def namespace() -> str:
+    return f"mailroom_test_{os.getpid()}_{secrets.token_hex(3)}"
+
+
+@pytest.fixture(scope="session")
+async def database_url(namespace: str) -> AsyncIterator[str]:
+    url = make_url(SERVER_URL).set(drivername="postgresql+asyncpg", database=namespace)
+    rendered = url.render_as_string(hide_password=False)
+    await migrate(rendered)
+    yield rendered
+    server = await asyncpg.connect(
+        user=url.username, password=url.password, host=url.host, port=url.port, database="postgres"
+    )
+    try:
+        await server.execute(f'DROP DATABASE IF EXISTS "{namespace}" WITH (FORCE)')
+    finally:
+        await server.close()
+
+
+def make_settings(database_url: str, namespace: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "_env_file": None,
+        "database_url": database_url,
+        "redis_url": REDIS_URL,
+        "queue_prefix": namespace,
+        "queue_name": "delivery",
+        "smtp_host": None,
+        "mail_from": "Mailroom Tests <sender@example.com>",
+        "max_attempts": 5,
+        # BullMQ rounds delays up to whole seconds; keep retries quick in tests.
+        "retry_backoff_base": 0.2,
+        "retry_backoff_max": 0.5,
+        "smtp_timeout": 5,
+        "sweep_interval": 0.5,
+        "sweep_grace": 2,
+        "sending_lease": 30,
+        "enqueue_timeout": 2,
+    }
+    values.update(overrides)
+    return load_settings(**values)
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str, namespace: str) -> Settings:
+    return make_settings(database_url, namespace)
+
+
+@pytest.fixture(scope="session")
+def settings_factory(database_url: str, namespace: str) -> Callable[..., Settings]:
+    def factory(**overrides: Any) -> Settings:
+        return make_settings(database_url, namespace, **overrides)
+
+    return factory
+
+
+@pytest.fixture(scope="session")
+async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(settings, pool_size=5)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return create_session_factory(engine)
+
+
+@pytest.fixture(scope="session")
+async def redis_client() -> AsyncIterator[redis.Redis]:
+    client = redis.Redis.from_url(REDIS_URL)
+    yield client
+    await client.aclose()
+
+
+async def _drop_redis_keys(client: redis.Redis, namespace: str) -> None:
+    keys = [key async for key in client.scan_iter(match=f"{namespace}:*", count=1000)]
+    if keys:
+        await client.delete(*keys)
+
+
+@pytest.fixture
+async def clean(
+    engine: AsyncEngine, redis_client: redis.Redis, namespace: str
+) -> AsyncIterator[None]:
+    """An empty log and an empty queue for this test (and nothing left behind)."""
+    async with engine.begin() as connection:
+        await connection.execute(text("TRUNCATE emails CASCADE"))
+    await _drop_redis_keys(redis_client, namespace)
+    yield
+    await _drop_redis_keys(redis_client, namespace)
+
+
+@pytest.fixture(scope="session", autouse=True)
+async def _redis_namespace_removed(
+    redis_client: redis.Redis, namespace: str
+) -> AsyncIterator[None]:
+    yield
+    await _drop_redis_keys(redis_client, namespace)
+
+
+@asynccontextmanager
+async def api_client(
+    settings: Settings, inbox: Inbox | None = None
+) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings, inbox=inbox)
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://mailroom.test"
+        ) as client:
+            yield client
+
+
+@pytest.fixture
+async def client(settings: Settings, clean: None) -> AsyncIterator[httpx.AsyncClient]:
+    async with api_client(settings) as client:
+        yield client
+
+
+@pytest.fixture
+async def smtp_server() -> AsyncIterator[SmtpTestServer]:
+    server = SmtpTestServer()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+def smtp_transport_for(server: SmtpTestServer, **overrides: Any) -> SmtpTransport:
+    config: dict[str, Any] = {
+        "host": server.host,
+        "port": server.port,
+        "timeout": 5,
+        "pool_size": 5,
+    }
+    config.update(overrides)
+    return SmtpTransport(SmtpConfig(**config))
+
+
+@asynccontextmanager
+async def running_worker(
+    settings: Settings, server: SmtpTestServer, **kwargs: Any
+) -> AsyncIterator[DeliveryWorker]:
+    worker = DeliveryWorker(
+        settings, transport=smtp_transport_for(server), grace_period=5, **kwargs
+    )
+    await worker.start()
+    try:
+        yield worker
+    finally:
+        await worker.stop()
