@@ -41,8 +41,9 @@ class ScriptedHandler:
         if self.data_replies:
             reply = self.data_replies.popleft()
             if reply == DROP:
-                assert server.transport is not None
-                server.transport.abort()
+                transport = server.transport
+                assert isinstance(transport, asyncio.Transport)
+                transport.abort()
                 return "421 closing"
             if not reply.startswith("2"):
                 return reply
