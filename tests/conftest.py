@@ -179,9 +179,8 @@ def smtp_transport_for(server: SmtpTestServer, **overrides: Any) -> SmtpTranspor
 async def running_worker(
     settings: Settings, server: SmtpTestServer, **kwargs: Any
 ) -> AsyncIterator[DeliveryWorker]:
-    worker = DeliveryWorker(
-        settings, transport=smtp_transport_for(server), grace_period=5, **kwargs
-    )
+    kwargs.setdefault("grace_period", 5)
+    worker = DeliveryWorker(settings, transport=smtp_transport_for(server), **kwargs)
     await worker.start()
     try:
         yield worker

@@ -103,7 +103,7 @@ class LogQuery(BaseModel):
     def _tz(cls, value: str) -> str:
         try:
             ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: "Europe" is a folder
             raise ValueError(
                 f"unknown time zone {value[:64]!r}: use an IANA name such as Europe/Berlin"
             ) from None

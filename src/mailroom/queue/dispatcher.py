@@ -48,7 +48,9 @@ class Dispatcher:
                     "delay": int(job.delay * 1000),
                     # PostgreSQL keeps the record; Redis memory must stay flat.
                     "removeOnComplete": True,
-                    "removeOnFail": {"age": 7 * 24 * 3600, "count": 1000},
+                    # A failed job kept in Redis would block its id, and with it the
+                    # sweeper's re-dispatch; failures are logged and in PostgreSQL.
+                    "removeOnFail": True,
                     **_CRASH_RETRIES,
                 },
             }

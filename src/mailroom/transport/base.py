@@ -21,6 +21,8 @@ class Outcome(StrEnum):
     TRANSIENT = "transient"  # worth retrying: 4xx, connection faults before DATA, bad config
     PERMANENT = "permanent"  # 5xx: retrying cannot help
     UNKNOWN = "unknown"  # lost during DATA: the server may or may not have accepted it
+    # Recorded by the worker when it is stopped mid-attempt; never returned by a transport.
+    INTERRUPTED = "interrupted"
 
 
 @dataclass(frozen=True)

@@ -9,20 +9,12 @@ from __future__ import annotations
 from collections import deque
 
 from mailroom.transport.base import Envelope, Outcome, SendResult, Stage
-from mailroom.transport.replies import classify, retry_after_hint, split_enhanced
+from mailroom.transport.replies import reply_result
 
 
 def reply(code: int, message: str = "", stage: Stage = Stage.DATA) -> SendResult:
-    """The result a server reply at ``stage`` comes to, as SmtpTransport would report it."""
-    enhanced, text = split_enhanced(message)
-    return SendResult(
-        outcome=classify(code, stage),
-        code=code,
-        enhanced_code=enhanced,
-        message=text,
-        stage=stage,
-        retry_after=retry_after_hint(text),
-    )
+    """The result a server reply at ``stage`` comes to, exactly as SmtpTransport reports it."""
+    return reply_result(code, message, stage)
 
 
 def connection_lost(

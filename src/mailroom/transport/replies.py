@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from mailroom.transport.base import Outcome, RecipientRefusal, Stage
+from mailroom.transport.base import Outcome, RecipientRefusal, SendResult, Stage
 
 _ENHANCED = re.compile(r"^\s*([245]\.\d{1,3}\.\d{1,3})(?:\s+|$)")
 _RETRY_HINT = re.compile(
@@ -67,3 +67,17 @@ def classify_refusals(refusals: tuple[RecipientRefusal, ...]) -> Outcome:
     if any(classify(r.code, Stage.RCPT) is Outcome.TRANSIENT for r in refusals):
         return Outcome.TRANSIENT
     return Outcome.PERMANENT
+
+
+def reply_result(code: int, message: str, stage: Stage) -> SendResult:
+    """What a server reply at ``stage`` means for the attempt."""
+    enhanced, text = split_enhanced(message)
+    return SendResult(
+        outcome=classify(code, stage),
+        code=code,
+        enhanced_code=enhanced,
+        message=text,
+        stage=stage,
+        retry_after=retry_after_hint(text),
+        config_error=stage is Stage.CONNECT or is_config_error(code),
+    )

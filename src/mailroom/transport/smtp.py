@@ -24,10 +24,9 @@ from aiosmtplib import (
 
 from mailroom.transport.base import Envelope, Outcome, RecipientRefusal, SendResult, Stage
 from mailroom.transport.replies import (
-    classify,
     classify_refusals,
-    is_config_error,
     refusal,
+    reply_result,
     retry_after_hint,
     split_enhanced,
 )
@@ -111,7 +110,7 @@ class SmtpTransport:
             return result, await self._reset(tx.client)
         except SMTPResponseException as exc:
             keep = tx.stage is not Stage.CONNECT and await self._reset(tx.client)
-            return self._reply_result(exc.code, exc.message, tx.stage), keep
+            return reply_result(exc.code, exc.message, tx.stage), keep
         except (TimeoutError, SMTPException, OSError, ssl.SSLError) as exc:
             # Lost, or never had, a connection. Before DATA nothing was handed over,
             # so a retry is safe; during DATA the server may already hold the message.
@@ -161,18 +160,6 @@ class SmtpTransport:
         if len(refused) == len(recipients):
             raise _Refused(tuple(refused))
         return tuple(refused)
-
-    def _reply_result(self, code: int, message: str, stage: Stage) -> SendResult:
-        enhanced, text = split_enhanced(message)
-        return SendResult(
-            outcome=classify(code, stage),
-            code=code,
-            enhanced_code=enhanced,
-            message=text,
-            stage=stage,
-            retry_after=retry_after_hint(text),
-            config_error=stage is Stage.CONNECT or is_config_error(code),
-        )
 
     # -- connections -------------------------------------------------------------
 

@@ -26,7 +26,7 @@ log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
 _INTERRUPTED = SendResult(
-    outcome=Outcome.UNKNOWN,
+    outcome=Outcome.INTERRUPTED,
     code=None,
     message=(
         "The worker shut down during this attempt; "
@@ -60,10 +60,16 @@ class Deliverer:
         with structlog.contextvars.bound_contextvars(
             email_id=str(job.email_id), request_id=job.request_id, attempt=job.attempt
         ):
-            async with unit_of_work(self._sessions, self._dispatcher.dispatch) as uow:
-                claimed = await service.claim_for_delivery(
-                    uow, job.email_id, settings=self._settings
-                )
+            claiming = asyncio.ensure_future(self._claim(job))
+            try:
+                claimed = await asyncio.shield(claiming)
+            except asyncio.CancelledError:
+                # Stopped while claiming: finish the claim (a short transaction) and
+                # hand the email straight back, rather than leave it leased.
+                claimed = await claiming
+                if claimed is not None:
+                    await self._record(claimed, _INTERRUPTED, _now())
+                raise
             if claimed is None:
                 # Finished, owned by another worker, or not due yet: a duplicate job.
                 log.debug("email.claim_skipped")
@@ -79,6 +85,10 @@ class Deliverer:
                 await asyncio.shield(self._record(claimed, _INTERRUPTED, started))
                 raise
             return await self._record(claimed, result, started)
+
+    async def _claim(self, job: DeliveryJob) -> Claimed | None:
+        async with unit_of_work(self._sessions, self._dispatcher.dispatch) as uow:
+            return await service.claim_for_delivery(uow, job.email_id, settings=self._settings)
 
     async def _send(self, claimed: Claimed) -> SendResult:
         email = claimed.email

@@ -68,6 +68,7 @@ class DeliveryWorker:
         self._worker: Worker | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._closers: list[Any] = []
+        self._inflight: set[asyncio.Future[str]] = set()
 
     async def start(self) -> None:
         settings = self._settings
@@ -83,7 +84,20 @@ class DeliveryWorker:
         )
 
         async def process(job: Job, token: str) -> str:
-            return await deliverer.deliver(DeliveryJob.from_data(job.data))
+            # Each delivery runs in a task of its own, so that stop() can cancel the
+            # deliveries (which record the interruption) while BullMQ still finishes
+            # the job normally instead of leaving it locked until it stalls.
+            task = asyncio.ensure_future(deliverer.deliver(DeliveryJob.from_data(job.data)))
+            self._inflight.add(task)
+            try:
+                return await task
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise
+                return "interrupted"
+            finally:
+                self._inflight.discard(task)
 
         # The Worker gets its own Redis connections (a Queue sharing one can lose job data).
         self._worker = Worker(
@@ -101,11 +115,17 @@ class DeliveryWorker:
         worker, self._worker = self._worker, None
         log.info("worker.stopping", grace_s=self._grace)
         if worker is not None:
-            try:
-                await asyncio.wait_for(asyncio.shield(worker.close()), timeout=self._grace)
-            except TimeoutError:
-                log.warning("worker.grace_expired", hint="cancelling the sends still in flight")
-                await worker.close(force=True)
+            closing = asyncio.ensure_future(worker.close())
+            done, _ = await asyncio.wait({closing}, timeout=self._grace)
+            if not done:
+                log.warning(
+                    "worker.grace_expired",
+                    in_flight=len(self._inflight),
+                    hint="interrupting them; each is recorded and queued for a retry",
+                )
+                for delivery in list(self._inflight):
+                    delivery.cancel()
+            await closing
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

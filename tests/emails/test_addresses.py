@@ -1,0 +1,254 @@
+"""Parsing mailboxes and refusing anything that could smuggle a header."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mailroom.emails.addresses import (
+    MAX_ADDRESS_LENGTH,
+    MAX_DISPLAY_NAME_LENGTH,
+    Mailbox,
+    control_character,
+    parse_mailbox,
+    reject_control_characters,
+)
+
+# -- accepted -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("a@example.com", Mailbox("a@example.com")),
+        ("  a@example.com  ", Mailbox("a@example.com")),
+        ("first.last+tag@sub.example.co.uk", Mailbox("first.last+tag@sub.example.co.uk")),
+        ("Jane Doe <jane@example.com>", Mailbox("jane@example.com", "Jane Doe")),
+        ("  Jane Doe   <jane@example.com>  ", Mailbox("jane@example.com", "Jane Doe")),
+        ("Jane Doe<jane@example.com>", Mailbox("jane@example.com", "Jane Doe")),
+        ('"Doe, Jane" <jane@example.com>', Mailbox("jane@example.com", "Doe, Jane")),
+        ('"Jane \\"JD\\" Doe" <jane@example.com>', Mailbox("jane@example.com", 'Jane "JD" Doe')),
+        ("<jane@example.com>", Mailbox("jane@example.com")),
+        ("Jane < jane@example.com >", Mailbox("jane@example.com", "Jane")),
+        ("Jürgen Müller <jm@example.de>", Mailbox("jm@example.de", "Jürgen Müller")),
+        # The domain is normalised to lower case; the local part is kept as given.
+        ("Jane.Doe@Example.COM", Mailbox("Jane.Doe@example.com")),
+    ],
+)
+def test_parse_mailbox_accepts(value: str, expected: Mailbox) -> None:
+    assert parse_mailbox(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "address"),
+    [
+        ("user@bücher.de", "user@xn--bcher-kva.de"),
+        ("Bücherwurm <user@bücher.de>", "user@xn--bcher-kva.de"),
+        ("info@münchen.example.com", "info@xn--mnchen-3ya.example.com"),
+    ],
+)
+def test_idn_domain_becomes_punycode(value: str, address: str) -> None:
+    mailbox = parse_mailbox(value)
+    assert mailbox.address == address
+    assert mailbox.address.isascii()
+
+
+# -- refused ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "",
+        "   ",
+        "<>",
+        "Jane <>",
+        "example.com",
+        "Jane Doe",
+        "a@@example.com",
+        "a@b@example.com",
+        "a b@example.com",
+        "@example.com",
+        "a@",
+        "a@example",
+        "a@localhost",
+        "a@example.test",
+        "a@mail.invalid",
+        "a@printer.local",
+        "a@hidden.onion",
+        "a@1.in-addr.arpa",
+        "jürgen@example.com",
+        "用户@example.com",
+        "Jane <jane@example.com",
+        "Jane jane@example.com>",
+        "<<jane@example.com>>",
+        "Jane <jane@example.com> trailing",
+        "Jane <jane@example.com>, Bob <bob@example.com>",
+        '"Unterminated <jane@example.com>',
+    ],
+)
+def test_parse_mailbox_refuses(value: str) -> None:
+    with pytest.raises(ValueError, match=r"^(is not a valid address|is empty|is too long)"):
+        parse_mailbox(value)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("", "is empty"),
+        ("<>", "is empty"),
+        ("Jane <jane@example.com", "is not a valid address: expected 'name@example.com'"),
+        ("a@example.test", "special-use or reserved name"),
+        ("jürgen@example.com", "Internationalized characters before the @-sign"),
+    ],
+)
+def test_refusal_messages(value: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse_mailbox(value)
+
+
+@pytest.mark.parametrize(
+    ("char", "code"),
+    [
+        ("\r", "U+000D"),
+        ("\n", "U+000A"),
+        ("\x00", "U+0000"),
+        ("\t", "U+0009"),
+        ("\x1b", "U+001B"),
+        ("\x7f", "U+007F"),
+        ("\u0085", "U+0085"),
+        ("\u2028", "U+2028"),
+        ("\u2029", "U+2029"),
+    ],
+)
+@pytest.mark.parametrize(
+    "template",
+    [
+        "a{c}@example.com",
+        "a@example.com{c}",
+        "Jane{c}Doe <jane@example.com>",
+        "Jane <jane@example.com>{c}Bcc: victim@example.com",
+        '"Jane{c}" <jane@example.com>',
+    ],
+)
+def test_control_characters_are_refused(char: str, code: str, template: str) -> None:
+    expected = f"must not contain control characters (found {code})"
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        parse_mailbox(template.format(c=char))
+
+
+def test_header_injection_attempt_is_refused() -> None:
+    with pytest.raises(ValueError, match="control characters"):
+        parse_mailbox("jane@example.com\r\nBcc: everyone@example.com")
+
+
+def test_over_long_input_is_refused_before_parsing() -> None:
+    value = "x" * (MAX_ADDRESS_LENGTH + MAX_DISPLAY_NAME_LENGTH - 15) + " <a@example.com>"
+    assert len(value) > MAX_ADDRESS_LENGTH + MAX_DISPLAY_NAME_LENGTH
+    with pytest.raises(ValueError, match="^is too long$"):
+        parse_mailbox(value)
+
+
+def test_over_long_display_name_is_refused() -> None:
+    value = "n" * (MAX_DISPLAY_NAME_LENGTH + 1) + " <a@example.com>"
+    with pytest.raises(ValueError, match="display name longer than 200 characters"):
+        parse_mailbox(value)
+
+
+def test_display_name_at_the_limit_is_accepted() -> None:
+    name = "n" * MAX_DISPLAY_NAME_LENGTH
+    assert parse_mailbox(f"{name} <a@example.com>") == Mailbox("a@example.com", name)
+
+
+def test_over_long_address_is_refused() -> None:
+    # 64-character local part and a 250-character domain: over the 254-character limit.
+    domain = ".".join(["d" * 60] * 4) + ".com"
+    with pytest.raises(ValueError, match="is not a valid address"):
+        parse_mailbox("l" * 64 + "@" + domain)
+
+
+# -- Mailbox.header -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("mailbox", "header"),
+    [
+        (Mailbox("a@example.com"), "a@example.com"),
+        (Mailbox("jane@example.com", "Jane Doe"), "Jane Doe <jane@example.com>"),
+        (Mailbox("jane@example.com", "Doe, Jane"), '"Doe, Jane" <jane@example.com>'),
+        (Mailbox("jane@example.com", "J. Doe"), '"J. Doe" <jane@example.com>'),
+        (Mailbox("jane@example.com", 'Jane "JD" Doe'), '"Jane \\"JD\\" Doe" <jane@example.com>'),
+        (Mailbox("jane@example.com", "Jane <x>"), '"Jane <x>" <jane@example.com>'),
+    ],
+)
+def test_mailbox_header(mailbox: Mailbox, header: str) -> None:
+    assert mailbox.header == header
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "a@example.com",
+        "Jane Doe <jane@example.com>",
+        '"Doe, Jane" <jane@example.com>',
+        '"Jane \\"JD\\" Doe" <jane@example.com>',
+        '"Smith; John (Ops)" <john@example.com>',
+    ],
+)
+def test_header_parses_back_to_the_same_mailbox(value: str) -> None:
+    mailbox = parse_mailbox(value)
+    assert parse_mailbox(mailbox.header) == mailbox
+
+
+@given(
+    name=st.text(
+        alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E),
+        min_size=1,
+        max_size=40,
+    ).filter(lambda s: s.strip() == s and s != "")
+)
+def test_any_printable_ascii_name_round_trips_through_header(name: str) -> None:
+    mailbox = Mailbox("jane@example.com", name)
+    assert parse_mailbox(mailbox.header) == mailbox
+
+
+# -- control_character --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "found"),
+    [
+        ("plain text", None),
+        ("", None),
+        ("ümlaut – dash € emoji 🎉", None),
+        ("a\rb", "\r"),
+        ("a\nb", "\n"),
+        ("a\x00b", "\x00"),
+        ("tab\there", "\t"),
+        ("x\u2028y", "\u2028"),
+        ("x\u2029y", "\u2029"),
+        ("x\u0085y", "\u0085"),
+        ("x\x9fy", "\x9f"),
+        ("first\x01then\n", "\x01"),
+        ("first\u2028then\r", "\u2028"),
+    ],
+)
+def test_control_character(value: str, found: str | None) -> None:
+    assert control_character(value) == found
+
+
+def test_reject_control_characters_returns_clean_value() -> None:
+    assert reject_control_characters("Hello, world") == "Hello, world"
+
+
+def test_reject_control_characters_names_the_code_point() -> None:
+    with pytest.raises(ValueError, match=r"^must not contain control characters \(found U\+2028\)$"):
+        reject_control_characters("line\u2028break")
+
+
+@given(st.text(alphabet=st.characters(categories=["Cc"]), min_size=1, max_size=5))
+def test_any_cc_character_is_found(bad: str) -> None:
+    assert control_character("ok" + bad + "ok") == bad[0]

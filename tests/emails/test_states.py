@@ -1,0 +1,132 @@
+"""The email state machine: which status may follow which, and nothing else."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from mailroom.emails.states import (
+    CLAIM,
+    DEFER,
+    DELIVER,
+    DISPATCHABLE_STATUSES,
+    FAIL,
+    FINAL_STATUSES,
+    RECLAIMABLE_STATUS,
+    TRANSITIONS,
+    EmailStatus,
+    Transition,
+    allowed,
+)
+
+S = EmailStatus
+
+ALLOWED_MOVES = frozenset(
+    {
+        (S.QUEUED, S.SENDING),
+        (S.RETRYING, S.SENDING),
+        (S.SENDING, S.SENDING),  # reclaim after an expired lease
+        (S.SENDING, S.SENT),
+        (S.SENDING, S.RETRYING),
+        (S.SENDING, S.FAILED),
+    }
+)
+ALL_PAIRS = list(itertools.product(EmailStatus, EmailStatus))
+
+
+def test_status_values_are_the_documented_strings() -> None:
+    assert [s.value for s in EmailStatus] == ["queued", "sending", "retrying", "sent", "failed"]
+    assert EmailStatus("sent") is S.SENT
+    assert str(S.RETRYING) == "retrying"
+
+
+@pytest.mark.parametrize(("source", "target"), sorted(ALLOWED_MOVES))
+def test_allowed_moves(source: EmailStatus, target: EmailStatus) -> None:
+    assert allowed(source, target) is True
+
+
+@pytest.mark.parametrize(
+    ("source", "target"), [pair for pair in ALL_PAIRS if pair not in ALLOWED_MOVES]
+)
+def test_every_other_move_is_refused(source: EmailStatus, target: EmailStatus) -> None:
+    assert allowed(source, target) is False
+
+
+def test_exactly_the_documented_moves_are_allowed() -> None:
+    assert {pair for pair in ALL_PAIRS if allowed(*pair)} == ALLOWED_MOVES
+
+
+@pytest.mark.parametrize("final", [S.SENT, S.FAILED])
+def test_finished_emails_never_move(final: EmailStatus) -> None:
+    assert [target for target in EmailStatus if allowed(final, target)] == []
+    for transition in TRANSITIONS:
+        assert final not in transition.sources
+
+
+@pytest.mark.parametrize(
+    ("source", "target"),
+    [
+        (S.QUEUED, S.SENT),
+        (S.QUEUED, S.FAILED),
+        (S.QUEUED, S.RETRYING),
+        (S.QUEUED, S.QUEUED),
+        (S.RETRYING, S.SENT),
+        (S.RETRYING, S.FAILED),
+        (S.RETRYING, S.RETRYING),
+        (S.SENDING, S.QUEUED),
+        (S.SENT, S.SENDING),
+        (S.FAILED, S.RETRYING),
+        (S.SENT, S.SENT),
+        (S.FAILED, S.FAILED),
+    ],
+)
+def test_notable_forbidden_moves(source: EmailStatus, target: EmailStatus) -> None:
+    assert not allowed(source, target)
+
+
+def test_is_final() -> None:
+    assert {s for s in EmailStatus if s.is_final} == {S.SENT, S.FAILED}
+    assert FINAL_STATUSES == frozenset({S.SENT, S.FAILED})
+
+
+def test_dispatchable_statuses() -> None:
+    assert frozenset({S.QUEUED, S.RETRYING}) == DISPATCHABLE_STATUSES
+    assert not DISPATCHABLE_STATUSES & FINAL_STATUSES
+
+
+def test_reclaimable_status_is_sending() -> None:
+    assert RECLAIMABLE_STATUS is S.SENDING
+
+
+@pytest.mark.parametrize(
+    ("transition", "name", "sources", "target"),
+    [
+        (CLAIM, "claim", {S.QUEUED, S.RETRYING}, S.SENDING),
+        (DELIVER, "deliver", {S.SENDING}, S.SENT),
+        (DEFER, "defer", {S.SENDING}, S.RETRYING),
+        (FAIL, "fail", {S.SENDING}, S.FAILED),
+    ],
+)
+def test_transition_definitions(
+    transition: Transition, name: str, sources: set[EmailStatus], target: EmailStatus
+) -> None:
+    assert transition.name == name
+    assert transition.sources == frozenset(sources)
+    assert transition.target is target
+
+
+def test_transitions_tuple() -> None:
+    assert TRANSITIONS == (CLAIM, DELIVER, DEFER, FAIL)
+    assert len({t.name for t in TRANSITIONS}) == len(TRANSITIONS)
+
+
+def test_claim_does_not_list_sending_as_a_source() -> None:
+    # Reclaiming a `sending` email depends on its lease, which the repository checks;
+    # the status-only CLAIM transition must not include it.
+    assert S.SENDING not in CLAIM.sources
+
+
+def test_transitions_are_immutable() -> None:
+    with pytest.raises(AttributeError):
+        CLAIM.target = S.SENT  # type: ignore[misc]
