@@ -24,6 +24,20 @@ class ScriptedHandler:
     rcpt_replies: dict[str, str] = field(default_factory=dict)
     data_delay: float = 0.0
     transactions: int = 0
+    connections: int = 0
+    close_after_data: bool = False  # hang up after answering, as idle-timeout servers do
+
+    async def handle_EHLO(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        self.connections += 1
+        session.host_name = hostname
+        return responses
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: Any
@@ -54,6 +68,10 @@ class ScriptedHandler:
                 envelope_from=str(envelope.mail_from), envelope_to=tuple(envelope.rcpt_tos), raw=raw
             )
         )
+        if self.close_after_data:
+            transport = server.transport
+            assert transport is not None
+            asyncio.get_running_loop().call_soon(transport.close)
         return "250 2.0.0 OK queued"
 
     def messages(self) -> list[CapturedMessage]:

@@ -186,7 +186,11 @@ async def test_attempts_run_out_into_failed_with_the_last_error(
     assert email.attempts == 2
     assert (email.last_error_code, email.last_error_message) == (421, "Service shutting down")
     first, second = email.delivery_attempts
-    assert (first.outcome, first.smtp_code, first.message) == ("transient", None, "Connection refused")
+    assert (first.outcome, first.smtp_code, first.message) == (
+        "transient",
+        None,
+        "Connection refused",
+    )
     assert (second.outcome, second.smtp_code) == ("transient", 421)
 
 
@@ -210,7 +214,12 @@ async def test_a_partly_refused_email_is_sent_and_the_refusal_recorded(
     assert email.last_error_message == "Refused carl@example.com: No such user"
     [attempt] = email.delivery_attempts
     assert attempt.refused_recipients == [
-        {"recipient": "carl@example.com", "code": 550, "enhancedCode": "5.1.1", "message": "No such user"}
+        {
+            "recipient": "carl@example.com",
+            "code": 550,
+            "enhancedCode": "5.1.1",
+            "message": "No such user",
+        }
     ]
 
 

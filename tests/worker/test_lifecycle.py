@@ -44,9 +44,7 @@ async def test_a_worker_restart_mid_run_loses_nothing(
     message_ids = await _send_many(client, 40)
 
     async with running_worker(settings, smtp_server, concurrency=4, grace_period=grace):
-        await eventually(
-            lambda: _count(sessions, "sent"), lambda n: n >= 5, what="some deliveries"
-        )
+        await eventually(lambda: _count(sessions, "sent"), lambda n: n >= 5, what="some deliveries")
     # Stopped mid-run: some sent, the rest still waiting (none lost in `sending`
     # after a graceful stop; a forced stop hands its in-flight emails back for retry).
     assert await _count(sessions, "sent") < 40

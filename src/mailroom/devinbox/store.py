@@ -20,7 +20,8 @@ class CapturedMessage:
     received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def parsed(self) -> EmailMessage:
-        message = message_from_bytes(self.raw, policy=policy.default)
+        # SMTP carries CRLF line ends; Python's parser expects native ones.
+        message = message_from_bytes(self.raw.replace(b"\r\n", b"\n"), policy=policy.default)
         assert isinstance(message, EmailMessage)
         return message
 

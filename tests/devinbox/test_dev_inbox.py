@@ -1,0 +1,67 @@
+"""The development inbox: the SMTP capture server and GET /dev/inbox."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from mailroom.devinbox.server import CaptureHandler, start_smtp_server
+from mailroom.devinbox.store import Inbox
+from mailroom.settings import Settings
+from mailroom.transport.base import Envelope, Outcome
+from mailroom.transport.smtp import SmtpConfig, SmtpTransport
+from tests.conftest import api_client
+
+pytestmark = pytest.mark.usefixtures("clean")
+
+MESSAGE = (
+    b"From: Sender <sender@example.com>\r\nTo: jane@example.com\r\nSubject: Hello <there>\r\n"
+    b"Message-ID: <abc@example.com>\r\nMIME-Version: 1.0\r\n"
+    b'Content-Type: text/plain; charset="utf-8"\r\n\r\nHi Jane\r\n'
+)
+
+
+async def test_messages_sent_to_the_inbox_are_listed_newest_first(settings: Settings) -> None:
+    inbox = Inbox()
+    server = await start_smtp_server(CaptureHandler(inbox), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    transport = SmtpTransport(SmtpConfig(host="127.0.0.1", port=port))
+    try:
+        for subject in (b"first", b"second"):
+            raw = MESSAGE.replace(b"Hello <there>", subject)
+            result = await transport.send(
+                Envelope("sender@example.com", ("jane@example.com",), raw)
+            )
+            assert result.outcome is Outcome.ACCEPTED
+    finally:
+        await transport.aclose()
+        server.close()
+        await server.wait_closed()
+
+    async with api_client(settings, inbox=inbox) as client:
+        listed = (await client.get("/dev/inbox")).json()
+        assert [m["subject"] for m in listed] == ["second", "first"]
+        assert listed[0]["envelopeTo"] == ["jane@example.com"]
+        assert listed[0]["text"] == "Hi Jane\n"
+        assert listed[0]["messageId"] == "<abc@example.com>"
+
+        page = await client.get("/dev/inbox", headers={"Accept": "text/html"})
+        assert page.headers["content-type"].startswith("text/html")
+        assert "second" in page.text
+
+
+async def test_html_view_escapes_what_it_shows(settings: Settings) -> None:
+    inbox = Inbox()
+    from mailroom.devinbox.store import CapturedMessage
+
+    inbox.add(CapturedMessage("sender@example.com", ("jane@example.com",), MESSAGE))
+    async with api_client(settings, inbox=inbox) as client:
+        page = (await client.get("/dev/inbox", params={"format": "html"})).text
+    assert "Hello &lt;there&gt;" in page
+    assert "Hello <there>" not in page
+
+
+async def test_the_inbox_route_exists_only_in_dev_mode(client: httpx.AsyncClient) -> None:
+    response = await client.get("/dev/inbox")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
