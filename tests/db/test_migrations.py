@@ -1,4 +1,4 @@
-"""The migrations build exactly the schema the models describe, and `migrate` creates the database."""
+"""Migrations build exactly the schema the models describe; `migrate` creates the database."""
 
 from __future__ import annotations
 
