@@ -7,13 +7,11 @@ surfacing later as a failed delivery.
 
 from __future__ import annotations
 
-from email.headerregistry import Address
 from email.utils import parseaddr
 from functools import lru_cache
 from typing import Literal
 from urllib.parse import urlsplit
 
-from email_validator import EmailNotValidError, validate_email
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -97,14 +95,10 @@ class Settings(BaseSettings):
     @field_validator("mail_from")
     @classmethod
     def _mail_from(cls, value: str) -> str:
-        name, addr = parseaddr(value)
-        if not addr:
-            raise ValueError("must be an address such as 'Acme <no-reply@acme.com>'")
-        try:
-            validate_email(addr, check_deliverability=False)
-        except EmailNotValidError as exc:
-            raise ValueError(str(exc)) from exc
-        return str(Address(display_name=name, addr_spec=addr)) if name else addr
+        # The same rules as a request's "from", so the default sender can always be used.
+        from mailroom.emails.addresses import parse_mailbox
+
+        return parse_mailbox(value).header
 
     @model_validator(mode="after")
     def _coherent(self) -> Settings:

@@ -92,9 +92,7 @@ async def _set_status(
         )
 
 
-async def _age(
-    sessions: async_sessionmaker[AsyncSession], ids: list[str], by: timedelta
-) -> None:
+async def _age(sessions: async_sessionmaker[AsyncSession], ids: list[str], by: timedelta) -> None:
     async with sessions() as session, session.begin():
         await session.execute(
             update(Email)
@@ -375,8 +373,8 @@ async def test_since_is_inclusive_and_until_exclusive(client: httpx.AsyncClient)
 
 async def test_since_with_an_offset_other_than_utc(client: httpx.AsyncClient) -> None:
     older, newer = [await _send(client) for _ in range(2)]
-    berlin = datetime.fromisoformat(newer["createdAt"]).astimezone(ZoneInfo("Asia/Kolkata"))
-    page = await _log(client, since=berlin.isoformat())
+    kolkata = datetime.fromisoformat(newer["createdAt"]).astimezone(ZoneInfo("Asia/Kolkata"))
+    page = await _log(client, since=kolkata.isoformat())
     assert _ids(page) == [newer["id"]]
     assert older["id"] not in _ids(page)
 

@@ -248,9 +248,9 @@ async def test_a_subject_of_998_characters_is_accepted(client: httpx.AsyncClient
 
 
 async def test_a_non_ascii_subject_is_kept_as_given(client: httpx.AsyncClient) -> None:
-    accepted = await _accepted(client, _with(subject="Grüße – ☃ 你好"))
+    accepted = await _accepted(client, _with(subject="Grüße, ☃ 你好"))
     detail = await _detail(client, accepted["id"])
-    assert detail["subject"] == "Grüße – ☃ 你好"
+    assert detail["subject"] == "Grüße, ☃ 你好"
 
 
 async def test_each_send_is_a_new_email(client: httpx.AsyncClient) -> None:
@@ -348,9 +348,7 @@ INVALID: list[Any] = [
     pytest.param(_with(headers={"Date": "yesterday"}), "headers", id="header-date"),
     pytest.param(_with(headers={"Content-Type": "text/html"}), "headers", id="header-ctype"),
     pytest.param(_with(headers={"content-type": "text/html"}), "headers", id="header-ctype-lc"),
-    pytest.param(
-        _with(headers={"Content-Transfer-Encoding": "8bit"}), "headers", id="header-cte"
-    ),
+    pytest.param(_with(headers={"Content-Transfer-Encoding": "8bit"}), "headers", id="header-cte"),
     pytest.param(_with(headers={"MIME-Version": "1.0"}), "headers", id="header-mime-version"),
     pytest.param(_with(headers={"Return-Path": "<e@example.com>"}), "headers", id="header-rpath"),
     pytest.param(_with(headers={"Received": "from x"}), "headers", id="header-received"),
@@ -364,14 +362,14 @@ INVALID: list[Any] = [
     pytest.param(
         _with(headers={"X-Evil": "v\r\nBcc: evil@example.com"}), "headers", id="header-value-crlf"
     ),
-    pytest.param(_with(headers={"X-Evil": "v\nBcc: e@example.com"}), "headers", id="header-value-lf"),
+    pytest.param(
+        _with(headers={"X-Evil": "v\nBcc: e@example.com"}), "headers", id="header-value-lf"
+    ),
     pytest.param(_with(headers={"X-Evil": "v\x00"}), "headers", id="header-value-nul"),
     pytest.param(_with(headers={"X-Evil": "v\u2028w"}), "headers", id="header-value-u2028"),
     pytest.param(_with(headers={"X-Long": "v" * 999}), "headers", id="header-value-999-chars"),
     pytest.param(_with(headers={"X-A": "1", "x-a": "2"}), "headers", id="header-duplicate"),
-    pytest.param(
-        _with(headers={f"X-H{n}": "v" for n in range(51)}), "headers", id="51-headers"
-    ),
+    pytest.param(_with(headers={f"X-H{n}": "v" for n in range(51)}), "headers", id="51-headers"),
     pytest.param(_with(headers={"X-Count": 5}), "headers.X-Count", id="header-value-number"),
     pytest.param(_with(headers=["X-A: 1"]), "headers", id="headers-list"),
     # unknown fields
@@ -414,18 +412,14 @@ async def test_every_invalid_field_is_listed(client: httpx.AsyncClient) -> None:
 async def test_malformed_json_is_400_malformed_request(
     client: httpx.AsyncClient, raw: bytes
 ) -> None:
-    response = await client.post(
-        "/send", content=raw, headers={"Content-Type": "application/json"}
-    )
+    response = await client.post("/send", content=raw, headers={"Content-Type": "application/json"})
     error = _error(response, 400, "malformed_request")
     assert error["details"] is None
     assert await _stored_count(client) == 0
 
 
 async def test_an_empty_body_is_a_4xx_json_error(client: httpx.AsyncClient) -> None:
-    response = await client.post(
-        "/send", content=b"", headers={"Content-Type": "application/json"}
-    )
+    response = await client.post("/send", content=b"", headers={"Content-Type": "application/json"})
     assert response.status_code in (400, 422), response.text
     code = "malformed_request" if response.status_code == 400 else "validation_error"
     _error(response, response.status_code, code)

@@ -148,7 +148,7 @@ def test_header_injection_attempt_is_refused() -> None:
 def test_over_long_input_is_refused_before_parsing() -> None:
     value = "x" * (MAX_ADDRESS_LENGTH + MAX_DISPLAY_NAME_LENGTH - 15) + " <a@example.com>"
     assert len(value) > MAX_ADDRESS_LENGTH + MAX_DISPLAY_NAME_LENGTH
-    with pytest.raises(ValueError, match="^is too long$"):
+    with pytest.raises(ValueError, match=r"^is too long$"):
         parse_mailbox(value)
 
 
@@ -223,7 +223,7 @@ def test_any_printable_ascii_name_round_trips_through_header(name: str) -> None:
     [
         ("plain text", None),
         ("", None),
-        ("ümlaut – dash € emoji 🎉", None),
+        ("ümlaut \u2013 dash € emoji 🎉", None),
         ("a\rb", "\r"),
         ("a\nb", "\n"),
         ("a\x00b", "\x00"),
@@ -245,7 +245,9 @@ def test_reject_control_characters_returns_clean_value() -> None:
 
 
 def test_reject_control_characters_names_the_code_point() -> None:
-    with pytest.raises(ValueError, match=r"^must not contain control characters \(found U\+2028\)$"):
+    with pytest.raises(
+        ValueError, match=r"^must not contain control characters \(found U\+2028\)$"
+    ):
         reject_control_characters("line\u2028break")
 
 

@@ -133,9 +133,7 @@ def test_permanent_fails_at_once(attempt: int) -> None:
 
 @pytest.mark.parametrize("outcome", [Outcome.TRANSIENT, Outcome.UNKNOWN])
 @pytest.mark.parametrize("attempt", [1, 2, 3, 4])
-def test_transient_and_unknown_defer_with_the_backoff_delay(
-    outcome: Outcome, attempt: int
-) -> None:
+def test_transient_and_unknown_defer_with_the_backoff_delay(outcome: Outcome, attempt: int) -> None:
     decision = decide(
         result(outcome, 451 if outcome is Outcome.TRANSIENT else None),
         attempt,

@@ -135,7 +135,14 @@ def test_reply_splits_enhanced_code_and_reads_retry_hint() -> None:
 
 @pytest.mark.parametrize(
     ("code", "stage"),
-    [(535, Stage.MAIL), (530, Stage.MAIL), (538, Stage.DATA), (554, Stage.CONNECT)],
+    [
+        (535, Stage.MAIL),
+        (530, Stage.MAIL),
+        (534, Stage.RCPT),
+        (538, Stage.DATA),
+        (554, Stage.CONNECT),
+        (421, Stage.CONNECT),
+    ],
 )
 def test_reply_flags_config_errors_like_the_smtp_transport(code: int, stage: Stage) -> None:
     # SmtpTransport._reply_result sets config_error for AUTH/TLS codes and for any

@@ -6,12 +6,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mailroom.transport.base import Outcome, RecipientRefusal, Stage
+from mailroom.transport.base import Outcome, RecipientRefusal, SendResult, Stage
 from mailroom.transport.replies import (
     classify,
     classify_refusals,
     is_config_error,
     refusal,
+    reply_result,
     retry_after_hint,
     split_enhanced,
 )
@@ -208,3 +209,54 @@ def _refused(*codes: int) -> tuple[RecipientRefusal, ...]:
 )
 def test_classify_refusals(codes: tuple[int, ...], expected: Outcome) -> None:
     assert classify_refusals(_refused(*codes)) is expected
+
+
+# -- reply_result -------------------------------------------------------------------------
+
+
+def test_reply_result_reads_the_whole_reply() -> None:
+    assert reply_result(451, "4.7.1 Greylisted, try again in 60 seconds", Stage.RCPT) == (
+        SendResult(
+            outcome=TRANSIENT,
+            code=451,
+            enhanced_code="4.7.1",
+            message="Greylisted, try again in 60 seconds",
+            stage=Stage.RCPT,
+            retry_after=60.0,
+            config_error=False,
+        )
+    )
+
+
+def test_reply_result_permanent() -> None:
+    result = reply_result(550, "5.1.1 User unknown", Stage.DATA)
+    assert (result.outcome, result.enhanced_code, result.message) == (
+        PERMANENT,
+        "5.1.1",
+        "User unknown",
+    )
+    assert result.retry_after is None
+    assert result.config_error is False
+    assert result.refused == ()
+
+
+@pytest.mark.parametrize(
+    ("code", "stage", "config_error"),
+    [
+        (535, Stage.MAIL, True),
+        (530, Stage.MAIL, True),
+        (538, Stage.RCPT, True),
+        (534, Stage.DATA, True),
+        (421, Stage.CONNECT, True),
+        (554, Stage.CONNECT, True),
+        (421, Stage.MAIL, False),
+        (550, Stage.RCPT, False),
+        (250, Stage.DATA, False),
+    ],
+)
+def test_reply_result_flags_configuration_faults(
+    code: int, stage: Stage, config_error: bool
+) -> None:
+    result = reply_result(code, "text", stage)
+    assert result.config_error is config_error
+    assert result.outcome is classify(code, stage)

@@ -6,11 +6,11 @@ import base64
 import binascii
 import json
 import uuid
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from mailroom.emails.addresses import parse_mailbox
 from mailroom.emails.repository import LogFilter, Position
@@ -18,6 +18,7 @@ from mailroom.emails.states import EmailStatus
 
 MAX_LIMIT = 100
 _CURSOR_VERSION = 1
+MAX_CURSOR_LENGTH = 256  # a real one is about 110 characters
 
 
 def encode_cursor(position: Position) -> str:
@@ -28,17 +29,32 @@ def encode_cursor(position: Position) -> str:
 
 def decode_cursor(cursor: str) -> Position:
     """Raises ValueError for anything that is not a cursor this service produced."""
+    invalid = ValueError("is not a valid cursor: pass back a nextCursor unchanged")
+    if len(cursor) > MAX_CURSOR_LENGTH:
+        raise invalid
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        payload = json.loads(raw)
-        if not isinstance(payload, dict) or payload.get("v") != _CURSOR_VERSION:
-            raise ValueError
-        created_at = datetime.fromisoformat(payload["t"])
-        if created_at.tzinfo is None:
-            raise ValueError
-        return Position(created_at=created_at, id=uuid.UUID(payload["i"]))
-    except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError):
-        raise ValueError("is not a valid cursor: pass back a nextCursor unchanged") from None
+        payload = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (ValueError, binascii.Error, RecursionError):
+        raise invalid from None
+    if not isinstance(payload, dict) or set(payload) != {"v", "t", "i"}:
+        raise invalid
+    version, created, email_id = payload["v"], payload["t"], payload["i"]
+    if type(version) is not int or version != _CURSOR_VERSION:
+        raise invalid
+    if not isinstance(created, str) or not isinstance(email_id, str):
+        raise invalid
+    try:
+        created_at = datetime.fromisoformat(created)
+        position = Position(created_at=created_at, id=uuid.UUID(email_id))
+    except ValueError:
+        raise invalid from None
+    if created_at.tzinfo is None:
+        raise invalid
+    try:
+        created_at.astimezone(UTC)  # PostgreSQL must be able to compare against it
+    except OverflowError:
+        raise invalid from None
+    return position
 
 
 def day_bounds(day: date, zone: ZoneInfo) -> tuple[datetime, datetime]:
@@ -69,11 +85,12 @@ class LogQuery(BaseModel):
     to: Annotated[
         str | None, Field(description="Only emails with this recipient (to, cc or bcc)")
     ] = None
-    since: Annotated[datetime | None, Field(description="Created at or after (ISO 8601)")] = None
-    until: Annotated[datetime | None, Field(description="Created before (ISO 8601)")] = None
     tz: Annotated[str, Field(description="IANA time zone that fixes 'today' for the summary")] = (
         "UTC"
     )
+    # After tz: a time without an offset is read in that zone.
+    since: Annotated[datetime | None, Field(description="Created at or after (ISO 8601)")] = None
+    until: Annotated[datetime | None, Field(description="Created before (ISO 8601)")] = None
     cursor: Annotated[
         str | None, Field(description="nextCursor of a previous page (keyset paging)")
     ] = None
@@ -109,39 +126,42 @@ class LogQuery(BaseModel):
             ) from None
         return value
 
-    @field_validator("cursor")
+    @field_validator("since", "until")
     @classmethod
-    def _cursor(cls, value: str | None) -> str | None:
-        if value is not None:
-            decode_cursor(value)
+    def _instant(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=ZoneInfo(info.data.get("tz", "UTC")))
+        try:
+            value = value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("is out of range") from None
+        since = info.data.get("since")
+        if info.field_name == "until" and since is not None and since >= value:
+            raise ValueError("must be later than since")
         return value
 
-    @model_validator(mode="after")
-    def _coherent(self) -> LogQuery:
-        if self.page is not None and self.cursor is not None:
+    @field_validator("cursor")
+    @classmethod
+    def _cursor(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        if info.data.get("page") is not None:
             raise ValueError("give either page or cursor, not both")
-        if (
-            self.since is not None
-            and self.until is not None
-            and self._aware(self.since) >= self._aware(self.until)
-        ):
-            raise ValueError("since must be earlier than until")
-        return self
+        decode_cursor(value)
+        return value
 
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.tz)
 
-    def _aware(self, value: datetime) -> datetime:
-        # A time without an offset is read in the query's own time zone.
-        return value if value.tzinfo is not None else value.replace(tzinfo=self.zone)
-
     def log_filter(self) -> LogFilter:
         return LogFilter(
             statuses=tuple(EmailStatus(s) for s in self.status.split(",")) if self.status else (),
             recipient=self.to,
-            since=self._aware(self.since) if self.since else None,
-            until=self._aware(self.until) if self.until else None,
+            since=self.since,
+            until=self.until,
         )
 
     def position(self) -> Position | None:

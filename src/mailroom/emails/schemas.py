@@ -86,8 +86,8 @@ class SendEmailRequest(_Schema):
     sender: Addr | None = Field(default=None, alias="from", description="Defaults to MAIL_FROM")
     reply_to: AddrList = Field(default_factory=list)
     subject: str = Field(min_length=1, max_length=MAX_SUBJECT_LENGTH)
-    text: str | None = Field(default=None, description="Plain-text body")
-    html: str | None = Field(default=None, description="HTML body")
+    text: str | None = Field(default=None, min_length=1, description="Plain-text body")
+    html: str | None = Field(default=None, min_length=1, description="HTML body")
     headers: dict[str, str] = Field(
         default_factory=dict,
         max_length=MAX_HEADERS,
