@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis.asyncio as redis
 
 from mailroom.settings import Settings
 from tests.conftest import running_worker
@@ -118,3 +119,25 @@ async def test_two_451s_then_250_is_sent_with_three_attempts(
     assert email["error"] is None
     [received] = smtp_server.handler.messages()
     assert received.parsed()["Message-ID"] == accepted["messageId"]
+
+
+async def test_redis_keeps_no_finished_jobs(
+    client: httpx.AsyncClient,
+    settings: Settings,
+    smtp_server: SmtpTestServer,
+    redis_client: redis.Redis,
+    namespace: str,
+) -> None:
+    smtp_server.handler.data_replies.append("550 5.1.1 No such user")  # one failure, too
+    async with running_worker(settings, smtp_server):
+        ids = [(await client.post("/send", json=EMAIL)).json()["id"] for _ in range(30)]
+
+        async def statuses() -> set[str]:
+            return {(await _email(client, email_id))["status"] for email_id in ids}
+
+        await eventually(statuses, lambda found: found <= {"sent", "failed"}, what="all final")
+
+    # Only the queue's bookkeeping keys remain: no job hashes, nothing per email.
+    keys = {key.decode() async for key in redis_client.scan_iter(match=f"{namespace}:*")}
+    assert not any(email_id in key for key in keys for email_id in ids), sorted(keys)
+    assert len(keys) < 10, sorted(keys)

@@ -70,29 +70,52 @@ class LogQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     page: Annotated[
-        int | None, Field(ge=1, le=1_000_000, description="1-based page number (default 1)")
+        int | None,
+        Field(ge=1, le=1_000_000, description="1-based page number (default 1)", examples=[1]),
     ] = None
     limit: Annotated[
-        int, Field(ge=1, le=MAX_LIMIT, description=f"Items per page, 1 to {MAX_LIMIT}")
+        int,
+        Field(ge=1, le=MAX_LIMIT, description=f"Items per page, 1 to {MAX_LIMIT}", examples=[20]),
     ] = 20
     status: Annotated[
         str | None,
         Field(
             description="Only these statuses, comma-separated "
-            "(queued, sending, retrying, sent, failed)"
+            "(queued, sending, retrying, sent, failed)",
+            examples=["failed", "queued,retrying"],
         ),
     ] = None
     to: Annotated[
-        str | None, Field(description="Only emails with this recipient (to, cc or bcc)")
+        str | None,
+        Field(
+            description="Only emails with this recipient (to, cc or bcc)",
+            examples=["jane@example.com"],
+        ),
     ] = None
-    tz: Annotated[str, Field(description="IANA time zone that fixes 'today' for the summary")] = (
-        "UTC"
-    )
+    tz: Annotated[
+        str,
+        Field(
+            description="IANA time zone that fixes 'today' for the summary",
+            examples=["UTC", "Europe/Berlin"],
+        ),
+    ] = "UTC"
     # After tz: a time without an offset is read in that zone.
-    since: Annotated[datetime | None, Field(description="Created at or after (ISO 8601)")] = None
-    until: Annotated[datetime | None, Field(description="Created before (ISO 8601)")] = None
+    since: Annotated[
+        datetime | None,
+        Field(description="Created at or after (ISO 8601)", examples=["2026-11-01T00:00:00Z"]),
+    ] = None
+    until: Annotated[
+        datetime | None, Field(description="Created before (ISO 8601)", examples=["2026-12-01"])
+    ] = None
     cursor: Annotated[
-        str | None, Field(description="nextCursor of a previous page (keyset paging)")
+        str | None,
+        Field(
+            description="nextCursor of a previous page (keyset paging)",
+            examples=[
+                "eyJ2IjoxLCJ0IjoiMjAyNi0xMS0yN1QxMDowMDowMCswMDowMCIsImkiOiI1YjBjMWMyYS0wYjFk"
+                "LTQ1ZjUtOWI4Yy1iYzBkOWIxYTZmNmQifQ"
+            ],
+        ),
     ] = None
 
     @field_validator("status")

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Path, status
 
 from mailroom.api.deps import RequestId, Session, SettingsDep, UoW
 from mailroom.api.errors import ErrorResponse
@@ -46,7 +47,16 @@ async def send(
     summary="One email with its bodies and every delivery attempt",
     responses={404: {"model": ErrorResponse, "description": "No such email"}},
 )
-async def get_email(email_id: str, session: Session) -> EmailDetail:
+async def get_email(
+    email_id: Annotated[
+        str,
+        Path(
+            description="The id POST /send returned",
+            examples=["5b0c1c2a-0b1d-45f5-9b8c-bc0d9b1a6f6d"],
+        ),
+    ],
+    session: Session,
+) -> EmailDetail:
     try:
         parsed = uuid.UUID(email_id)
     except ValueError:
