@@ -26,6 +26,14 @@ from mailroom.worker.sweeper import Sweeper
 
 log = structlog.get_logger(__name__)
 
+# A job's lock is renewed every lockDuration/2 while it is processed, so the lock does
+# not need to outlast an SMTP timeout, only a stalled event loop. It does bound how
+# long a job stays stuck in BullMQ's "active" list when nobody processes it: a worker
+# killed mid-job, or a job fetched just as Worker.close() ran (bullmq 3.4 can leave
+# one behind). The stalled check, run by every worker, then moves it back to "wait".
+# Duplicates this may cause are no-ops (the claim is guarded).
+_STALLED_JOB_RECOVERY = {"lockDuration": 10_000, "stalledInterval": 5_000, "maxStalledCount": 3}
+
 
 class MissingSmtpHost(Exception):
     pass
@@ -103,7 +111,12 @@ class DeliveryWorker:
         self._worker = Worker(
             settings.queue_name,
             process,
-            {**queue_options(settings), "concurrency": self._concurrency, "autorun": False},
+            {
+                **queue_options(settings),
+                "concurrency": self._concurrency,
+                "autorun": False,
+                **_STALLED_JOB_RECOVERY,
+            },
         )
         self._tasks.append(asyncio.create_task(self._worker.run(), name="bullmq-worker"))
         if self._sweep:
