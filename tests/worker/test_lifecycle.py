@@ -54,7 +54,7 @@ async def test_a_worker_restart_mid_run_loses_nothing(
 
     async with running_worker(settings, smtp_server, concurrency=4):
         await eventually(
-            lambda: _count(sessions, "sent"), lambda n: n == 40, timeout=30, what="all sent"
+            lambda: _count(sessions, "sent"), lambda n: n == 40, timeout=60, what="all sent"
         )
 
     received = [m.parsed()["Message-ID"] for m in smtp_server.handler.messages()]
