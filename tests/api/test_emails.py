@@ -8,28 +8,8 @@ from typing import Any
 import httpx
 import pytest
 
-DETAIL_KEYS = {
-    "id",
-    "from",
-    "to",
-    "cc",
-    "bcc",
-    "subject",
-    "status",
-    "attempts",
-    "messageId",
-    "createdAt",
-    "sentAt",
-    "failedAt",
-    "nextAttemptAt",
-    "error",
-    "replyTo",
-    "text",
-    "html",
-    "headers",
-    "requestId",
-    "deliveryAttempts",
-}
+from tests.api.shapes import DETAIL_KEYS
+
 DETAIL_ONLY = {"replyTo", "text", "html", "headers", "requestId", "deliveryAttempts"}
 
 

@@ -15,23 +15,8 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from mailroom.emails.models import Email
+from tests.api.shapes import ITEM_KEYS
 
-ITEM_KEYS = {
-    "id",
-    "from",
-    "to",
-    "cc",
-    "bcc",
-    "subject",
-    "status",
-    "attempts",
-    "messageId",
-    "createdAt",
-    "sentAt",
-    "failedAt",
-    "nextAttemptAt",
-    "error",
-}
 PAGINATION_KEYS = {"page", "limit", "total", "totalPages", "hasMore", "nextCursor"}
 SUMMARY_KEYS = {"date", "timezone", "total", "sent", "failed", "pending"}
 

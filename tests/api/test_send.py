@@ -10,31 +10,9 @@ import httpx
 import pytest
 
 from mailroom.settings import Settings
+from tests.api.shapes import DETAIL_KEYS
 
 VALID: dict[str, Any] = {"to": "jane@example.com", "subject": "Hello", "text": "Hi there"}
-
-DETAIL_KEYS = {
-    "id",
-    "from",
-    "to",
-    "cc",
-    "bcc",
-    "subject",
-    "status",
-    "attempts",
-    "messageId",
-    "createdAt",
-    "sentAt",
-    "failedAt",
-    "nextAttemptAt",
-    "error",
-    "replyTo",
-    "text",
-    "html",
-    "headers",
-    "requestId",
-    "deliveryAttempts",
-}
 
 
 def _with(**changes: Any) -> dict[str, Any]:
