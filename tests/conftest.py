@@ -22,6 +22,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from mailroom.api.app import create_app
+from mailroom.auth.scopes import Scope
+from mailroom.auth.service import create_key
 from mailroom.db.engine import create_engine, create_session_factory
 from mailroom.db.migrate import migrate
 from mailroom.devinbox.store import Inbox
@@ -74,6 +76,8 @@ def make_settings(database_url: str, namespace: str, **overrides: Any) -> Settin
         "sweep_grace": 2,
         "sending_lease": 30,
         "enqueue_timeout": 2,
+        # High enough never to bite; the rate-limit tests set their own.
+        "send_rate_limit": "100000/second",
     }
     values.update(overrides)
     return load_settings(**values)
@@ -137,21 +141,50 @@ async def _redis_namespace_removed(
     await _drop_redis_keys(redis_client, namespace)
 
 
+async def make_key(
+    sessions: async_sessionmaker[AsyncSession],
+    scopes: tuple[Scope, ...] = tuple(Scope),
+    *,
+    rate_limit: str | None = None,
+) -> str:
+    async with sessions() as session:
+        _, key = await create_key(
+            session, name=f"test-{secrets.token_hex(6)}", scopes=scopes, rate_limit=rate_limit
+        )
+        await session.commit()
+    return key
+
+
+@pytest.fixture(scope="session")
+async def api_key(sessions: async_sessionmaker[AsyncSession]) -> str:
+    """A key with every scope, for tests about something other than authentication."""
+    return await make_key(sessions)
+
+
 @asynccontextmanager
 async def api_client(
-    settings: Settings, inbox: Inbox | None = None
+    settings: Settings, inbox: Inbox | None = None, *, key: str | None = None
 ) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(settings, inbox=inbox)
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
     async with LifespanManager(app) as manager:
         transport = httpx.ASGITransport(app=manager.app, raise_app_exceptions=False)
         async with httpx.AsyncClient(
-            transport=transport, base_url="http://mailroom.test"
+            transport=transport, base_url="http://mailroom.test", headers=headers
         ) as client:
             yield client
 
 
 @pytest.fixture
-async def client(settings: Settings, clean: None) -> AsyncIterator[httpx.AsyncClient]:
+async def client(settings: Settings, clean: None, api_key: str) -> AsyncIterator[httpx.AsyncClient]:
+    """The API, authenticated with a key that has every scope."""
+    async with api_client(settings, key=api_key) as client:
+        yield client
+
+
+@pytest.fixture
+async def anonymous(settings: Settings, clean: None) -> AsyncIterator[httpx.AsyncClient]:
+    """The API without credentials."""
     async with api_client(settings) as client:
         yield client
 

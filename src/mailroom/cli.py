@@ -18,7 +18,8 @@ app = typer.Typer(
 )
 
 
-def _settings() -> Settings:
+def load_cli_settings() -> Settings:
+    """Settings for a command: a bad value ends it with the message and exit code 2."""
     try:
         settings = get_settings()
     except ConfigurationError as exc:
@@ -35,13 +36,19 @@ def _run(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
         asyncio.run(main())
 
 
+def _register_subcommands() -> None:
+    from mailroom.auth.cli import keys_app
+
+    app.add_typer(keys_app, name="keys")
+
+
 @app.command()
 def api(
     host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
 ) -> None:
     """Serve the HTTP API."""
-    settings = _settings()
+    settings = load_cli_settings()
     from mailroom.api.app import create_app
 
     server = uvicorn.Server(
@@ -59,7 +66,7 @@ def worker(
     ] = None,
 ) -> None:
     """Run the delivery worker until SIGTERM or Ctrl-C (in-flight sends are allowed to finish)."""
-    settings = _settings()
+    settings = load_cli_settings()
     from mailroom.worker.runner import DeliveryWorker, MissingSmtpHost, smtp_transport
 
     try:
@@ -79,7 +86,7 @@ def worker(
 @app.command()
 def migrate() -> None:
     """Apply database migrations (creating the database if it does not exist)."""
-    settings = _settings()
+    settings = load_cli_settings()
     from mailroom.db.migrate import migrate as run_migrations
 
     asyncio.run(run_migrations(settings.database_url))
@@ -94,7 +101,7 @@ def dev(
     ] = 1025,
 ) -> None:
     """Everything in one process: migrations, API on 127.0.0.1, worker, and a development inbox."""
-    settings = _settings()
+    settings = load_cli_settings()
     from mailroom.devserver import DevServerError, run_dev
 
     try:
@@ -112,6 +119,8 @@ def _stop_event() -> asyncio.Event:
         loop.add_signal_handler(sig, stop.set)
     return stop
 
+
+_register_subcommands()
 
 if __name__ == "__main__":  # pragma: no cover
     app(prog_name="mailroom")

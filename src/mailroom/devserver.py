@@ -6,10 +6,15 @@ accepting requests, the worker drains, then the inbox closes.
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
 import structlog
 import uvicorn
 
 from mailroom.api.app import create_app
+from mailroom.auth.service import ensure_dev_key
+from mailroom.db.engine import create_engine, create_session_factory
 from mailroom.db.migrate import migrate
 from mailroom.devinbox.server import CaptureHandler, start_smtp_server
 from mailroom.devinbox.store import Inbox
@@ -22,6 +27,53 @@ log = structlog.get_logger("mailroom.dev")
 DEV_HOST = "127.0.0.1"
 
 
+DEV_KEY_FILE = Path(".mailroom-dev-key")
+
+
+def _read_key_file() -> str | None:
+    return DEV_KEY_FILE.read_text().strip() if DEV_KEY_FILE.exists() else None
+
+
+def _write_key_file(key: str) -> None:
+    DEV_KEY_FILE.write_text(key + "\n")
+    DEV_KEY_FILE.chmod(0o600)
+
+
+async def _dev_key(settings: Settings) -> tuple[str, bool]:
+    """The key saved in DEV_KEY_FILE, so every start of `mailroom dev` prints the same one."""
+    engine = create_engine(settings, pool_size=1)
+    try:
+        saved = await asyncio.to_thread(_read_key_file)
+        key, created = await ensure_dev_key(create_session_factory(engine), saved)
+    finally:
+        await engine.dispose()
+    if created:
+        await asyncio.to_thread(_write_key_file, key)
+    return key, created
+
+
+def _welcome(key: str, created: bool, port: int, inbox: bool) -> str:
+    base = f"http://{DEV_HOST}:{port}"
+    where = f"{base}/dev/inbox" if inbox else "your SMTP server"
+    origin = "created now and saved in" if created else "from"
+    return f"""
+Mailroom is running: {base} (API docs: {base}/docs)
+Development API key ({origin} {DEV_KEY_FILE}):
+
+    {key}
+
+Send an email (it arrives at {where}):
+
+    curl -s -X POST {base}/send \\
+      -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\
+      -d '{{"to": "jane@example.com", "subject": "Hello", "text": "It works."}}'
+
+See the log:
+
+    curl -s {base}/logs/email -H 'Authorization: Bearer {key}'
+"""
+
+
 class DevServerError(Exception):
     """A start-up problem with a message meant for the person at the terminal."""
 
@@ -29,6 +81,7 @@ class DevServerError(Exception):
 async def run_dev(settings: Settings, *, api_port: int, smtp_port: int) -> None:
     await migrate(settings.database_url)
     log.info("dev.migrated")
+    key, created = await _dev_key(settings)
 
     inbox: Inbox | None = None
     smtp_server = None
@@ -75,6 +128,7 @@ async def run_dev(settings: Settings, *, api_port: int, smtp_port: int) -> None:
                 docs=f"http://{DEV_HOST}:{api_port}/docs",
                 hint="Ctrl-C stops everything",
             )
+            print(_welcome(key, created, api_port, inbox is not None), flush=True)
             # uvicorn handles SIGINT/SIGTERM itself and returns from serve().
             await server.serve()
     finally:

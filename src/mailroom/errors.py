@@ -2,9 +2,14 @@
 
     MailroomError                 base: an HTTP status, a stable ``code`` and a message
     ├── InvalidRequest            422 validation_error  (``details`` lists each field)
+    │   └── IdempotencyKeyReused  422 idempotency_key_reused (same key, different body)
     ├── MalformedRequest          400 malformed_request (body is not JSON, ...)
+    ├── Unauthorized              401 unauthorized      (no key, unknown or revoked key)
+    ├── Forbidden                 403 forbidden         (the key lacks the scope)
     ├── NotFound                  404 not_found
     ├── MethodNotAllowed          405 method_not_allowed
+    ├── PayloadTooLarge           413 payload_too_large
+    ├── RateLimited               429 rate_limited      (``retry_after`` seconds)
     └── ServiceUnavailable        503 service_unavailable (a dependency is down)
 
 The API maps each to one JSON shape::
@@ -32,9 +37,23 @@ class InvalidRequest(MailroomError):
     code = "validation_error"
 
 
+class IdempotencyKeyReused(InvalidRequest):
+    code = "idempotency_key_reused"
+
+
 class MalformedRequest(MailroomError):
     status_code = 400
     code = "malformed_request"
+
+
+class Unauthorized(MailroomError):
+    status_code = 401
+    code = "unauthorized"
+
+
+class Forbidden(MailroomError):
+    status_code = 403
+    code = "forbidden"
 
 
 class NotFound(MailroomError):
@@ -50,3 +69,17 @@ class MethodNotAllowed(MailroomError):
 class ServiceUnavailable(MailroomError):
     status_code = 503
     code = "service_unavailable"
+
+
+class PayloadTooLarge(MailroomError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class RateLimited(MailroomError):
+    status_code = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message, details={"retryAfter": retry_after})
+        self.retry_after = retry_after

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from email.utils import parseaddr
 from functools import lru_cache
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from typing import Literal
 from urllib.parse import urlsplit
 
+from limits import parse as parse_rate_limit
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -60,6 +62,18 @@ class Settings(BaseSettings):
     # It must comfortably exceed a whole SMTP transaction (connect + several commands).
     sending_lease: float = Field(default=300.0, gt=0)
 
+    # Requests per API key on POST /send (per client IP when authentication fails),
+    # shared by every API process through Redis. "100/second", "6000/minute", ...
+    send_rate_limit: str = "100/second"
+    # Peers allowed to set X-Forwarded-For: comma-separated IPs or CIDR ranges.
+    trusted_proxies: str = ""
+    # Largest request body accepted; larger ones get 413 before they are parsed.
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=100 * 1024 * 1024)
+    # Browser origins allowed by CORS, comma-separated; empty means CORS stays off.
+    cors_origins: str = ""
+    # How long an API key lookup is cached per process (so a revocation takes this long).
+    api_key_cache_seconds: float = Field(default=5.0, ge=0, le=300)
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["console", "json"] = "console"
 
@@ -100,6 +114,17 @@ class Settings(BaseSettings):
 
         return parse_mailbox(value).header
 
+    @field_validator("send_rate_limit")
+    @classmethod
+    def _rate_limit(cls, value: str) -> str:
+        return validate_rate_limit(value)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: str) -> str:
+        parse_networks(value)
+        return value
+
     @model_validator(mode="after")
     def _coherent(self) -> Settings:
         if self.retry_backoff_max < self.retry_backoff_base:
@@ -109,12 +134,42 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def trusted_proxy_networks(self) -> tuple[IPv4Network | IPv6Network, ...]:
+        return parse_networks(self.trusted_proxies)
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+
+    @property
     def effective_smtp_port(self) -> int:
         return self.smtp_port or _DEFAULT_SMTP_PORTS[self.smtp_security]
 
     @property
     def sender_domain(self) -> str:
         return parseaddr(self.mail_from)[1].rpartition("@")[2]
+
+
+def validate_rate_limit(value: str) -> str:
+    """A rate limit such as ``100/second``; raises ValueError with an example otherwise."""
+    try:
+        parse_rate_limit(value)
+    except ValueError:
+        raise ValueError(
+            f"{value!r} is not a rate limit: use e.g. '100/second' or '6000/minute'"
+        ) from None
+    return value
+
+
+def parse_networks(value: str) -> tuple[IPv4Network | IPv6Network, ...]:
+    networks = []
+    for part in value.split(","):
+        if part.strip():
+            try:
+                networks.append(ip_network(part.strip(), strict=False))
+            except ValueError:
+                raise ValueError(f"{part.strip()!r} is not an IP address or CIDR range") from None
+    return tuple(networks)
 
 
 class ConfigurationError(Exception):

@@ -21,7 +21,9 @@ MESSAGE = (
 )
 
 
-async def test_messages_sent_to_the_inbox_are_listed_newest_first(settings: Settings) -> None:
+async def test_messages_sent_to_the_inbox_are_listed_newest_first(
+    settings: Settings, api_key: str
+) -> None:
     inbox = Inbox()
     server = await start_smtp_server(CaptureHandler(inbox), "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
@@ -38,7 +40,7 @@ async def test_messages_sent_to_the_inbox_are_listed_newest_first(settings: Sett
         server.close()
         await server.wait_closed()
 
-    async with api_client(settings, inbox=inbox) as client:
+    async with api_client(settings, inbox=inbox, key=api_key) as client:
         listed = (await client.get("/dev/inbox")).json()
         assert [m["subject"] for m in listed] == ["second", "first"]
         assert listed[0]["envelopeTo"] == ["jane@example.com"]
@@ -50,12 +52,12 @@ async def test_messages_sent_to_the_inbox_are_listed_newest_first(settings: Sett
         assert "second" in page.text
 
 
-async def test_html_view_escapes_what_it_shows(settings: Settings) -> None:
+async def test_html_view_escapes_what_it_shows(settings: Settings, api_key: str) -> None:
     inbox = Inbox()
     from mailroom.devinbox.store import CapturedMessage
 
     inbox.add(CapturedMessage("sender@example.com", ("jane@example.com",), MESSAGE))
-    async with api_client(settings, inbox=inbox) as client:
+    async with api_client(settings, inbox=inbox, key=api_key) as client:
         page = (await client.get("/dev/inbox", params={"format": "html"})).text
     assert "Hello &lt;there&gt;" in page
     assert "Hello <there>" not in page

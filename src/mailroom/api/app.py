@@ -3,26 +3,25 @@
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import structlog
 from asgi_correlation_id import CorrelationIdMiddleware
 from fastapi import FastAPI
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from fastapi.middleware.cors import CORSMiddleware
 
 from mailroom import __version__
 from mailroom.api.errors import install_error_handlers
+from mailroom.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from mailroom.api.ratelimit import SendRateLimiter
 from mailroom.api.routes import emails, health, logs
 from mailroom.api.state import AppState
+from mailroom.auth.service import KeyChecker
 from mailroom.db.engine import create_engine, create_session_factory
 from mailroom.devinbox import routes as dev_inbox
 from mailroom.devinbox.store import Inbox
 from mailroom.queue.dispatcher import Dispatcher
 from mailroom.settings import Settings, get_settings
-
-log = structlog.get_logger("mailroom.api")
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 
@@ -31,54 +30,28 @@ def _valid_request_id(value: str) -> bool:
     return _REQUEST_ID.fullmatch(value) is not None
 
 
-class RequestLogMiddleware:
-    """One ``request.completed`` line per request: method, path, status, duration."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def send_wrapper(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_wrapper)
-        finally:
-            log.info(
-                "request.completed",
-                method=scope["method"],
-                path=scope["path"],
-                status=status,
-                duration_ms=round((time.perf_counter() - started) * 1000, 1),
-            )
-
-
 def create_app(settings: Settings | None = None, *, inbox: Inbox | None = None) -> FastAPI:
     settings = settings or get_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings)
+        sessions = create_session_factory(engine)
         dispatcher = Dispatcher(settings)
+        rate_limiter = SendRateLimiter(settings)
         app.state.mailroom = AppState(
             settings=settings,
             engine=engine,
-            sessions=create_session_factory(engine),
+            sessions=sessions,
             dispatcher=dispatcher,
+            keys=KeyChecker(sessions, ttl=settings.api_key_cache_seconds),
+            rate_limiter=rate_limiter,
             inbox=inbox,
         )
         try:
             yield
         finally:
+            await rate_limiter.aclose()
             await dispatcher.aclose()
             await engine.dispose()
 
@@ -94,8 +67,27 @@ def create_app(settings: Settings | None = None, *, inbox: Inbox | None = None) 
     app.include_router(health.router)
     if inbox is not None:
         app.include_router(dev_inbox.router)
-    app.add_middleware(RequestLogMiddleware)
+    # Outermost last: the request id exists before anything logs; the body limit acts
+    # before any parsing; CORS (only when configured) answers preflights first.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestContextMiddleware, trusted_proxies=settings.trusted_proxy_networks)
     app.add_middleware(
         CorrelationIdMiddleware, header_name="X-Request-ID", validator=_valid_request_id
     )
+    if settings.cors_origin_list:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origin_list,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID"],
+            expose_headers=[
+                "X-Request-ID",
+                "Idempotent-Replayed",
+                "Retry-After",
+                "RateLimit-Limit",
+                "RateLimit-Remaining",
+                "RateLimit-Reset",
+                "RateLimit-Policy",
+            ],
+        )
     return app

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from mailroom.api.ratelimit import SendRateLimiter
+from mailroom.auth.service import KeyChecker
 from mailroom.devinbox.store import Inbox
 from mailroom.queue.dispatcher import Dispatcher
 from mailroom.settings import Settings
@@ -17,4 +19,6 @@ class AppState:
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     dispatcher: Dispatcher
+    keys: KeyChecker
+    rate_limiter: SendRateLimiter
     inbox: Inbox | None = None

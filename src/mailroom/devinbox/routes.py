@@ -9,14 +9,17 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from mailroom.api.deps import InboxDep
+from mailroom.api.errors import AUTH_RESPONSES
+from mailroom.api.security import LogsReader
 
-router = APIRouter(tags=["development"])
+router = APIRouter(tags=["development"], dependencies=[LogsReader])
 
 
 @router.get(
     "/dev/inbox",
     summary="Messages the development inbox received, newest first",
     response_model=None,
+    responses=AUTH_RESPONSES,
 )
 async def dev_inbox(inbox: InboxDep, request: Request, format: str | None = None) -> Response:
     """JSON by default; HTML when a browser asks for it (or with `?format=html`)."""

@@ -45,6 +45,9 @@ class Email(Base):
     headers: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
     message_id: Mapped[str] = mapped_column(Text, unique=True)
     request_id: Mapped[str | None] = mapped_column(String(200))
+    api_key_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("api_keys.id", ondelete="SET NULL")
+    )
 
     status: Mapped[str] = mapped_column(String(16), server_default=EmailStatus.QUEUED.value)
     attempts: Mapped[int] = mapped_column(Integer, server_default="0")
@@ -123,3 +126,23 @@ class DeliveryAttempt(Base):
             name="outcome_known",
         ),
     )
+
+
+class IdempotencyKey(Base):
+    """The first response to an Idempotency-Key, per API key, replayed for 24 hours."""
+
+    __tablename__ = "idempotency_keys"
+
+    api_key_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("api_keys.id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    # Set, with the response, in the transaction that reserved the key.
+    email_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("emails.id", ondelete="CASCADE")
+    )
+    response: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_idempotency_keys_created_at", "created_at"),)

@@ -6,11 +6,12 @@ import math
 import random
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mailroom.emails import repository
+from mailroom.emails import idempotency, repository
 from mailroom.emails.addresses import parse_mailbox
 from mailroom.emails.log_query import LogQuery, day_bounds, encode_cursor
 from mailroom.emails.message import new_message_id
@@ -25,10 +26,11 @@ from mailroom.emails.schemas import (
     EmailLogItem,
     EmailLogPage,
     Pagination,
+    SendAccepted,
     SendEmailRequest,
 )
 from mailroom.emails.states import DEFER, EmailStatus
-from mailroom.errors import NotFound
+from mailroom.errors import IdempotencyKeyReused, NotFound
 from mailroom.queue.jobs import DeliveryJob
 from mailroom.settings import Settings
 from mailroom.transport.base import Outcome, SendResult
@@ -40,8 +42,66 @@ MAX_STORED_REPLY = 1000  # characters of server text kept per attempt
 # -- accepting -----------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Acceptance:
+    response: SendAccepted
+    replayed: bool  # an earlier response to the same Idempotency-Key
+
+
+async def send_email(
+    uow: UnitOfWork,
+    request: SendEmailRequest,
+    *,
+    settings: Settings,
+    request_id: str | None,
+    api_key_id: uuid.UUID,
+    idempotency_key: str | None,
+) -> Acceptance:
+    """POST /send: accept the email, or replay the answer to an earlier identical request."""
+    if idempotency_key is not None:
+        fingerprint = idempotency.request_fingerprint(
+            request.model_dump(mode="json", by_alias=True)
+        )
+        earlier = await idempotency.reserve(
+            uow.session, api_key_id, idempotency_key, fingerprint, now=datetime.now(UTC)
+        )
+        if earlier is not None:
+            if earlier.request_hash != fingerprint:
+                raise IdempotencyKeyReused(
+                    "This Idempotency-Key was used with a different request body in the last "
+                    "24 hours; use a new key for a new email.",
+                    details=[
+                        {"field": "Idempotency-Key", "message": "reused with a different body"}
+                    ],
+                )
+            return Acceptance(SendAccepted.model_validate(earlier.response), replayed=True)
+    email = await accept_email(
+        uow, request, settings=settings, request_id=request_id, api_key_id=api_key_id
+    )
+    response = SendAccepted(
+        id=email.id,
+        status=EmailStatus(email.status),
+        message_id=email.message_id,
+        created_at=email.created_at,
+    )
+    if idempotency_key is not None:
+        await idempotency.complete(
+            uow.session,
+            api_key_id,
+            idempotency_key,
+            email_id=email.id,
+            response=response.model_dump(mode="json", by_alias=True),
+        )
+    return Acceptance(response, replayed=False)
+
+
 async def accept_email(
-    uow: UnitOfWork, request: SendEmailRequest, *, settings: Settings, request_id: str | None
+    uow: UnitOfWork,
+    request: SendEmailRequest,
+    *,
+    settings: Settings,
+    request_id: str | None,
+    api_key_id: uuid.UUID | None = None,
 ) -> Email:
     """Store a new email as ``queued``; its first delivery job goes out after the commit."""
     sender = request.sender or settings.mail_from
@@ -62,6 +122,7 @@ async def accept_email(
         headers=dict(request.headers),
         message_id=new_message_id(settings.message_id_domain or _domain(sender)),
         request_id=request_id,
+        api_key_id=api_key_id,
         status=EmailStatus.QUEUED.value,
         attempts=0,
         created_at=now,

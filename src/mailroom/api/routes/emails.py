@@ -5,11 +5,12 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Path, status
+from fastapi import APIRouter, Header, Path, Response, status
 
 from mailroom.api.deps import RequestId, Session, SettingsDep, UoW
-from mailroom.api.errors import ErrorResponse
-from mailroom.emails import service
+from mailroom.api.errors import AUTH_RESPONSES, ErrorResponse
+from mailroom.api.security import LogsReader, SendCaller
+from mailroom.emails import idempotency, service
 from mailroom.emails.schemas import EmailDetail, SendAccepted, SendEmailRequest
 from mailroom.errors import NotFound
 
@@ -23,29 +24,57 @@ router = APIRouter(tags=["emails"])
     summary="Queue an email for delivery",
     responses={
         400: {"model": ErrorResponse, "description": "The body is not JSON"},
+        **AUTH_RESPONSES,
+        413: {"model": ErrorResponse, "description": "The body is larger than MAX_BODY_BYTES"},
         422: {"model": ErrorResponse, "description": "A field is invalid; `details` names each"},
+        429: {"model": ErrorResponse, "description": "Rate limited; see `Retry-After`"},
         503: {"model": ErrorResponse, "description": "The database is down; nothing was stored"},
     },
 )
 async def send(
-    body: SendEmailRequest, uow: UoW, settings: SettingsDep, request_id: RequestId
+    caller: SendCaller,
+    body: SendEmailRequest,
+    uow: UoW,
+    settings: SettingsDep,
+    request_id: RequestId,
+    response: Response,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            min_length=1,
+            max_length=idempotency.MAX_KEY_LENGTH,
+            pattern=r"^[\x20-\x7e]+$",
+            description="Retry-safe: the same key and body within 24 h return the first "
+            "response (with `Idempotent-Replayed: true`) and send nothing again",
+            examples=["order-1234-receipt"],
+        ),
+    ] = None,
 ) -> SendAccepted:
     """Store the email and queue it; delivery happens in the background, with retries.
 
     The response comes once the email is committed to the log: from then on it is
     delivered or its failure is recorded. Follow it with `GET /emails/{id}`.
     """
-    email = await service.accept_email(uow, body, settings=settings, request_id=request_id)
-    return SendAccepted(
-        id=email.id, status=email.status, message_id=email.message_id, created_at=email.created_at
+    acceptance = await service.send_email(
+        uow,
+        body,
+        settings=settings,
+        request_id=request_id,
+        api_key_id=caller.key_id,
+        idempotency_key=idempotency_key,
     )
+    if acceptance.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return acceptance.response
 
 
 @router.get(
     "/emails/{email_id}",
     response_model=EmailDetail,
     summary="One email with its bodies and every delivery attempt",
-    responses={404: {"model": ErrorResponse, "description": "No such email"}},
+    responses={**AUTH_RESPONSES, 404: {"model": ErrorResponse, "description": "No such email"}},
+    dependencies=[LogsReader],
 )
 async def get_email(
     email_id: Annotated[

@@ -8,19 +8,23 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from mailroom.api.deps import Session
-from mailroom.api.errors import ErrorResponse
+from mailroom.api.errors import AUTH_RESPONSES, ErrorResponse
+from mailroom.api.security import LogsReader
 from mailroom.emails import service
 from mailroom.emails.log_query import LogQuery
 from mailroom.emails.schemas import EmailLogPage
 
-router = APIRouter(tags=["logs"])
+router = APIRouter(tags=["logs"], dependencies=[LogsReader])
 
 
 @router.get(
     "/logs/email",
     response_model=EmailLogPage,
     summary="The email log, newest first, with today's sent/failed report",
-    responses={422: {"model": ErrorResponse, "description": "A query parameter is invalid"}},
+    responses={
+        **AUTH_RESPONSES,
+        422: {"model": ErrorResponse, "description": "A query parameter is invalid"},
+    },
 )
 async def email_log(query: Annotated[LogQuery, Query()], session: Session) -> EmailLogPage:
     """Page with `page` (and `limit`), or follow `pagination.nextCursor` with `cursor`

@@ -12,7 +12,8 @@ from alembic import context
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-import mailroom.emails.models  # noqa: F401  (registers the tables on the metadata)
+import mailroom.auth.models
+import mailroom.emails.models  # noqa: F401
 from mailroom.db.base import Base
 from mailroom.settings import get_settings
 

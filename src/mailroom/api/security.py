@@ -1,0 +1,75 @@
+"""Who is calling: bearer API keys, scopes, and the rate limit on POST /send."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request, params
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from mailroom.api.client_ip import client_ip
+from mailroom.api.deps import State
+from mailroom.auth.scopes import Scope
+from mailroom.auth.service import Principal
+from mailroom.errors import Forbidden, RateLimited, Unauthorized
+
+# auto_error=False: a missing key is reported in Mailroom's own error shape.
+_bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer mr_…`")
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+RESPONSE_HEADERS = "mailroom_response_headers"  # request.state: headers for any response
+
+
+async def _principal(request: Request, state: State, credentials: Credentials) -> Principal:
+    if credentials is None:
+        raise Unauthorized("Missing API key: send 'Authorization: Bearer <key>'.")
+    principal = await state.keys.check(credentials.credentials)
+    if principal is None:
+        raise Unauthorized("Unknown or revoked API key.")
+    request.state.api_key_name = principal.name
+    return principal
+
+
+def require(scope: Scope) -> params.Depends:
+    """A dependency that admits keys holding ``scope``."""
+
+    async def dependency(
+        principal: Annotated[Principal, Depends(_principal)],
+    ) -> Principal:
+        if not principal.has(scope):
+            raise Forbidden(f"This API key lacks the '{scope.value}' scope.")
+        return principal
+
+    marker: params.Depends = Depends(dependency)
+    return marker
+
+
+async def _send_caller(request: Request, state: State, credentials: Credentials) -> Principal:
+    """Authenticate and rate-limit a POST /send: per key, or per client IP if the key fails."""
+    try:
+        principal = await _principal(request, state, credentials)
+    except Unauthorized:
+        ip = client_ip(request.scope, state.settings.trusted_proxy_networks)
+        await _limit(request, state, f"ip:{ip}", None)
+        raise
+    await _limit(request, state, f"key:{principal.key_id}", principal.rate_limit)
+    if not principal.has(Scope.SEND):
+        raise Forbidden(f"This API key lacks the '{Scope.SEND.value}' scope.")
+    return principal
+
+
+async def _limit(request: Request, state: State, identity: str, limit: str | None) -> None:
+    result = await state.rate_limiter.hit(identity, limit)
+    if result is None:
+        return
+    setattr(request.state, RESPONSE_HEADERS, result.headers())
+    if not result.allowed:
+        raise RateLimited(
+            f"Too many requests: the limit is {result.limit} per {result.window} s. "
+            f"Retry after {max(1, result.reset_in)} s.",
+            retry_after=max(1, result.reset_in),
+        )
+
+
+SendCaller = Annotated[Principal, Depends(_send_caller)]
+LogsReader = require(Scope.LOGS_READ)

@@ -1,0 +1,1 @@
+"""API keys: who may call Mailroom, with which scopes."""

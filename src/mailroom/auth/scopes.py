@@ -1,0 +1,29 @@
+"""What a key may do."""
+
+from enum import StrEnum
+
+
+class Scope(StrEnum):
+    SEND = "send"
+    LOGS_READ = "logs:read"
+
+
+ALL_SCOPES = tuple(Scope)
+
+
+def parse_scopes(value: str) -> tuple[Scope, ...]:
+    """``send,logs:read`` → scopes; raises ValueError naming an unknown one."""
+    scopes: list[Scope] = []
+    for part in (p.strip() for p in value.split(",")):
+        if not part:
+            continue
+        try:
+            scope = Scope(part)
+        except ValueError:
+            known = ", ".join(s.value for s in Scope)
+            raise ValueError(f"unknown scope {part!r}; known scopes: {known}") from None
+        if scope not in scopes:
+            scopes.append(scope)
+    if not scopes:
+        raise ValueError("give at least one scope")
+    return tuple(scopes)
