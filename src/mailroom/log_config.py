@@ -26,10 +26,43 @@ def _add_request_id(
     return event
 
 
+_NEVER_LOGGED = frozenset(
+    {
+        "authorization",
+        "password",
+        "smtp_password",
+        "api_key",
+        "secret",
+        "token",
+        "text",
+        "html",
+        "body",
+    }
+)
+
+
+def mask_address(address: str) -> str:
+    """``jane@example.com`` → ``j***@example.com``: enough to recognise, not to harvest."""
+    local, at, domain = address.rpartition("@")
+    if not at:
+        return "***"
+    return f"{local[:1]}***@{domain}"
+
+
+def _redact(
+    logger: object, method: str, event: structlog.types.EventDict
+) -> structlog.types.EventDict:
+    """Last line of defence: fields that must never reach a log are blanked whoever sets them."""
+    for name in _NEVER_LOGGED.intersection(event):
+        event[name] = "[redacted]"
+    return event
+
+
 def configure_logging(settings: Settings) -> None:
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
         _add_request_id,
+        _redact,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),

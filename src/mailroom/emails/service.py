@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailroom.emails import idempotency, repository
@@ -31,10 +32,13 @@ from mailroom.emails.schemas import (
 )
 from mailroom.emails.states import DEFER, EmailStatus
 from mailroom.errors import IdempotencyKeyReused, NotFound
+from mailroom.log_config import mask_address
 from mailroom.queue.jobs import DeliveryJob
 from mailroom.settings import Settings
 from mailroom.transport.base import Outcome, SendResult
 from mailroom.unit_of_work import UnitOfWork
+
+log = structlog.get_logger(__name__)
 
 MAX_STORED_REPLY = 1000  # characters of server text kept per attempt
 
@@ -132,6 +136,12 @@ async def accept_email(
     )
     await repository.add_email(uow.session, email)
     uow.dispatch_after_commit(DeliveryJob(email.id, attempt=1, request_id=request_id))
+    log.info(
+        "email.accepted",
+        email_id=str(email.id),
+        to=[mask_address(r) for r in email.recipients[:5]],
+        recipients=len(email.recipients),
+    )
     return email
 
 

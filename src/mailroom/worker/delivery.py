@@ -16,6 +16,7 @@ from mailroom.emails import service
 from mailroom.emails.message import build_message, envelope_addresses
 from mailroom.emails.repository import Claimed
 from mailroom.emails.retry import Decision
+from mailroom.log_config import mask_address
 from mailroom.queue.dispatcher import Dispatcher
 from mailroom.queue.jobs import DeliveryJob
 from mailroom.settings import Settings
@@ -120,6 +121,7 @@ class Deliverer:
         decision, applied = await _retry_database(record, budget=self._settings.sending_lease / 2)
         status: str = decision.transition.target.value
         fields = {
+            "to": [mask_address(r) for r in claimed.email.recipients[:5]],
             "outcome": result.outcome.value,
             "code": result.code,
             "enhanced_code": result.enhanced_code,
