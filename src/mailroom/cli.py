@@ -9,7 +9,6 @@ from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
 import typer
-import uvicorn
 
 from mailroom.settings import ConfigurationError, Settings, get_settings
 
@@ -50,12 +49,9 @@ def api(
     """Serve the HTTP API."""
     settings = load_cli_settings()
     from mailroom.api.app import create_app
+    from mailroom.api.server import api_server
 
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(settings), host=host, port=port, access_log=False, log_config=None
-        )
-    )
+    server = api_server(create_app(settings), host, port)
     _run(server.serve)
 
 

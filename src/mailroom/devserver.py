@@ -10,9 +10,9 @@ import asyncio
 from pathlib import Path
 
 import structlog
-import uvicorn
 
 from mailroom.api.app import create_app
+from mailroom.api.server import api_server
 from mailroom.auth.service import ensure_dev_key
 from mailroom.db.engine import create_engine, create_session_factory
 from mailroom.db.migrate import migrate
@@ -111,15 +111,7 @@ async def run_dev(settings: Settings, *, api_port: int, smtp_port: int) -> None:
         transport = smtp_transport(settings)
         log.info("dev.using_smtp", host=settings.smtp_host)
 
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(settings, inbox=inbox),
-            host=DEV_HOST,
-            port=api_port,
-            access_log=False,
-            log_config=None,
-        )
-    )
+    server = api_server(create_app(settings, inbox=inbox), DEV_HOST, api_port)
     try:
         async with DeliveryWorker(settings, transport=transport, grace_period=10):
             log.info(

@@ -277,3 +277,48 @@ async def test_the_sweeper_redispatches_what_redis_lost(
     assert await sweeper.sweep_once() == 1
     counts = await dispatcher.queue.getJobCounts("waiting", "delayed", "active")
     assert sum(counts.values()) == 1
+
+
+async def test_the_sweeper_forgets_idempotency_keys_after_24_hours(
+    sessions: async_sessionmaker[AsyncSession],
+    dispatcher: Dispatcher,
+    settings: Settings,
+    api_key: str,
+) -> None:
+    from sqlalchemy import select, text
+
+    from mailroom.auth.keys import hash_key
+    from mailroom.auth.models import ApiKey
+    from mailroom.emails.models import IdempotencyKey
+
+    async with sessions() as session:
+        key_id = (
+            await session.execute(select(ApiKey.id).where(ApiKey.key_hash == hash_key(api_key)))
+        ).scalar_one()
+    request = SendEmailRequest.model_validate({"to": "a@example.com", "subject": "s", "text": "t"})
+    for name in ("old", "new"):
+        async with unit_of_work(sessions, dispatcher.dispatch) as uow:
+            await service.send_email(
+                uow,
+                request,
+                settings=settings,
+                request_id=None,
+                api_key_id=key_id,
+                idempotency_key=f"sweep-{name}",
+            )
+    async with sessions() as session:
+        await session.execute(
+            text(
+                "UPDATE idempotency_keys SET created_at = now() - interval '25 hours' "
+                "WHERE key = 'sweep-old'"
+            )
+        )
+        await session.commit()
+
+    await Sweeper(sessions=sessions, dispatcher=dispatcher, settings=settings).sweep_once()
+
+    async with sessions() as session:
+        left = await session.execute(
+            select(IdempotencyKey.key).where(IdempotencyKey.key.like("sweep-%"))
+        )
+        assert sorted(left.scalars()) == ["sweep-new"]

@@ -14,7 +14,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -84,3 +84,18 @@ async def complete(
         .where(IdempotencyKey.api_key_id == api_key_id, IdempotencyKey.key == key)
         .values(email_id=email_id, response=response)
     )
+
+
+async def purge_expired(session: AsyncSession, *, now: datetime, limit: int = 1000) -> int:
+    """Delete up to ``limit`` records older than TTL (small batches keep locks short)."""
+    expired = (
+        select(IdempotencyKey.api_key_id, IdempotencyKey.key)
+        .where(IdempotencyKey.created_at < now - TTL)
+        .limit(limit)
+    )
+    result = await session.execute(
+        delete(IdempotencyKey)
+        .where(tuple_(IdempotencyKey.api_key_id, IdempotencyKey.key).in_(expired))
+        .returning(IdempotencyKey.key)
+    )
+    return len(result.all())

@@ -347,4 +347,6 @@ async def redispatch_stranded(
     ]
     for job in jobs:
         uow.dispatch_after_commit(job)
+    # Housekeeping that wants the same single sweeper: forget idempotency keys past 24 h.
+    await idempotency.purge_expired(uow.session, now=datetime.now(UTC))
     return jobs
