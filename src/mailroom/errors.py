@@ -31,6 +31,10 @@ class MailroomError(Exception):
         self.message = message
         self.details = details
 
+    @property
+    def headers(self) -> dict[str, str] | None:
+        return None
+
 
 class InvalidRequest(MailroomError):
     status_code = 422
@@ -49,6 +53,10 @@ class MalformedRequest(MailroomError):
 class Unauthorized(MailroomError):
     status_code = 401
     code = "unauthorized"
+
+    @property
+    def headers(self) -> dict[str, str] | None:
+        return {"WWW-Authenticate": 'Bearer realm="mailroom"'}  # RFC 9110: a 401 names its scheme
 
 
 class Forbidden(MailroomError):

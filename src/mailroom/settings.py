@@ -153,7 +153,8 @@ class Settings(BaseSettings):
 def validate_rate_limit(value: str) -> str:
     """A rate limit such as ``100/second``; raises ValueError with an example otherwise."""
     try:
-        parse_rate_limit(value)
+        if parse_rate_limit(value).amount < 1:
+            raise ValueError
     except ValueError:
         raise ValueError(
             f"{value!r} is not a rate limit: use e.g. '100/second' or '6000/minute'"

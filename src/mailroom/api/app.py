@@ -62,6 +62,7 @@ def create_app(settings: Settings | None = None, *, inbox: Inbox | None = None) 
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.include_router(emails.send_router)
     app.include_router(emails.router)
     app.include_router(logs.router)
     app.include_router(health.router)

@@ -73,7 +73,7 @@ async def _validation(request: Request, exc: Exception) -> JSONResponse:
 
 async def _mailroom(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, MailroomError)
-    return error_response(exc.status_code, exc.code, exc.message, exc.details)
+    return error_response(exc.status_code, exc.code, exc.message, exc.details, exc.headers)
 
 
 _HTTP_CODES = {

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mailroom.api.client_ip import Networks, client_ip
-from mailroom.api.security import RESPONSE_HEADERS
+from mailroom.api.context import request_context
 
 log = structlog.get_logger("mailroom.api")
 
@@ -99,13 +98,13 @@ class RequestContextMiddleware:
             return
         started = time.perf_counter()
         status = 500
-        state: dict[str, Any] = scope.setdefault("state", {})
+        context = request_context(scope)
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                extra = state.get(RESPONSE_HEADERS)
+                extra = context.response_headers
                 if extra:
                     headers = list(message.get("headers", []))
                     present = {name.lower() for name, _ in headers}
@@ -125,5 +124,5 @@ class RequestContextMiddleware:
                 status=status,
                 duration_ms=round((time.perf_counter() - started) * 1000, 1),
                 client_ip=client_ip(scope, self.trusted_proxies),
-                key=state.get("api_key_name"),
+                key=context.caller.name if context.caller else None,
             )

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
 
-from fastapi import Depends, Request, params
+from fastapi import Depends, Request, Response, params
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from mailroom.api.client_ip import client_ip
-from mailroom.api.deps import State
+from mailroom.api.context import request_context
+from mailroom.api.deps import State, get_state
 from mailroom.auth.scopes import Scope
 from mailroom.auth.service import Principal
 from mailroom.errors import Forbidden, RateLimited, Unauthorized
@@ -17,8 +20,6 @@ from mailroom.errors import Forbidden, RateLimited, Unauthorized
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer mr_…`")
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
-RESPONSE_HEADERS = "mailroom_response_headers"  # request.state: headers for any response
-
 
 async def _principal(request: Request, state: State, credentials: Credentials) -> Principal:
     if credentials is None:
@@ -26,7 +27,7 @@ async def _principal(request: Request, state: State, credentials: Credentials) -
     principal = await state.keys.check(credentials.credentials)
     if principal is None:
         raise Unauthorized("Unknown or revoked API key.")
-    request.state.api_key_name = principal.name
+    request_context(request.scope).caller = principal
     return principal
 
 
@@ -44,8 +45,13 @@ def require(scope: Scope) -> params.Depends:
     return marker
 
 
-async def _send_caller(request: Request, state: State, credentials: Credentials) -> Principal:
+async def authenticate_send(request: Request) -> Principal:
     """Authenticate and rate-limit a POST /send: per key, or per client IP if the key fails."""
+    context = request_context(request.scope)
+    if context.send_checked and context.caller is not None:
+        return context.caller
+    state = get_state(request)
+    credentials = await _bearer(request)
     try:
         principal = await _principal(request, state, credentials)
     except Unauthorized:
@@ -55,14 +61,38 @@ async def _send_caller(request: Request, state: State, credentials: Credentials)
     await _limit(request, state, f"key:{principal.key_id}", principal.rate_limit)
     if not principal.has(Scope.SEND):
         raise Forbidden(f"This API key lacks the '{Scope.SEND.value}' scope.")
+    context.send_checked = True
     return principal
+
+
+async def _send_caller(request: Request, credentials: Credentials) -> Principal:
+    # Normally GuardedRoute has run this before the body was read; this declares the
+    # bearer scheme in the OpenAPI document and covers a route without GuardedRoute.
+    return await authenticate_send(request)
+
+
+class GuardedRoute(APIRoute):
+    """A route that authenticates (and rate-limits) before FastAPI reads the body.
+
+    Otherwise a body that is not JSON would be refused before the key is checked, and
+    strangers could make the server read and parse bodies without limit.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def guarded(request: Request) -> Response:
+            await authenticate_send(request)
+            return await handler(request)
+
+        return guarded
 
 
 async def _limit(request: Request, state: State, identity: str, limit: str | None) -> None:
     result = await state.rate_limiter.hit(identity, limit)
     if result is None:
         return
-    setattr(request.state, RESPONSE_HEADERS, result.headers())
+    request_context(request.scope).response_headers.update(result.headers())
     if not result.allowed:
         raise RateLimited(
             f"Too many requests: the limit is {result.limit} per {result.window} s. "

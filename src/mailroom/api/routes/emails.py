@@ -9,15 +9,17 @@ from fastapi import APIRouter, Header, Path, Response, status
 
 from mailroom.api.deps import RequestId, Session, SettingsDep, UoW
 from mailroom.api.errors import AUTH_RESPONSES, ErrorResponse
-from mailroom.api.security import LogsReader, SendCaller
+from mailroom.api.security import GuardedRoute, LogsReader, SendCaller
 from mailroom.emails import idempotency, service
 from mailroom.emails.schemas import EmailDetail, SendAccepted, SendEmailRequest
 from mailroom.errors import NotFound
 
 router = APIRouter(tags=["emails"])
+# POST /send authenticates before its body is read (see GuardedRoute).
+send_router = APIRouter(tags=["emails"], route_class=GuardedRoute)
 
 
-@router.post(
+@send_router.post(
     "/send",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=SendAccepted,

@@ -1,0 +1,367 @@
+"""Rate limiting POST /send: headers, budgets per key and per client IP, proxies, Redis down."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from mailroom.api.app import create_app
+from mailroom.api.client_ip import client_ip
+from mailroom.api.ratelimit import SendRateLimiter
+from mailroom.settings import Settings, parse_networks
+from tests.conftest import make_key
+
+VALID: dict[str, Any] = {"to": "jane@example.com", "subject": "Hello", "text": "Hi there"}
+HEADERS = ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "RateLimit-Policy")
+
+
+def _random_ip() -> str:
+    """A documentation-range address of its own, so no other test shares its IP budget."""
+    return f"198.18.{secrets.randbelow(256)}.{secrets.randbelow(254) + 1}"
+
+
+@asynccontextmanager
+async def _client(
+    settings: Settings, *, key: str | None = None, peer: str = "127.0.0.1"
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The API as seen from the TCP peer ``peer``."""
+    app = create_app(settings)
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(
+            app=manager.app, raise_app_exceptions=False, client=(peer, 50000)
+        )
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://mailroom.test", headers=headers
+        ) as client:
+            yield client
+
+
+def _rate_limited(response: httpx.Response) -> int:
+    """Asserts a proper 429 and returns its Retry-After."""
+    assert response.status_code == 429, response.text
+    assert response.headers["content-type"] == "application/json"
+    error = response.json()["error"]
+    assert error["code"] == "rate_limited"
+    assert error["message"]
+    retry_after = int(response.headers["Retry-After"])
+    assert retry_after >= 1
+    assert error["details"] == {"retryAfter": retry_after}
+    assert response.headers["RateLimit-Remaining"] == "0"
+    return retry_after
+
+
+@pytest.fixture
+def fast(settings_factory: Callable[..., Settings]) -> Settings:
+    return settings_factory(send_rate_limit="100/second")
+
+
+async def test_every_send_response_carries_the_rate_limit_headers(
+    fast: Settings, sessions: async_sessionmaker[AsyncSession], clean: None
+) -> None:
+    key = await make_key(sessions)
+    async with _client(fast, key=key, peer=_random_ip()) as client:
+        accepted = await client.post("/send", json=VALID)
+        invalid = await client.post("/send", json={"to": "not an address"})
+        unauthorized = await client.post(
+            "/send", json=VALID, headers={"Authorization": "Bearer mr_unknownunknownunknown"}
+        )
+    assert accepted.status_code == 202, accepted.text
+    assert invalid.status_code == 422, invalid.text
+    assert unauthorized.status_code == 401, unauthorized.text
+    for response in (accepted, invalid, unauthorized):
+        for header in HEADERS:
+            assert header in response.headers, (response.status_code, header)
+        assert response.headers["RateLimit-Limit"] == "100"
+        assert response.headers["RateLimit-Policy"] == "100;w=1"
+        assert int(response.headers["RateLimit-Reset"]) >= 0
+        assert "Retry-After" not in response.headers
+    # The key's budget is counted down by its own requests (the 401 was counted per IP).
+    assert int(accepted.headers["RateLimit-Remaining"]) == 99
+    assert int(invalid.headers["RateLimit-Remaining"]) == 98
+    assert int(unauthorized.headers["RateLimit-Remaining"]) == 99
+
+
+async def test_other_endpoints_are_not_rate_limited(
+    settings_factory: Callable[..., Settings],
+    sessions: async_sessionmaker[AsyncSession],
+    clean: None,
+) -> None:
+    key = await make_key(sessions, rate_limit="1/minute")
+    async with _client(settings_factory(), key=key) as client:
+        for _ in range(3):
+            response = await client.get("/logs/email", params={"limit": 1})
+            assert response.status_code == 200
+            assert "RateLimit-Limit" not in response.headers
+
+
+async def test_200_requests_in_a_second_at_100_per_second(
+    fast: Settings, sessions: async_sessionmaker[AsyncSession], clean: None
+) -> None:
+    key = await make_key(sessions)
+    async with _client(fast, key=key) as client:
+        # Resolve the key once so the burst measures the limiter, not key lookups.
+        assert (await client.get("/logs/email", params={"limit": 1})).status_code == 200
+        responses: list[httpx.Response] = []
+        for _ in range(4):
+            responses += await asyncio.gather(
+                *(client.post("/send", json=VALID) for _ in range(50))
+            )
+
+        statuses = [r.status_code for r in responses]
+        assert set(statuses) <= {202, 429}, statuses
+        # A sliding window: if the burst straddles a window edge, a few more get in.
+        assert 90 <= statuses.count(202) <= 130, statuses.count(202)
+        retry_afters = [_rate_limited(r) for r in responses if r.status_code == 429]
+        assert all(1 <= value <= 2 for value in retry_afters), retry_afters
+
+        stored = (await client.get("/logs/email", params={"limit": 1})).json()
+        assert stored["pagination"]["total"] == statuses.count(202)
+
+        # A client that honours Retry-After gets through.
+        await asyncio.sleep(int(responses[-1].headers["Retry-After"]))
+        again = await client.post("/send", json=VALID)
+        assert again.status_code == 202, again.text
+
+
+async def test_a_per_key_limit_overrides_the_default(
+    fast: Settings, sessions: async_sessionmaker[AsyncSession], clean: None
+) -> None:
+    key = await make_key(sessions, rate_limit="3/minute")
+    async with _client(fast, key=key) as client:
+        accepted = [await client.post("/send", json=VALID) for _ in range(3)]
+        refused = await client.post("/send", json=VALID)
+    assert [r.status_code for r in accepted] == [202, 202, 202]
+    assert [r.headers["RateLimit-Remaining"] for r in accepted] == ["2", "1", "0"]
+    assert all(r.headers["RateLimit-Limit"] == "3" for r in accepted)
+    assert all(r.headers["RateLimit-Policy"] == "3;w=60" for r in accepted)
+    retry_after = _rate_limited(refused)
+    assert retry_after <= 60
+    assert refused.headers["RateLimit-Limit"] == "3"
+
+
+async def test_two_keys_have_separate_budgets(
+    fast: Settings, sessions: async_sessionmaker[AsyncSession], clean: None
+) -> None:
+    first = await make_key(sessions, rate_limit="3/minute")
+    second = await make_key(sessions, rate_limit="3/minute")
+    async with _client(fast, key=first) as one, _client(fast, key=second) as two:
+        for _ in range(3):
+            assert (await one.post("/send", json=VALID)).status_code == 202
+        _rate_limited(await one.post("/send", json=VALID))
+
+        response = await two.post("/send", json=VALID)
+        assert response.status_code == 202, response.text
+        assert response.headers["RateLimit-Remaining"] == "2"
+        # The first key is still out of budget.
+        _rate_limited(await one.post("/send", json=VALID))
+
+
+# -- without a valid key: per client IP ------------------------------------------------
+
+
+@pytest.fixture
+def per_ip(settings_factory: Callable[..., Settings]) -> Settings:
+    return settings_factory(send_rate_limit="5/minute")
+
+
+async def test_requests_without_a_valid_key_are_limited_per_ip(
+    per_ip: Settings, sessions: async_sessionmaker[AsyncSession], clean: None
+) -> None:
+    peer = _random_ip()
+    async with _client(per_ip, peer=peer) as anonymous:
+        for _ in range(5):
+            response = await anonymous.post("/send", json=VALID)
+            assert response.status_code == 401, response.text
+            assert response.json()["error"]["code"] == "unauthorized"
+        _rate_limited(await anonymous.post("/send", json=VALID))
+        # A wrong key from the same address spends the same budget.
+        _rate_limited(
+            await anonymous.post(
+                "/send", json=VALID, headers={"Authorization": "Bearer mr_nosuchkeynosuchkey"}
+            )
+        )
+
+    # A valid key from that address has its own budget.
+    key = await make_key(sessions)
+    async with _client(per_ip, key=key, peer=peer) as client:
+        assert (await client.post("/send", json=VALID)).status_code == 202
+    # Another address is untouched.
+    async with _client(per_ip, peer=_random_ip()) as elsewhere:
+        assert (await elsewhere.post("/send", json=VALID)).status_code == 401
+
+
+async def test_a_body_that_is_not_json_is_rate_limited_too(per_ip: Settings, clean: None) -> None:
+    # README: every /send response carries the RateLimit headers, and requests without
+    # a valid key are limited per IP. A body that is not JSON must not slip past both.
+    async with _client(per_ip, peer=_random_ip()) as anonymous:
+        responses = [
+            await anonymous.post(
+                "/send", content=b"{not json", headers={"Content-Type": "application/json"}
+            )
+            for _ in range(6)
+        ]
+    for response in responses:
+        for header in HEADERS:
+            assert header in response.headers, (response.status_code, header)
+    _rate_limited(responses[-1])
+
+
+async def test_x_forwarded_for_is_ignored_from_an_untrusted_peer(
+    settings_factory: Callable[..., Settings], clean: None
+) -> None:
+    for trusted in ("", "10.0.0.0/8"):
+        settings = settings_factory(send_rate_limit="5/minute", trusted_proxies=trusted)
+        async with _client(settings, peer=_random_ip()) as anonymous:
+            for _ in range(5):
+                response = await anonymous.post(
+                    "/send", json=VALID, headers={"X-Forwarded-For": _random_ip()}
+                )
+                assert response.status_code == 401, response.text
+            # A new forwarded address does not buy a new budget.
+            _rate_limited(
+                await anonymous.post("/send", json=VALID, headers={"X-Forwarded-For": _random_ip()})
+            )
+
+
+async def test_x_forwarded_for_is_honoured_from_a_trusted_proxy(
+    settings_factory: Callable[..., Settings], clean: None
+) -> None:
+    settings = settings_factory(send_rate_limit="5/minute", trusted_proxies="127.0.0.1")
+    first, second = _random_ip(), _random_ip()
+    while second == first:
+        second = _random_ip()
+    async with _client(settings, peer="127.0.0.1") as proxy:
+        for _ in range(5):
+            response = await proxy.post("/send", json=VALID, headers={"X-Forwarded-For": first})
+            assert response.status_code == 401, response.text
+        _rate_limited(await proxy.post("/send", json=VALID, headers={"X-Forwarded-For": first}))
+        # A client spoofing the left-most hop is still counted by the hop the proxy added.
+        _rate_limited(
+            await proxy.post("/send", json=VALID, headers={"X-Forwarded-For": f"{second}, {first}"})
+        )
+
+        other = await proxy.post("/send", json=VALID, headers={"X-Forwarded-For": second})
+        assert other.status_code == 401, other.text
+        assert other.headers["RateLimit-Remaining"] == "4"
+
+
+# -- client_ip -------------------------------------------------------------------------
+
+
+def _scope(peer: str | None, *forwarded: str) -> dict[str, Any]:
+    return {
+        "type": "http",
+        "client": (peer, 40000) if peer is not None else None,
+        "headers": [(b"x-forwarded-for", value.encode("latin-1")) for value in forwarded],
+    }
+
+
+PROXIES = parse_networks("10.0.0.0/8, 2001:db8::/32")
+
+
+@pytest.mark.parametrize(
+    ("peer", "forwarded", "expected"),
+    [
+        pytest.param("203.0.113.9", (), "203.0.113.9", id="no-header"),
+        pytest.param("203.0.113.9", ("198.51.100.7",), "203.0.113.9", id="untrusted-peer"),
+        pytest.param("10.0.0.1", (), "10.0.0.1", id="trusted-peer-no-header"),
+        pytest.param("10.0.0.1", ("198.51.100.7",), "198.51.100.7", id="one-hop"),
+        pytest.param(
+            "10.0.0.1", ("198.51.100.7, 10.0.0.2",), "198.51.100.7", id="through-two-proxies"
+        ),
+        pytest.param(
+            "10.0.0.1", ("1.2.3.4, 198.51.100.7",), "198.51.100.7", id="spoofed-left-most"
+        ),
+        pytest.param(
+            "10.0.0.1",
+            ("1.2.3.4", "198.51.100.7, 10.0.0.3"),
+            "198.51.100.7",
+            id="several-headers-are-one-list",
+        ),
+        pytest.param("10.0.0.1", ("10.0.0.2, 10.0.0.3",), "10.0.0.2", id="all-trusted"),
+        pytest.param("10.0.0.1", ("garbage",), "10.0.0.1", id="garbage-hop"),
+        pytest.param(
+            "10.0.0.1", ("198.51.100.7, not-an-ip",), "10.0.0.1", id="garbage-nearest-hop"
+        ),
+        pytest.param(
+            "10.0.0.1", ("198.51.100.7, garbage, 10.0.0.5",), "10.0.0.5", id="garbage-after-proxy"
+        ),
+        pytest.param("10.0.0.1", ("198.51.100.7:4711",), "10.0.0.1", id="hop-with-port"),
+        pytest.param("10.0.0.1", (" , ,",), "10.0.0.1", id="empty-hops"),
+        pytest.param(
+            "2001:db8::1", ("2001:DB8:FFFF::1, 2606:4700::0001",), "2606:4700::1", id="v6"
+        ),
+        pytest.param("not-an-ip", ("198.51.100.7",), "not-an-ip", id="peer-not-an-ip"),
+        pytest.param(None, ("198.51.100.7",), "unknown", id="no-peer"),
+    ],
+)
+def test_client_ip(peer: str | None, forwarded: tuple[str, ...], expected: str) -> None:
+    assert client_ip(_scope(peer, *forwarded), PROXIES) == expected
+
+
+def test_client_ip_trusts_no_one_without_proxies() -> None:
+    assert client_ip(_scope("10.0.0.1", "198.51.100.7"), ()) == "10.0.0.1"
+
+
+# -- Redis down: fail open -------------------------------------------------------------
+
+
+async def test_the_limiter_lets_requests_through_when_redis_is_unreachable(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    limiter = SendRateLimiter(settings_factory(redis_url="redis://127.0.0.1:1/0"))
+    try:
+        started = time.monotonic()
+        assert await limiter.hit("key:unreachable", "1/minute") is None
+        assert await limiter.hit("key:unreachable", "1/minute") is None
+        assert time.monotonic() - started < 2.5
+    finally:
+        await limiter.aclose()
+
+
+async def test_the_limiter_gives_up_on_a_redis_that_never_answers(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    writers: list[asyncio.StreamWriter] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
+        await reader.read()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    limiter = SendRateLimiter(settings_factory(redis_url=f"redis://127.0.0.1:{port}/0"))
+    try:
+        started = time.monotonic()
+        assert await limiter.hit("key:silent") is None
+        assert time.monotonic() - started < 3
+    finally:
+        await limiter.aclose()
+        for writer in writers:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_send_is_accepted_without_limits_while_redis_is_down(
+    settings_factory: Callable[..., Settings],
+    sessions: async_sessionmaker[AsyncSession],
+    clean: None,
+) -> None:
+    key = await make_key(sessions, rate_limit="1/minute")
+    # The queue hand-over also fails; keep its wait short (the sweeper covers it).
+    settings = settings_factory(redis_url="redis://127.0.0.1:1/0", enqueue_timeout=0.2)
+    async with _client(settings, key=key) as client:
+        responses = [await client.post("/send", json=VALID) for _ in range(3)]
+    assert [r.status_code for r in responses] == [202, 202, 202]
+    assert all("RateLimit-Limit" not in r.headers for r in responses)
