@@ -359,3 +359,11 @@ def test_naive_and_aware_bounds_are_compared_as_instants() -> None:
 
 def test_zone_property() -> None:
     assert LogQuery(tz="America/New_York").zone == NEW_YORK
+
+
+@pytest.mark.parametrize("value", ["0.5", "1700000000", "-1", "+12"])
+def test_since_and_until_are_iso_8601_not_unix_times(value: str) -> None:
+    with pytest.raises(ValidationError, match="ISO 8601"):
+        LogQuery.model_validate({"since": value})
+    with pytest.raises(ValidationError, match="ISO 8601"):
+        LogQuery.model_validate({"until": value})

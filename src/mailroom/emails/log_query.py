@@ -149,6 +149,16 @@ class LogQuery(BaseModel):
             ) from None
         return value
 
+    @field_validator("since", "until", mode="before")
+    @classmethod
+    def _iso_8601_only(cls, value: object) -> object:
+        # pydantic would also read "1700000000" as a Unix time; the API promises ISO 8601.
+        if isinstance(value, int | float) or (
+            isinstance(value, str) and value.strip().lstrip("+-").replace(".", "", 1).isdigit()
+        ):
+            raise ValueError("must be an ISO 8601 date or date-time, e.g. 2026-11-27T10:00:00Z")
+        return value
+
     @field_validator("since", "until")
     @classmethod
     def _instant(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
