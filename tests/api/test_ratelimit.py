@@ -112,15 +112,19 @@ async def test_200_requests_in_a_second_at_100_per_second(
         # Resolve the key once so the burst measures the limiter, not key lookups.
         assert (await client.get("/logs/email", params={"limit": 1})).status_code == 200
         responses: list[httpx.Response] = []
+        started = time.monotonic()
         for _ in range(4):
             responses += await asyncio.gather(
                 *(client.post("/send", json=VALID) for _ in range(50))
             )
+        elapsed = time.monotonic() - started
 
         statuses = [r.status_code for r in responses]
         assert set(statuses) <= {202, 429}, statuses
-        # A sliding window: if the burst straddles a window edge, a few more get in.
-        assert 90 <= statuses.count(202) <= 130, statuses.count(202)
+        # A sliding window: a burst that lasts T seconds can get about 100 * (1 + T)
+        # through (T is a fraction of a second on an idle machine, more on a busy one).
+        accepted = statuses.count(202)
+        assert 90 <= accepted <= 100 * (1 + elapsed) + 10, (accepted, elapsed)
         retry_afters = [_rate_limited(r) for r in responses if r.status_code == 429]
         assert all(1 <= value <= 2 for value in retry_afters), retry_afters
 
