@@ -1,4 +1,8 @@
-"""The keys each API response object must have, exactly."""
+"""The shapes API responses must have, exactly."""
+
+from typing import Any
+
+import httpx
 
 ITEM_KEYS = frozenset(
     {
@@ -19,3 +23,17 @@ ITEM_KEYS = frozenset(
     }
 )
 DETAIL_KEYS = ITEM_KEYS | {"replyTo", "text", "html", "headers", "requestId", "deliveryAttempts"}
+
+
+def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    """The one error shape: {"error": {"code", "message", "details"}}, and nothing internal."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert set(body) == {"error"}
+    error: dict[str, Any] = body["error"]
+    assert set(error) == {"code", "message", "details"}
+    assert error["code"] == code
+    assert isinstance(error["message"], str) and error["message"]
+    assert "Traceback" not in response.text and 'File "' not in response.text
+    return error

@@ -20,24 +20,13 @@ from mailroom.auth.scopes import Scope
 from mailroom.auth.service import create_key, revoke_key
 from mailroom.errors import InvalidRequest
 from mailroom.settings import Settings
+from tests.api.shapes import assert_error
 from tests.conftest import api_client, make_key
 from tests.support.waiting import eventually
 
 VALID: dict[str, Any] = {"to": "jane@example.com", "subject": "Hello", "text": "Hi there"}
 PUBLIC_PATHS = frozenset({"/health", "/ready"})
 NO_SUCH_EMAIL = "00000000-0000-0000-0000-000000000000"
-
-
-def _error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/json"
-    body = response.json()
-    assert set(body) == {"error"}
-    error: dict[str, Any] = body["error"]
-    assert set(error) == {"code", "message", "details"}
-    assert error["code"] == code
-    assert isinstance(error["message"], str) and error["message"]
-    return error
 
 
 async def _operations(client: httpx.AsyncClient) -> list[tuple[str, str, dict[str, Any]]]:
@@ -77,7 +66,7 @@ async def test_every_endpoint_but_health_and_ready_needs_a_key(
     for method, path in protected:
         kwargs: dict[str, Any] = {"json": VALID} if method == "POST" else {}
         response = await anonymous.request(method, path, **kwargs)
-        error = _error(response, 401, "unauthorized")
+        error = assert_error(response, 401, "unauthorized")
         assert "Authorization" in error["message"], (method, path)
 
 
@@ -112,14 +101,14 @@ async def test_a_bad_authorization_header_is_401(
     response = await anonymous.request(
         method, path, headers={"Authorization": authorization}, **kwargs
     )
-    _error(response, 401, "unauthorized")
+    assert_error(response, 401, "unauthorized")
 
 
 async def test_an_unknown_freshly_generated_key_is_401(anonymous: httpx.AsyncClient) -> None:
     response = await anonymous.post(
         "/send", json=VALID, headers={"Authorization": f"Bearer {generate_key()}"}
     )
-    _error(response, 401, "unauthorized")
+    assert_error(response, 401, "unauthorized")
 
 
 async def test_a_valid_key_is_accepted(client: httpx.AsyncClient) -> None:
@@ -153,7 +142,7 @@ async def test_a_401_carries_a_bearer_challenge(
         await anonymous.get("/logs/email", headers=headers),
         await anonymous.post("/send", json=VALID, headers=headers),
     ):
-        _error(response, 401, "unauthorized")
+        assert_error(response, 401, "unauthorized")
         challenge = response.headers.get("WWW-Authenticate", "")
         assert challenge.lower().startswith("bearer"), response.headers
 
@@ -163,7 +152,7 @@ async def test_a_body_that_is_not_json_without_a_key_is_401(anonymous: httpx.Asy
     response = await anonymous.post(
         "/send", content=b"{not json", headers={"Content-Type": "application/json"}
     )
-    _error(response, 401, "unauthorized")
+    assert_error(response, 401, "unauthorized")
 
 
 async def test_a_revoked_key_is_401_at_once_without_a_cache(
@@ -181,9 +170,9 @@ async def test_a_revoked_key_is_401_at_once_without_a_cache(
             await revoke_key(session, name)
             await session.commit()
 
-        _error(await client.post("/send", json=VALID), 401, "unauthorized")
-        _error(await client.get("/logs/email"), 401, "unauthorized")
-        _error(await client.get(f"/emails/{NO_SUCH_EMAIL}"), 401, "unauthorized")
+        assert_error(await client.post("/send", json=VALID), 401, "unauthorized")
+        assert_error(await client.get("/logs/email"), 401, "unauthorized")
+        assert_error(await client.get(f"/emails/{NO_SUCH_EMAIL}"), 401, "unauthorized")
     assert (await _key_row(sessions, key))["revoked_at"] is not None
 
 
@@ -221,10 +210,10 @@ async def test_a_send_only_key_cannot_read_the_log(
     async with api_client(settings, key=key) as client:
         sent = await client.post("/send", json=VALID)
         assert sent.status_code == 202, sent.text
-        error = _error(await client.get("/logs/email"), 403, "forbidden")
+        error = assert_error(await client.get("/logs/email"), 403, "forbidden")
         assert "logs:read" in error["message"]
-        _error(await client.get(f"/emails/{sent.json()['id']}"), 403, "forbidden")
-        _error(await client.get(f"/emails/{NO_SUCH_EMAIL}"), 403, "forbidden")
+        assert_error(await client.get(f"/emails/{sent.json()['id']}"), 403, "forbidden")
+        assert_error(await client.get(f"/emails/{NO_SUCH_EMAIL}"), 403, "forbidden")
 
 
 async def test_a_logs_only_key_cannot_send(
@@ -232,7 +221,7 @@ async def test_a_logs_only_key_cannot_send(
 ) -> None:
     key = await make_key(sessions, (Scope.LOGS_READ,))
     async with api_client(settings, key=key) as reader:
-        error = _error(await reader.post("/send", json=VALID), 403, "forbidden")
+        error = assert_error(await reader.post("/send", json=VALID), 403, "forbidden")
         assert "send" in error["message"]
         log = await reader.get("/logs/email")
         assert log.status_code == 200, log.text

@@ -4,27 +4,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any
 
 import httpx
 import pytest
 
 from mailroom.settings import Settings
+from tests.api.shapes import assert_error
 from tests.conftest import api_client
 
 GENERATED_ID = re.compile(r"^[0-9a-f]{32}$")
-
-
-def _error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/json"
-    body = response.json()
-    assert set(body) == {"error"}
-    error: dict[str, Any] = body["error"]
-    assert set(error) == {"code", "message", "details"}
-    assert error["code"] == code
-    assert isinstance(error["message"], str) and error["message"]
-    return error
 
 
 async def test_health_is_ok(client: httpx.AsyncClient) -> None:
@@ -46,7 +34,7 @@ async def test_not_ready_when_redis_is_down(
         response = await client.get("/ready")
         health = await client.get("/health")
 
-    error = _error(response, 503, "not_ready")
+    error = assert_error(response, 503, "not_ready")
     assert "redis" in error["message"]
     assert "database" not in error["message"]
     assert set(error["details"]) == {"database", "redis"}
@@ -57,8 +45,8 @@ async def test_not_ready_when_redis_is_down(
     assert health.json() == {"status": "ok"}
 
 
-async def test_an_unknown_route_is_a_404_json_error(client: httpx.AsyncClient) -> None:
-    error = _error(await client.get("/no/such/route"), 404, "not_found")
+async def test_an_unknown_route_is_a_404_jsonassert_error(client: httpx.AsyncClient) -> None:
+    error = assert_error(await client.get("/no/such/route"), 404, "not_found")
     assert error["details"] is None
 
 
@@ -72,11 +60,11 @@ async def test_an_unknown_route_is_a_404_json_error(client: httpx.AsyncClient) -
         ("PUT", "/emails/00000000-0000-0000-0000-000000000000", "GET"),
     ],
 )
-async def test_a_wrong_method_is_a_405_json_error(
+async def test_a_wrong_method_is_a_405_jsonassert_error(
     client: httpx.AsyncClient, method: str, path: str, allowed: str
 ) -> None:
     response = await client.request(method, path)
-    error = _error(response, 405, "method_not_allowed")
+    error = assert_error(response, 405, "method_not_allowed")
     assert error["details"] is None
     assert response.headers["allow"] == allowed
 

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from mailroom.settings import Settings
-from tests.api.shapes import DETAIL_KEYS
+from tests.api.shapes import DETAIL_KEYS, assert_error
 
 VALID: dict[str, Any] = {"to": "jane@example.com", "subject": "Hello", "text": "Hi there"}
 
@@ -43,21 +43,8 @@ async def _detail(client: httpx.AsyncClient, email_id: str) -> dict[str, Any]:
     return detail
 
 
-def _error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/json"
-    body = response.json()
-    assert set(body) == {"error"}
-    error: dict[str, Any] = body["error"]
-    assert set(error) == {"code", "message", "details"}
-    assert error["code"] == code
-    assert isinstance(error["message"], str) and error["message"]
-    assert "Traceback" not in response.text and 'File "' not in response.text
-    return error
-
-
 def _fields(response: httpx.Response) -> list[str]:
-    error = _error(response, 422, "validation_error")
+    error = assert_error(response, 422, "validation_error")
     details = error["details"]
     assert isinstance(details, list) and details
     for item in details:
@@ -391,16 +378,16 @@ async def test_malformed_json_is_400_malformed_request(
     client: httpx.AsyncClient, raw: bytes
 ) -> None:
     response = await client.post("/send", content=raw, headers={"Content-Type": "application/json"})
-    error = _error(response, 400, "malformed_request")
+    error = assert_error(response, 400, "malformed_request")
     assert error["details"] is None
     assert await _stored_count(client) == 0
 
 
-async def test_an_empty_body_is_a_4xx_json_error(client: httpx.AsyncClient) -> None:
+async def test_an_empty_body_is_a_4xx_jsonassert_error(client: httpx.AsyncClient) -> None:
     response = await client.post("/send", content=b"", headers={"Content-Type": "application/json"})
     assert response.status_code in (400, 422), response.text
     code = "malformed_request" if response.status_code == 400 else "validation_error"
-    _error(response, response.status_code, code)
+    assert_error(response, response.status_code, code)
     assert await _stored_count(client) == 0
 
 
