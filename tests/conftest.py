@@ -58,7 +58,7 @@ async def database_url(namespace: str) -> AsyncIterator[str]:
         await server.close()
 
 
-def make_settings(database_url: str, namespace: str, **overrides: Any) -> Settings:
+def make_settings(database_url: str, namespace: str, /, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "_env_file": None,
         "database_url": database_url,

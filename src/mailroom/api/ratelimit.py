@@ -17,6 +17,7 @@ from limits import RateLimitItem, parse
 from limits.aio.storage import RedisStorage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
+from mailroom.queue.dispatcher import REDIS_RETRY_AFTER
 from mailroom.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -55,6 +56,7 @@ class SendRateLimiter:
         self._limiter = SlidingWindowCounterRateLimiter(self._storage)
         self._default = settings.send_rate_limit
         self._items: dict[str, RateLimitItem] = {}
+        self._skip_until = 0.0
 
     def _item(self, limit: str) -> RateLimitItem:
         item = self._items.get(limit)
@@ -65,11 +67,14 @@ class SendRateLimiter:
     async def hit(self, identity: str, limit: str | None = None) -> RateLimitResult | None:
         """Count one request for ``identity``; None when Redis could not be asked."""
         item = self._item(limit or self._default)
+        if time.monotonic() < self._skip_until:
+            return None
         try:
             async with asyncio.timeout(_TIMEOUT):
                 allowed = await self._limiter.hit(item, identity)
                 reset_at, remaining = await self._limiter.get_window_stats(item, identity)
         except Exception as exc:  # noqa: BLE001 - any Redis fault: fail open, loudly
+            self._skip_until = time.monotonic() + REDIS_RETRY_AFTER
             log.warning("ratelimit.unavailable", error=str(exc) or type(exc).__name__)
             return None
         return RateLimitResult(

@@ -6,6 +6,7 @@ Never raises: a job Redis did not take is the sweeper's to dispatch again.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,10 +27,16 @@ def queue_options(settings: Settings) -> dict[str, Any]:
     return {"connection": settings.redis_url, "prefix": settings.queue_prefix}
 
 
+# After Redis failed to take a dispatch, skip it for this long: while it is down, every
+# POST /send would otherwise wait ENQUEUE_TIMEOUT for nothing. The sweeper catches up.
+REDIS_RETRY_AFTER = 5.0
+
+
 class Dispatcher:
     def __init__(self, settings: Settings) -> None:
         self._queue = Queue(settings.queue_name, queue_options(settings))
         self._timeout = settings.enqueue_timeout
+        self._skip_until = 0.0
 
     @property
     def queue(self) -> Queue:
@@ -39,6 +46,10 @@ class Dispatcher:
         """Queue the jobs; returns False (and logs) if Redis did not take them in time."""
         if not jobs:
             return True
+        now = time.monotonic()
+        if now < self._skip_until:
+            log.debug("queue.dispatch_skipped", jobs=len(jobs), reason="redis recently down")
+            return False
         bulk = [
             {
                 "name": JOB_NAME,
@@ -59,6 +70,7 @@ class Dispatcher:
         try:
             await asyncio.wait_for(self._queue.addBulk(bulk), timeout=self._timeout)
         except Exception as exc:  # noqa: BLE001 - any Redis fault means "not dispatched"
+            self._skip_until = time.monotonic() + REDIS_RETRY_AFTER
             log.warning(
                 "queue.dispatch_failed",
                 jobs=len(jobs),
