@@ -264,3 +264,14 @@ def test_deferral_delay_is_always_within_half_slot_and_cap(
         assert decision.delay >= min(900.0, retry_after)
     else:
         assert decision.delay <= ceiling
+
+
+def test_an_interrupted_attempt_is_retried_soon_even_when_attempts_ran_out() -> None:
+    interrupted = SendResult(Outcome.INTERRUPTED, None, "worker stopped")
+    for attempt in (1, 5, 9):
+        decision = decide(
+            interrupted, attempt, max_attempts=5, base=30, cap=3600, rng=random.Random(1)
+        )
+        assert decision.transition is DEFER
+        assert decision.delay is not None
+        assert 15 <= decision.delay <= 30

@@ -37,6 +37,10 @@ def decide(
 ) -> Decision:
     if result.outcome is Outcome.ACCEPTED:
         return Decision(DELIVER)
+    if result.outcome is Outcome.INTERRUPTED:
+        # Our own shutdown is no fault of the email: it never uses up the last attempt,
+        # and the retry comes soon.
+        return Decision(DEFER, backoff_delay(1, base=base, cap=cap, rng=rng))
     if result.outcome is Outcome.PERMANENT or attempt >= max_attempts:
         return Decision(FAIL)
     delay = backoff_delay(attempt, base=base, cap=cap, rng=rng)
