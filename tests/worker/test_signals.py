@@ -1,0 +1,71 @@
+"""`mailroom worker` as a real process: SIGTERM drains it and it exits cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from mailroom.emails.models import Email
+from mailroom.settings import Settings
+from tests.support.smtp_server import SmtpTestServer
+from tests.support.waiting import eventually
+
+pytestmark = pytest.mark.usefixtures("clean")
+
+
+async def _sent(sessions: async_sessionmaker[AsyncSession]) -> int:
+    async with sessions() as session:
+        stmt = select(func.count()).select_from(Email).where(Email.status == "sent")
+        return int((await session.execute(stmt)).scalar_one())
+
+
+async def test_sigterm_stops_the_worker_cleanly_after_its_deliveries(
+    client: httpx.AsyncClient,
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    smtp_server: SmtpTestServer,
+) -> None:
+    env = {
+        **os.environ,
+        "DATABASE_URL": settings.database_url,
+        "REDIS_URL": settings.redis_url,
+        "QUEUE_PREFIX": settings.queue_prefix,
+        "QUEUE_NAME": settings.queue_name,
+        "SMTP_HOST": smtp_server.host,
+        "SMTP_PORT": str(smtp_server.port),
+        "SMTP_SECURITY": "none",
+        "LOG_FORMAT": "json",
+    }
+    worker = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "mailroom",
+        "worker",
+        "--concurrency",
+        "4",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        for i in range(10):
+            body = {"to": f"user{i}@example.com", "subject": "s", "text": "t"}
+            assert (await client.post("/send", json=body)).status_code == 202
+        await eventually(lambda: _sent(sessions), lambda n: n == 10, timeout=30, what="sent")
+        worker.send_signal(signal.SIGTERM)
+        _, stderr = await asyncio.wait_for(worker.communicate(), timeout=30)
+    finally:
+        if worker.returncode is None:
+            worker.kill()
+            await worker.wait()
+    log = stderr.decode()
+    assert worker.returncode == 0, log
+    assert '"worker.stopped"' in log, log
+    assert len(smtp_server.handler.messages()) == 10
