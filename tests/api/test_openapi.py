@@ -95,3 +95,20 @@ async def test_docs_are_served(client: httpx.AsyncClient) -> None:
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
     assert "/openapi.json" in response.text
+
+
+async def test_every_request_input_has_an_example(client: httpx.AsyncClient) -> None:
+    document = (await client.get("/openapi.json")).json()
+    schemas = document["components"]["schemas"]
+    missing = []
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            for parameter in operation.get("parameters", []):
+                if not (parameter.get("example") or parameter["schema"].get("examples")):
+                    missing.append(f"{method.upper()} {path} {parameter['name']}")
+            body = operation.get("requestBody")
+            if body is not None:
+                ref = body["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+                if not schemas[ref].get("examples"):
+                    missing.append(f"{method.upper()} {path} body")
+    assert missing == []
