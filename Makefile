@@ -14,6 +14,12 @@ install: ## Install uv (if missing) and every dependency from the lock file
 		|| python3 -m pip install --quiet --user --break-system-packages uv
 	@$(UV) sync --frozen --quiet
 
+# newman runs the Postman collection in the tests; reinstalled only when its lock changes.
+postman/node_modules/.installed: postman/package-lock.json
+	@command -v npm >/dev/null || { echo "npm is needed for the Postman tests: install Node.js (apt-get install nodejs npm)" >&2; exit 1; }
+	@npm ci --prefix postman --no-audit --no-fund --loglevel=error >/dev/null
+	@touch $@
+
 run: install ## Migrate, then run the API, worker and dev inbox in one process (Ctrl-C stops)
 	$(UV) run mailroom dev
 
@@ -38,5 +44,5 @@ format: install ## Format and autofix
 check-services: ## Fail early, with a hint, when PostgreSQL or Redis is not reachable
 	@scripts/check-services
 
-test: install lint check-services ## Lint, type-check and run the whole test suite
+test: install postman/node_modules/.installed lint check-services ## Lint, type-check and run the whole test suite
 	$(UV) run pytest

@@ -107,6 +107,47 @@ def dev(
         raise typer.Exit(1) from None
 
 
+@app.command()
+def health(
+    worker: Annotated[
+        bool | None,
+        typer.Option(
+            "--worker/--api",
+            help="Check the worker's heartbeat file, or the API's GET /health "
+            "(default: the worker's if its heartbeat file exists here, else the API)",
+            show_default=False,
+        ),
+    ] = None,
+    port: Annotated[int, typer.Option(envvar="PORT", help="The API's port")] = 8000,
+    host: Annotated[str, typer.Option(help="The API's address")] = "127.0.0.1",
+    max_age: Annotated[
+        float, typer.Option(min=1, help="Seconds after which a heartbeat is stale")
+    ] = 30.0,
+) -> None:
+    """Exit 0 if the API or worker in this container is healthy, 1 if not (a HEALTHCHECK)."""
+    from mailroom.health_check import check_api, check_heartbeat
+
+    heartbeat = None
+    if worker is not False:
+        try:
+            heartbeat = get_settings().worker_heartbeat_file
+        except ConfigurationError as exc:
+            typer.echo(f"unhealthy: {exc}", err=True)
+            raise typer.Exit(1) from None
+        if worker is None:
+            worker = heartbeat is not None and heartbeat.exists()
+    if not worker:
+        problem = check_api(host, port)
+    elif heartbeat is None:
+        problem = "WORKER_HEARTBEAT_FILE is empty, so the worker keeps no heartbeat"
+    else:
+        problem = check_heartbeat(heartbeat, max_age=max_age)
+    if problem is not None:
+        typer.echo(f"unhealthy: {problem}", err=True)
+        raise typer.Exit(1)
+    typer.echo("healthy")
+
+
 def _stop_event() -> asyncio.Event:
     """An event set by SIGTERM or SIGINT."""
     stop = asyncio.Event()

@@ -10,6 +10,7 @@ from __future__ import annotations
 from email.utils import parseaddr
 from functools import lru_cache
 from ipaddress import IPv4Network, IPv6Network, ip_network
+from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -48,6 +49,9 @@ class Settings(BaseSettings):
     retry_backoff_max: float = Field(default=3600.0, gt=0)
 
     worker_concurrency: int = Field(default=20, ge=1, le=1000)
+    # Touched every few seconds by a running worker; `mailroom health --worker` (the
+    # container health check) reads its age. None (an empty value) turns it off.
+    worker_heartbeat_file: Path | None = Path("/tmp/mailroom-worker.heartbeat")  # noqa: S108
     queue_name: str = "mailroom-delivery"
     queue_prefix: str = "mailroom"
     # How long to wait for Redis when handing a job over. The email is already
@@ -96,7 +100,9 @@ class Settings(BaseSettings):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value
 
-    @field_validator("smtp_host", "smtp_username", "message_id_domain", mode="before")
+    @field_validator(
+        "smtp_host", "smtp_username", "message_id_domain", "worker_heartbeat_file", mode="before"
+    )
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value

@@ -9,73 +9,27 @@ documented (status code, content type, headers) and match its schema.
 from __future__ import annotations
 
 import copy
-import socket
-import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 import schemathesis
-import uvicorn
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from schemathesis import HookContext
 
 from mailroom.api.app import create_app
-from mailroom.settings import Settings
 from tests.conftest import make_settings
-from tests.support.waiting import eventually
-
-
-class _LiveServer:
-    """uvicorn serving a Mailroom app from a thread: its own loop, its own connections."""
-
-    def __init__(self, app_settings: Settings) -> None:
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._socket.bind(("127.0.0.1", 0))
-        port = self._socket.getsockname()[1]
-        self.base_url = f"http://127.0.0.1:{port}"
-        config = uvicorn.Config(
-            create_app(app_settings),
-            log_config=None,  # leave the process's logging alone
-            access_log=False,
-            lifespan="on",
-        )
-        self.server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self.server.run, kwargs={"sockets": [self._socket]}, daemon=True
-        )
-
-    def start(self) -> None:
-        self._thread.start()
-
-    @property
-    def alive(self) -> bool:
-        return self._thread.is_alive()
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self._thread.join(timeout=15)
-        self._socket.close()
-        assert not self._thread.is_alive(), "the uvicorn thread did not stop"
+from tests.support.live_server import LiveServer, serving
 
 
 @pytest.fixture(scope="module")
-async def live_server(database_url: str, namespace: str) -> AsyncIterator[_LiveServer]:
-    server = _LiveServer(make_settings(database_url, namespace, send_rate_limit="1000000/second"))
-    server.start()
-
-    async def state() -> tuple[bool, bool]:
-        return server.server.started, server.alive
-
-    started, alive = await eventually(
-        state, lambda s: s[0] or not s[1], timeout=20, what="uvicorn to start"
-    )
-    assert started and alive, "uvicorn failed to start"
-    yield server
-    server.stop()
+async def live_server(database_url: str, namespace: str) -> AsyncIterator[LiveServer]:
+    async with serving(
+        make_settings(database_url, namespace, send_rate_limit="1000000/second")
+    ) as server:
+        yield server
 
 
 # The schema is the app's own document, built without connecting to anything (create_app
@@ -143,7 +97,7 @@ def _mostly_acceptable(context: HookContext, body: Any) -> st.SearchStrategy[Any
     return st.one_of(st.just(body), _acceptable(body))
 
 
-def test_the_served_schema_is_the_one_tested(live_server: _LiveServer) -> None:
+def test_the_served_schema_is_the_one_tested(live_server: LiveServer) -> None:
     response = httpx.get(f"{live_server.base_url}/openapi.json", timeout=10)
     assert response.status_code == 200, response.text
     assert response.json() == _DOCUMENT
@@ -182,7 +136,7 @@ def _call(case: schemathesis.Case[Any], base_url: str, api_key: str) -> schemath
     database=None,
 )
 def test_the_api_honours_its_schema(
-    case: schemathesis.Case[Any], live_server: _LiveServer, api_key: str
+    case: schemathesis.Case[Any], live_server: LiveServer, api_key: str
 ) -> None:
     response = _call(case, live_server.base_url, api_key)
     if case.operation.label == "POST /send" and response.status_code == 202:

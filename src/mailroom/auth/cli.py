@@ -5,17 +5,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
-from sqlalchemy.exc import ProgrammingError
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from mailroom.auth import service
 from mailroom.auth.scopes import ALL_SCOPES, parse_scopes
-from mailroom.db.engine import create_engine, create_session_factory
-from mailroom.errors import MailroomError
 from mailroom.settings import Settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+# The database layer is imported inside the commands: `mailroom health`, run by a
+# container's HEALTHCHECK every few seconds, loads this module and must start fast.
 
 T = TypeVar("T")
 
@@ -23,6 +24,11 @@ keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help
 
 
 def _in_session(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    from sqlalchemy.exc import ProgrammingError
+
+    from mailroom.db.engine import create_engine, create_session_factory
+    from mailroom.errors import MailroomError
+
     async def main() -> T:
         engine = create_engine(settings, pool_size=1)
         try:
@@ -67,6 +73,8 @@ def create(
     except ValueError as exc:
         typer.echo(f"--scopes: {exc}", err=True)
         raise typer.Exit(2) from None
+    from mailroom.auth import service
+
     settings = _settings()
     row, key = _in_session(
         settings,
@@ -85,6 +93,8 @@ def create(
 @keys_app.command("list")
 def list_() -> None:
     """Every key: name, prefix, scopes, created, last used, revoked."""
+    from mailroom.auth import service
+
     rows = _in_session(_settings(), service.list_keys)
     if not rows:
         typer.echo("No keys yet: `mailroom keys create --name NAME`.", err=True)
@@ -113,5 +123,7 @@ def _when(value: datetime | None) -> str:
 @keys_app.command("revoke")
 def revoke(name_or_id: Annotated[str, typer.Argument(help="The key's name or id")]) -> None:
     """Revoke a key: requests with it fail from now on (within API_KEY_CACHE_SECONDS)."""
+    from mailroom.auth import service
+
     row = _in_session(_settings(), lambda session: service.revoke_key(session, name_or_id))
     typer.echo(f"Revoked key {row.name!r} ({row.prefix}…).", err=True)

@@ -1,15 +1,17 @@
 """The worker's lifecycle: build resources, consume jobs, drain on shutdown, close everything.
 
-start()  engine, dispatcher (own Redis connection), transport, BullMQ worker, sweeper
+start()  engine, dispatcher (own Redis connection), transport, BullMQ worker, sweeper,
+         heartbeat (a file touched every few seconds, for `mailroom health --worker`)
 stop()   stop taking jobs; let in-flight sends finish within the grace period;
          cancel what is left (each records its attempt and goes back for a retry);
-         close SMTP connections, Redis and the database pool
+         close SMTP connections, Redis and the database pool; remove the heartbeat file
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -33,6 +35,25 @@ log = structlog.get_logger(__name__)
 # one behind). The stalled check, run by every worker, then moves it back to "wait".
 # Duplicates this may cause are no-ops (the claim is guarded).
 _STALLED_JOB_RECOVERY = {"lockDuration": 10_000, "stalledInterval": 5_000, "maxStalledCount": 3}
+
+
+HEARTBEAT_INTERVAL = 5.0
+
+
+async def heartbeat(
+    path: Path, consumer: asyncio.Future[Any], interval: float = HEARTBEAT_INTERVAL
+) -> None:
+    """Touch `path` every `interval` seconds for as long as `consumer` runs.
+
+    A worker whose job loop has died, or whose event loop is stuck, stops touching it,
+    and `mailroom health --worker` reports it unhealthy once the file is 30 s old.
+    """
+    try:
+        while not consumer.done():
+            await asyncio.to_thread(path.touch)
+            await asyncio.sleep(interval)
+    except OSError as exc:  # a read-only or missing directory must not stop deliveries
+        log.warning("worker.heartbeat_failed", path=str(path), error=str(exc))
 
 
 class MissingSmtpHost(Exception):
@@ -118,19 +139,29 @@ class DeliveryWorker:
                 **_STALLED_JOB_RECOVERY,
             },
         )
-        self._tasks.append(asyncio.create_task(self._worker.run(), name="bullmq-worker"))
+        consumer = asyncio.create_task(self._worker.run(), name="bullmq-worker")
+        self._tasks.append(consumer)
         if self._sweep:
             sweeper = Sweeper(sessions=sessions, dispatcher=dispatcher, settings=settings)
             self._tasks.append(asyncio.create_task(sweeper.run(), name="sweeper"))
+        if settings.worker_heartbeat_file is not None:
+            beat = heartbeat(settings.worker_heartbeat_file, consumer)
+            self._tasks.append(asyncio.create_task(beat, name="heartbeat"))
         log.info("worker.started", concurrency=self._concurrency, queue=settings.queue_name)
 
     async def stop(self) -> None:
         worker, self._worker = self._worker, None
         log.info("worker.stopping", grace_s=self._grace)
+        deadline = asyncio.get_running_loop().time() + self._grace
         if worker is not None:
             closing = asyncio.ensure_future(worker.close())
-            done, _ = await asyncio.wait({closing}, timeout=self._grace)
-            if not done:
+            await asyncio.wait({closing}, timeout=self._grace)
+            # bullmq's close() can return while a job it fetched during the close is still
+            # being delivered, so wait for our own deliveries too, then close resources.
+            pending = {closing, *self._inflight}
+            remaining = max(0.0, deadline - asyncio.get_running_loop().time())
+            _, pending = await asyncio.wait(pending, timeout=remaining)
+            if pending:
                 log.warning(
                     "worker.grace_expired",
                     in_flight=len(self._inflight),
@@ -138,13 +169,16 @@ class DeliveryWorker:
                 )
                 for delivery in list(self._inflight):
                     delivery.cancel()
-            await closing
+                await asyncio.gather(closing, *self._inflight, return_exceptions=True)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
+        if self._settings.worker_heartbeat_file is not None:
+            with contextlib.suppress(OSError):
+                self._settings.worker_heartbeat_file.unlink(missing_ok=True)
         # Close in reverse order of opening: transport, then Redis, then the database.
         while self._closers:
             closer = self._closers.pop()
