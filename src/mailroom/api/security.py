@@ -11,7 +11,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from mailroom.api.client_ip import client_ip
 from mailroom.api.context import request_context
-from mailroom.api.deps import State, get_state
+from mailroom.api.deps import State, state_of
 from mailroom.auth.scopes import Scope
 from mailroom.auth.service import Principal
 from mailroom.errors import Forbidden, RateLimited, Unauthorized
@@ -50,7 +50,7 @@ async def authenticate_send(request: Request) -> Principal:
     context = request_context(request.scope)
     if context.send_checked and context.caller is not None:
         return context.caller
-    state = get_state(request)
+    state = state_of(request)
     credentials = await _bearer(request)
     try:
         principal = await _principal(request, state, credentials)
