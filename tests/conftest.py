@@ -213,7 +213,8 @@ async def running_worker(
     settings: Settings, server: SmtpTestServer, **kwargs: Any
 ) -> AsyncIterator[DeliveryWorker]:
     kwargs.setdefault("grace_period", 5)
-    worker = DeliveryWorker(settings, transport=smtp_transport_for(server), **kwargs)
+    transport = smtp_transport_for(server, timeout=settings.smtp_timeout)
+    worker = DeliveryWorker(settings, transport=transport, **kwargs)
     await worker.start()
     try:
         yield worker

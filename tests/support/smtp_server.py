@@ -85,8 +85,9 @@ class SmtpTestServer:
         self.host = "127.0.0.1"
         self.port = 0
 
-    async def start(self) -> None:
-        self._server = await start_smtp_server(self.handler, self.host, 0)
+    async def start(self, port: int = 0) -> None:
+        """Listen on ``port`` (0: any free one); start again after stop() to simulate a restart."""
+        self._server = await start_smtp_server(self.handler, self.host, port)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
