@@ -4,7 +4,7 @@ export UV_PYTHON_DOWNLOADS := never
 UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run api worker migrate test lint format check-services
+.PHONY: help install run api worker migrate test lint format check-services chaos
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -46,3 +46,6 @@ check-services: ## Fail early, with a hint, when PostgreSQL or Redis is not reac
 
 test: install postman/node_modules/.installed lint check-services ## Lint, type-check and run the whole test suite
 	$(UV) run pytest
+
+chaos: install ## Fault-injection run (minutes): kill -9 workers, flush/restart Redis, SMTP outage and codes
+	$(UV) run python -m chaos

@@ -1,0 +1,185 @@
+"""The scenarios: each a sink script, the subjects to send, a fault, and extra checks."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from chaos.checks import Row, attempt_counts
+from chaos.load import LoadResult
+from chaos.stack import CONCURRENCY, SinkScript, Stack
+
+DEFER_MARKER = "chaos-defer"
+REJECT_MARKER = "chaos-reject"
+
+
+@dataclass
+class FaultLog:
+    """What the fault did, and when (time.time()) it last did something."""
+
+    kills: int = 0
+    last_fault: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    def mark(self, note: str) -> None:
+        self.last_fault = time.time()
+        self.notes.append(f"{time.strftime('%H:%M:%S')} {note}")
+
+
+async def until_progress(load: LoadResult, total: int, fraction: float) -> None:
+    """Wait until `fraction` of the emails have been answered by the API."""
+    while load.answered < total * fraction:  # noqa: ASYNC110 - a counter, polled
+        await asyncio.sleep(0.05)
+
+
+Fault = Callable[[Stack, LoadResult, int, random.Random, FaultLog], Coroutine[Any, Any, None]]
+Check = Callable[[Stack, dict[str, str], dict[str, Row]], Coroutine[Any, Any, list[str]]]
+
+
+async def _no_checks(stack: Stack, accepted: dict[str, str], rows: dict[str, Row]) -> list[str]:
+    return []
+
+
+@dataclass
+class Scenario:
+    name: str
+    description: str
+    fault: Fault
+    sink: SinkScript = field(default_factory=SinkScript)
+    subject_for: Callable[[int], str] = lambda i: f"chaos {i}"
+    expect_failed: Callable[[str], bool] = lambda subject: False
+    check: Check = _no_checks
+    kill_bound: bool = False  # duplicates allowed up to kills * concurrency
+
+
+# -- kill9 ------------------------------------------------------------------------------
+
+KILLS = 5
+
+
+async def kill9(stack: Stack, load: LoadResult, n: int, rng: random.Random, log: FaultLog) -> None:
+    await until_progress(load, n, 0.1)
+    for _ in range(KILLS):
+        await asyncio.sleep(rng.uniform(1.0, 4.0))
+        worker = rng.choice(stack.workers)
+        await asyncio.to_thread(worker.kill9)
+        log.kills += 1
+        log.mark(f"kill -9 {worker.name}")
+        await asyncio.sleep(rng.uniform(0.2, 1.0))
+        await asyncio.to_thread(worker.start)
+        log.notes.append(f"{time.strftime('%H:%M:%S')} restarted {worker.name} (pid {worker.pid})")
+
+
+# -- Redis ------------------------------------------------------------------------------
+
+
+async def redis_flush(
+    stack: Stack, load: LoadResult, n: int, rng: random.Random, log: FaultLog
+) -> None:
+    await until_progress(load, n, rng.uniform(0.3, 0.6))
+    await asyncio.to_thread(stack.redis_cli, "FLUSHALL")
+    log.mark("FLUSHALL")
+
+
+async def redis_restart(
+    stack: Stack, load: LoadResult, n: int, rng: random.Random, log: FaultLog
+) -> None:
+    await until_progress(load, n, rng.uniform(0.3, 0.5))
+    assert stack.redis is not None
+    await asyncio.to_thread(stack.redis.kill9)
+    log.mark("redis killed")
+    await asyncio.sleep(4)
+    await asyncio.to_thread(stack.start_redis)
+    log.mark("redis restarted (empty)")
+
+
+# -- SMTP -------------------------------------------------------------------------------
+
+SMTP_OUTAGE = 30.0
+
+
+async def smtp_down(
+    stack: Stack, load: LoadResult, n: int, rng: random.Random, log: FaultLog
+) -> None:
+    await until_progress(load, n, rng.uniform(0.2, 0.4))
+    assert stack.sink is not None
+    await asyncio.to_thread(stack.sink.stop, 10)
+    log.mark("sink stopped")
+    await asyncio.sleep(SMTP_OUTAGE)
+    await asyncio.to_thread(stack.start_sink)
+    log.mark("sink restarted")
+
+
+async def smtp_codes(
+    stack: Stack, load: LoadResult, n: int, rng: random.Random, log: FaultLog
+) -> None:
+    log.mark("sink scripted from the start")
+
+
+def _codes_subject(i: int) -> str:
+    if i % 10 == 0:
+        return f"{DEFER_MARKER} {i}"
+    if i % 10 == 1:
+        return f"{REJECT_MARKER} {i}"
+    return f"chaos {i}"
+
+
+async def _codes_check(stack: Stack, accepted: dict[str, str], rows: dict[str, Row]) -> list[str]:
+    attempts = await attempt_counts(stack.plain_database_url)
+    problems: list[str] = []
+    for email_id, subject in accepted.items():
+        row = rows.get(email_id)
+        count, codes = attempts.get(email_id, (0, []))
+        if DEFER_MARKER in subject and (
+            row is None or row.status != "sent" or count != 3 or codes != [451, 451, 250]
+        ):
+            problems.append(f"{email_id} ({subject}): {row and row.status}, attempts {codes}")
+        if REJECT_MARKER in subject and (
+            row is None or row.status != "failed" or count != 1 or codes != [550]
+        ):
+            problems.append(f"{email_id} ({subject}): {row and row.status}, attempts {codes}")
+    return problems
+
+
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in [
+        Scenario(
+            "kill9",
+            f"kill -9 a random worker {KILLS} times during delivery, restarting it each time",
+            kill9,
+            sink=SinkScript(delay=0.3),
+            kill_bound=True,
+        ),
+        Scenario("redis-flush", "FLUSHALL the harness Redis mid-run", redis_flush),
+        Scenario(
+            "redis-restart", "kill -9 the harness Redis, restart it empty 4 s later", redis_restart
+        ),
+        Scenario(
+            "smtp-down",
+            f"stop the SMTP sink for {SMTP_OUTAGE:.0f} s mid-run, restart it",
+            smtp_down,
+        ),
+        Scenario(
+            "smtp-codes",
+            "sink answers 451 twice then 250 to 10% of emails, 550 to another 10%",
+            smtp_codes,
+            sink=SinkScript(
+                fail_first=2,
+                code=451,
+                fail_marker=DEFER_MARKER,
+                reject_code=550,
+                reject_marker=REJECT_MARKER,
+            ),
+            subject_for=_codes_subject,
+            expect_failed=lambda subject: REJECT_MARKER in subject,
+            check=_codes_check,
+        ),
+    ]
+}
+
+__all__ = ["CONCURRENCY", "SCENARIOS", "FaultLog", "Scenario"]
