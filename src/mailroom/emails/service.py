@@ -333,10 +333,13 @@ def _last_error(result: SendResult) -> LastError | None:
     return LastError(result.code, result.enhanced_code, result.message[:MAX_STORED_REPLY] or None)
 
 
-async def redispatch_stranded(
+async def stranded_jobs(
     uow: UnitOfWork, *, settings: Settings, lock_key: int
 ) -> Sequence[DeliveryJob]:
-    """The sweeper: re-dispatch emails whose job Redis may have lost. One sweeper at a time."""
+    """The sweeper's candidates: jobs for emails whose dispatch may have been lost.
+
+    One sweeper at a time (an advisory lock); the caller re-dispatches those Redis lacks.
+    """
     if not await repository.try_sweeper_lock(uow.session, lock_key):
         return ()
     stranded = await repository.find_stranded(
@@ -345,8 +348,6 @@ async def redispatch_stranded(
     jobs = [
         DeliveryJob(s.email_id, attempt=s.next_attempt, request_id=s.request_id) for s in stranded
     ]
-    for job in jobs:
-        uow.dispatch_after_commit(job)
     # Housekeeping that wants the same single sweeper: forget idempotency keys past 24 h.
     await idempotency.purge_expired(uow.session, now=datetime.now(UTC))
     return jobs

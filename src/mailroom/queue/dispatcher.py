@@ -80,6 +80,20 @@ class Dispatcher:
             return False
         return True
 
+    async def absent(self, jobs: Sequence[DeliveryJob]) -> list[DeliveryJob]:
+        """The jobs Redis does not hold (all of them if Redis cannot be asked)."""
+        if not jobs:
+            return []
+        try:
+            async with asyncio.timeout(self._timeout):
+                pipeline = self._queue.client.pipeline(transaction=False)
+                for job in jobs:
+                    pipeline.exists(self._queue.toKey(job.job_id))
+                held = await pipeline.execute()
+        except Exception:  # noqa: BLE001 - unknown means "dispatch it": duplicates are harmless
+            return list(jobs)
+        return [job for job, exists in zip(jobs, held, strict=True) if not exists]
+
     async def ping(self) -> None:
         await self._queue.client.ping()
 

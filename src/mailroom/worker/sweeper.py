@@ -37,13 +37,16 @@ class Sweeper:
         self._settings = settings
 
     async def sweep_once(self) -> int:
+        """Re-dispatch what Redis lost; returns how many jobs that was."""
         async with unit_of_work(self._sessions, self._dispatcher.dispatch) as uow:
-            jobs = await service.redispatch_stranded(
+            candidates = await service.stranded_jobs(
                 uow, settings=self._settings, lock_key=SWEEPER_LOCK
             )
-        if jobs:
-            log.warning("sweeper.redispatched", emails=len(jobs))
-        return len(jobs)
+        # Overdue is not lost: behind a deep backlog a job may still be waiting in Redis.
+        lost = await self._dispatcher.absent(candidates)
+        if lost and await self._dispatcher.dispatch(lost):
+            log.warning("sweeper.redispatched", emails=len(lost))
+        return len(lost)
 
     async def run(self) -> None:
         while True:
