@@ -47,5 +47,5 @@ check-services: ## Fail early, with a hint, when PostgreSQL or Redis is not reac
 test: install postman/node_modules/.installed lint check-services ## Lint, type-check and run the whole test suite
 	$(UV) run pytest
 
-chaos: install ## Fault-injection run (minutes): kill -9 workers, flush/restart Redis, SMTP outage and codes
+chaos: install ## Fault-injection run (minutes): kill -9 workers, flush/restart Redis, SMTP outage and codes, PostgreSQL outage
 	$(UV) run python -m chaos

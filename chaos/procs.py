@@ -66,6 +66,10 @@ class Process:
     def returncode(self) -> int | None:
         return self._popen.poll() if self._popen is not None else None
 
+    def signal(self, signum: signal.Signals) -> None:
+        if self.alive and self._popen is not None:
+            self._popen.send_signal(signum)
+
     def kill9(self) -> None:
         if self.alive and self._popen is not None:
             os.kill(self._popen.pid, signal.SIGKILL)

@@ -24,6 +24,7 @@ class Outcome:
     emails: int
     accepted: int = 0
     refused: dict[str, int] = field(default_factory=dict)
+    retried_503: int = 0
     sent: int = 0
     failed: int = 0
     unexpected_failed: int = 0
@@ -68,7 +69,14 @@ async def _drive(
     started = time.time()
     faults.last_fault = started
     sending = asyncio.create_task(
-        send_emails(load, stack.api_url, stack.api_key, n, scenario.subject_for)
+        send_emails(
+            load,
+            stack.api_url,
+            stack.api_key,
+            n,
+            scenario.subject_for,
+            retry_503=scenario.retry_503,
+        )
     )
     fault = asyncio.create_task(scenario.fault(stack, load, n, rng, faults))
     await asyncio.gather(sending, fault)
@@ -78,7 +86,7 @@ async def _drive(
 def run_scenario(scenario: Scenario, n: int, seed: int) -> Outcome:
     rng = random.Random(f"{seed}-{scenario.name}")
     outcome = Outcome(scenario=scenario.name, emails=n)
-    stack = Stack(scenario.name, sink_script=scenario.sink)
+    stack = Stack(scenario.name, sink_script=scenario.sink, pg_proxy=scenario.pg_proxy)
     outcome.logs = str(stack.tmp)
     faults = FaultLog()
     try:
@@ -96,6 +104,7 @@ def run_scenario(scenario: Scenario, n: int, seed: int) -> Outcome:
 
     outcome.accepted = len(ids)
     outcome.refused = {str(code): count for code, count in sorted(load.statuses.items())}
+    outcome.retried_503 = load.retried
     outcome.kills = faults.kills
     for email_id in ids:
         row = rows.get(email_id)

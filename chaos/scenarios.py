@@ -54,6 +54,8 @@ class Scenario:
     expect_failed: Callable[[str], bool] = lambda subject: False
     check: Check = _no_checks
     kill_bound: bool = False  # duplicates allowed up to kills * concurrency
+    pg_proxy: bool = False  # API and workers reach PostgreSQL through chaos.pgproxy
+    retry_503: bool = False  # the load client waits out a 503's Retry-After and sends again
 
 
 # -- kill9 ------------------------------------------------------------------------------
@@ -145,6 +147,22 @@ async def _codes_check(stack: Stack, accepted: dict[str, str], rows: dict[str, R
     return problems
 
 
+# -- PostgreSQL -------------------------------------------------------------------------
+
+PG_OUTAGE = 10.0
+
+
+async def postgres_down(
+    stack: Stack, load: LoadResult, n: int, rng: random.Random, log: FaultLog
+) -> None:
+    await until_progress(load, n, rng.uniform(0.3, 0.5))
+    await asyncio.to_thread(stack.cut_pg_proxy)
+    log.mark("postgres proxy cut (listener closed, connections aborted)")
+    await asyncio.sleep(PG_OUTAGE)
+    await asyncio.to_thread(stack.restore_pg_proxy)
+    log.mark("postgres proxy listening again")
+
+
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in [
@@ -178,6 +196,13 @@ SCENARIOS: dict[str, Scenario] = {
             subject_for=_codes_subject,
             expect_failed=lambda subject: REJECT_MARKER in subject,
             check=_codes_check,
+        ),
+        Scenario(
+            "postgres-down",
+            f"cut the PostgreSQL proxy (listener and every connection) for {PG_OUTAGE:.0f} s",
+            postgres_down,
+            pg_proxy=True,
+            retry_503=True,
         ),
     ]
 }

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -15,7 +18,9 @@ import asyncpg
 
 from chaos.procs import Process, free_port, wait_for_port
 
-PG_SERVER = "postgres@127.0.0.1:5432"
+PG_HOST = "127.0.0.1"
+PG_PORT = 5432
+PG_SERVER = f"postgres@{PG_HOST}:{PG_PORT}"
 WORKERS = 2
 CONCURRENCY = 20
 
@@ -52,14 +57,19 @@ def _binary(name: str) -> str:
 class Stack:
     scenario: str
     sink_script: SinkScript = field(default_factory=SinkScript)
+    # Put chaos.pgproxy between the API/workers and PostgreSQL (migrations, key creation and
+    # the harness's own checks still go direct).
+    pg_proxy: bool = False
     tmp: Path = field(init=False)
     db_name: str = field(init=False)
     redis_port: int = field(init=False)
     smtp_port: int = field(init=False)
     api_port: int = field(init=False)
+    pg_proxy_port: int = field(init=False)
     record: Path = field(init=False)
     redis: Process | None = field(init=False, default=None)
     sink: Process | None = field(init=False, default=None)
+    proxy: Process | None = field(init=False, default=None)
     api: Process | None = field(init=False, default=None)
     workers: list[Process] = field(init=False, default_factory=list)
     api_key: str = field(init=False, default="")
@@ -71,6 +81,7 @@ class Stack:
         self.redis_port = free_port()
         self.smtp_port = free_port()
         self.api_port = free_port()
+        self.pg_proxy_port = free_port() if self.pg_proxy else PG_PORT
         self.record = self.tmp / "sink-received.txt"
         self.record.touch()
 
@@ -81,6 +92,12 @@ class Stack:
         return f"postgresql+asyncpg://{PG_SERVER}/{self.db_name}"
 
     @property
+    def service_database_url(self) -> str:
+        """What the API and the workers use: through the proxy when there is one."""
+        server = f"postgres@{PG_HOST}:{self.pg_proxy_port}"
+        return f"postgresql+asyncpg://{server}/{self.db_name}"
+
+    @property
     def plain_database_url(self) -> str:
         return f"postgresql://{PG_SERVER}/{self.db_name}"
 
@@ -88,13 +105,12 @@ class Stack:
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.api_port}"
 
-    def env(self, heartbeat: str = "") -> dict[str, str]:
-        import os
-
+    def env(self, heartbeat: str = "", *, service: bool = False) -> dict[str, str]:
+        """The environment for a mailroom command; `service` for the API and workers."""
         env = dict(os.environ)
         env.update(
             {
-                "DATABASE_URL": self.database_url,
+                "DATABASE_URL": self.service_database_url if service else self.database_url,
                 "REDIS_URL": f"redis://127.0.0.1:{self.redis_port}/0",
                 "QUEUE_PREFIX": f"chaos-{self.db_name}",
                 "SMTP_HOST": "127.0.0.1",
@@ -140,10 +156,12 @@ class Stack:
         )
         lines = [line.strip() for line in key.stdout.splitlines() if line.strip()]
         self.api_key = lines[-1]
+        if self.pg_proxy:
+            self.start_pg_proxy()
         self.api = Process(
             "api",
             self._mailroom("api", "--port", str(self.api_port)),
-            self.env(),
+            self.env(service=True),
             self.tmp / "api.log",
         ).start()
         wait_for_port(self.api_port, proc=self.api)
@@ -152,7 +170,7 @@ class Stack:
             worker = Process(
                 f"worker-{n}",
                 self._mailroom("worker", "--concurrency", str(CONCURRENCY)),
-                self.env(heartbeat),
+                self.env(heartbeat, service=True),
                 self.tmp / f"worker-{n}.log",
             )
             self.workers.append(worker.start())
@@ -169,6 +187,32 @@ class Stack:
         self.sink = Process("sink", argv, self.env(), self.tmp / "sink.log").start()
         wait_for_port(self.smtp_port, proc=self.sink)
 
+    def start_pg_proxy(self) -> None:
+        argv = [sys.executable, "-m", "chaos.pgproxy", "--port", str(self.pg_proxy_port)]
+        argv += ["--target-host", PG_HOST, "--target-port", str(PG_PORT)]
+        self.proxy = Process("pgproxy", argv, self.env(), self.tmp / "pgproxy.log").start()
+        wait_for_port(self.pg_proxy_port, proc=self.proxy)
+
+    def cut_pg_proxy(self) -> None:
+        """Close the proxy's listener and abort every connection through it."""
+        assert self.proxy is not None
+        self.proxy.signal(signal.SIGUSR1)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # the listener is gone once a connect is refused
+            try:
+                with socket.create_connection((PG_HOST, self.pg_proxy_port), timeout=0.5):
+                    pass
+            except OSError:
+                return
+            time.sleep(0.05)
+        raise RuntimeError("the PostgreSQL proxy still accepts connections after a cut")
+
+    def restore_pg_proxy(self) -> None:
+        """Listen again on the same port."""
+        assert self.proxy is not None
+        self.proxy.signal(signal.SIGUSR2)
+        wait_for_port(self.pg_proxy_port, timeout=10, proc=self.proxy)
+
     def redis_cli(self, *args: str) -> str:
         done = subprocess.run(  # noqa: S603
             [_binary("redis-cli"), "-p", str(self.redis_port), *args],
@@ -182,7 +226,7 @@ class Stack:
         """Stop everything started, in reverse order, and drop the database."""
         for worker in self.workers:
             worker.stop()
-        for proc in (self.api, self.sink, self.redis):
+        for proc in (self.api, self.sink, self.redis, self.proxy):
             if proc is not None:
                 proc.stop(timeout=10)
         if self._db_created:

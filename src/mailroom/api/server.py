@@ -19,5 +19,9 @@ def api_server(app: FastAPI, host: str, port: int) -> uvicorn.Server:
             # would otherwise believe it from 127.0.0.1 and hand clients a way to spoof.
             proxy_headers=False,
             server_header=False,
+            # Longer than clients' idle-connection expiry (httpx, urllib3, Node: ≤ 5-60 s), so
+            # the server is not the side that closes an idle keep-alive connection just as a
+            # client reuses it for a POST (which clients do not retry on their own).
+            timeout_keep_alive=75,
         )
     )

@@ -160,8 +160,16 @@ async def _retry_database(operation: Callable[[], Awaitable[T]], *, budget: floa
             if not exc.connection_invalidated:
                 raise
             retryable = exc
-        if loop.time() + delay > deadline:
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            log.error(
+                "db.retry_gave_up",
+                error=type(retryable).__name__,
+                budget_s=budget,
+                hint="the email stays `sending` until its lease expires, then is retried",
+            )
             raise retryable
-        log.warning("db.retrying", error=type(retryable).__name__, retry_in_s=delay)
-        await asyncio.sleep(delay)
+        wait = min(delay, remaining)  # use the whole budget, not just the waits that fit
+        log.warning("db.retrying", error=type(retryable).__name__, retry_in_s=round(wait, 2))
+        await asyncio.sleep(wait)
         delay = min(delay * 2, 5.0)
