@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 import sys
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -14,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from mailroom.emails.models import Email
 from mailroom.settings import Settings
+from tests.conftest import running_worker
 from tests.support.smtp_server import SmtpTestServer
 from tests.support.waiting import eventually
 
@@ -69,3 +71,55 @@ async def test_sigterm_stops_the_worker_cleanly_after_its_deliveries(
     assert worker.returncode == 0, log
     assert '"worker.stopped"' in log, log
     assert len(smtp_server.handler.messages()) == 10
+
+
+async def test_sigkill_mid_run_loses_nothing(
+    client: httpx.AsyncClient,
+    settings_factory: Callable[..., Settings],
+    sessions: async_sessionmaker[AsyncSession],
+    smtp_server: SmtpTestServer,
+) -> None:
+    # A short lease so the killed worker's emails are taken over within the test.
+    settings = settings_factory(sending_lease=3, sweep_interval=0.5, sweep_grace=1)
+    smtp_server.handler.data_delay = 0.05  # keep sends in flight when the kill lands
+    env = {
+        **os.environ,
+        "DATABASE_URL": settings.database_url,
+        "REDIS_URL": settings.redis_url,
+        "QUEUE_PREFIX": settings.queue_prefix,
+        "QUEUE_NAME": settings.queue_name,
+        "SMTP_HOST": smtp_server.host,
+        "SMTP_PORT": str(smtp_server.port),
+        "SMTP_SECURITY": "none",
+        "SENDING_LEASE": "3",
+        "LOG_LEVEL": "WARNING",
+    }
+    for i in range(40):
+        body = {"to": f"user{i}@example.com", "subject": "s", "text": "t"}
+        assert (await client.post("/send", json=body)).status_code == 202
+    worker = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "mailroom",
+        "worker",
+        "--concurrency",
+        "8",
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        await eventually(lambda: _sent(sessions), lambda n: n >= 3, timeout=30, what="some sent")
+        worker.kill()  # SIGKILL: no drain, no cleanup
+        await worker.wait()
+    finally:
+        if worker.returncode is None:
+            worker.kill()
+            await worker.wait()
+    assert await _sent(sessions) < 40
+
+    smtp_server.handler.data_delay = 0.0
+    async with running_worker(settings, smtp_server, concurrency=8):
+        await eventually(lambda: _sent(sessions), lambda n: n == 40, timeout=60, what="all sent")
+    received = {m.parsed()["Message-ID"] for m in smtp_server.handler.messages()}
+    assert len(received) == 40  # every email arrived; a kill mid-DATA may add a duplicate
