@@ -78,3 +78,32 @@ async def wait_terminal(database_url: str, ids: list[str], deadline: float) -> d
 def received(record: Path) -> Counter[str]:
     text = record.read_text(encoding="utf-8") if record.exists() else ""
     return Counter(line.strip() for line in text.splitlines() if line.strip())
+
+
+@dataclass
+class Attempt:
+    outcome: str
+    smtp_code: int | None
+    message: str
+    duration_ms: int
+
+
+async def first_attempts(database_url: str) -> dict[str, Attempt]:
+    """email id -> its first delivery attempt."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        records = await conn.fetch(
+            "SELECT email_id, outcome, smtp_code, message, duration_ms FROM delivery_attempts"
+            " WHERE attempt_number = 1"
+        )
+    finally:
+        await conn.close()
+    return {
+        str(r["email_id"]): Attempt(
+            outcome=str(r["outcome"]),
+            smtp_code=r["smtp_code"],
+            message=str(r["message"] or ""),
+            duration_ms=int(r["duration_ms"]),
+        )
+        for r in records
+    }

@@ -9,12 +9,15 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from chaos.checks import Row, attempt_counts
+from chaos.checks import Row, attempt_counts, first_attempts
 from chaos.load import LoadResult
 from chaos.stack import CONCURRENCY, SinkScript, Stack
 
 DEFER_MARKER = "chaos-defer"
 REJECT_MARKER = "chaos-reject"
+SLOW_MARKER = "chaos-slow"
+SMTP_TIMEOUT = 5.0  # what the stack gives the workers (chaos.stack)
+SLOW_DELAY = 8.0
 
 
 @dataclass
@@ -147,6 +150,38 @@ async def _codes_check(stack: Stack, accepted: dict[str, str], rows: dict[str, R
     return problems
 
 
+async def smtp_slow(
+    stack: Stack, load: LoadResult, n: int, rng: random.Random, log: FaultLog
+) -> None:
+    log.mark(f"sink answers 10% of first attempts after {SLOW_DELAY:.0f} s, from the start")
+
+
+def _slow_subject(i: int) -> str:
+    return f"{SLOW_MARKER} {i}" if i % 10 == 0 else f"chaos {i}"
+
+
+async def _slow_check(stack: Stack, accepted: dict[str, str], rows: dict[str, Row]) -> list[str]:
+    firsts = await first_attempts(stack.plain_database_url)
+    low, high = (SMTP_TIMEOUT - 1) * 1000, (SMTP_TIMEOUT + 2) * 1000
+    problems: list[str] = []
+    for email_id, subject in accepted.items():
+        if SLOW_MARKER not in subject:
+            continue
+        row, first = rows.get(email_id), firsts.get(email_id)
+        if (
+            row is None
+            or row.status != "sent"
+            or row.attempts < 2
+            or first is None
+            or first.outcome != "unknown"
+            or first.smtp_code is not None
+            or "timed out" not in first.message.lower()
+            or not low <= first.duration_ms <= high
+        ):
+            problems.append(f"{email_id} ({subject}): {row and row.status}, first attempt {first}")
+    return problems
+
+
 # -- PostgreSQL -------------------------------------------------------------------------
 
 PG_OUTAGE = 10.0
@@ -196,6 +231,14 @@ SCENARIOS: dict[str, Scenario] = {
             subject_for=_codes_subject,
             expect_failed=lambda subject: REJECT_MARKER in subject,
             check=_codes_check,
+        ),
+        Scenario(
+            "smtp-slow",
+            f"sink slower than SMTP_TIMEOUT ({SMTP_TIMEOUT:.0f} s) on 10% of first attempts",
+            smtp_slow,
+            sink=SinkScript(slow_marker=SLOW_MARKER, slow_first=1, slow_delay=SLOW_DELAY),
+            subject_for=_slow_subject,
+            check=_slow_check,
         ),
         Scenario(
             "postgres-down",

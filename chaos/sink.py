@@ -40,6 +40,9 @@ class SinkHandler:
         reject_code: int,
         reject_marker: str | None,
         delay: float,
+        slow_marker: str | None = None,
+        slow_first: int = 0,
+        slow_delay: float = 0.0,
     ) -> None:
         self._record = record
         self._fail_first = fail_first
@@ -49,6 +52,10 @@ class SinkHandler:
         self._reject_marker = reject_marker
         self._delay = delay
         self._seen: Counter[str] = Counter()
+        self._slow_marker = slow_marker
+        self._slow_first = slow_first
+        self._slow_delay = slow_delay
+        self._slowed: Counter[str] = Counter()
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         content: Any = envelope.original_content or envelope.content or b""
@@ -58,6 +65,13 @@ class SinkHandler:
         subject = str(headers.get("Subject", ""))
         if self._delay:
             await asyncio.sleep(self._delay)
+        if self._slow_marker and self._slow_marker in subject:
+            self._slowed[message_id] += 1
+            if self._slowed[message_id] <= self._slow_first:
+                # Slower than the client's timeout: it has given up by the time this answers,
+                # and the message is not kept (so a retry is the only delivery).
+                await asyncio.sleep(self._slow_delay)
+                return "451 4.4.2 Too slow, not kept"
         if self._reject_marker and self._reject_marker in subject:
             return _reply(self._reject_code)
         self._seen[message_id] += 1
@@ -84,6 +98,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--reject-code", type=int, default=550)
     parser.add_argument("--reject-marker", default=None)
     parser.add_argument("--delay", type=float, default=0.0)
+    parser.add_argument("--slow-marker", default=None)
+    parser.add_argument("--slow-first", type=int, default=0)
+    parser.add_argument("--slow-delay", type=float, default=0.0)
     return parser.parse_args(argv)
 
 
@@ -101,6 +118,9 @@ async def serve(args: argparse.Namespace) -> None:
             reject_code=args.reject_code,
             reject_marker=args.reject_marker,
             delay=args.delay,
+            slow_marker=args.slow_marker,
+            slow_first=args.slow_first,
+            slow_delay=args.slow_delay,
         )
         server = await loop.create_server(
             lambda: SMTP(handler, hostname="chaos-sink", data_size_limit=None),

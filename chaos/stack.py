@@ -35,6 +35,9 @@ class SinkScript:
     reject_code: int = 550
     reject_marker: str | None = None
     delay: float = 0.0
+    slow_marker: str | None = None
+    slow_first: int = 0
+    slow_delay: float = 0.0
 
     def argv(self) -> list[str]:
         args = ["--fail-first", str(self.fail_first), "--code", str(self.code)]
@@ -43,6 +46,9 @@ class SinkScript:
             args += ["--fail-marker", self.fail_marker]
         if self.reject_marker:
             args += ["--reject-marker", self.reject_marker]
+        if self.slow_marker:
+            args += ["--slow-marker", self.slow_marker, "--slow-first", str(self.slow_first)]
+            args += ["--slow-delay", str(self.slow_delay)]
         return args
 
 

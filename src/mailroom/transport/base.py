@@ -56,6 +56,9 @@ class SendResult:
     retry_after: float | None = None
     # The fault lies in Mailroom's SMTP settings (credentials, TLS), not in the email.
     config_error: bool = False
+    # Seconds spent talking to the server, when the transport measured it (time spent
+    # waiting for a free pooled connection is not part of the attempt).
+    elapsed: float | None = None
 
 
 class MailTransport(Protocol):

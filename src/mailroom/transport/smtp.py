@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 
 import aiosmtplib
 from aiosmtplib import (
@@ -65,11 +66,12 @@ class SmtpTransport:
 
     async def send(self, envelope: Envelope) -> SendResult:
         async with self._slots:
+            began = time.monotonic()
             transaction = _Transaction(self._idle.pop() if self._idle else None)
             keep = False
             try:
                 result, keep = await self._run(transaction, envelope)
-                return result
+                return replace(result, elapsed=time.monotonic() - began)
             finally:
                 client = transaction.client
                 if client is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 import structlog
@@ -103,6 +103,9 @@ class Deliverer:
 
     async def _record(self, claimed: Claimed, result: SendResult, started: datetime) -> str:
         finished = _now()
+        if result.elapsed is not None:
+            # The attempt is the conversation with the server, not the wait for a connection.
+            started = max(started, finished - timedelta(seconds=result.elapsed))
 
         async def record() -> tuple[Decision, bool]:
             async with unit_of_work(self._sessions, self._dispatcher.dispatch) as uow:
