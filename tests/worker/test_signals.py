@@ -28,13 +28,9 @@ async def _sent(sessions: async_sessionmaker[AsyncSession]) -> int:
         return int((await session.execute(stmt)).scalar_one())
 
 
-async def test_sigterm_stops_the_worker_cleanly_after_its_deliveries(
-    client: httpx.AsyncClient,
-    settings: Settings,
-    sessions: async_sessionmaker[AsyncSession],
-    smtp_server: SmtpTestServer,
-) -> None:
-    env = {
+def _worker_env(settings: Settings, smtp_server: SmtpTestServer, **extra: str) -> dict[str, str]:
+    """The environment of a `mailroom worker` process wired to this test's services."""
+    return {
         **os.environ,
         "DATABASE_URL": settings.database_url,
         "REDIS_URL": settings.redis_url,
@@ -43,8 +39,17 @@ async def test_sigterm_stops_the_worker_cleanly_after_its_deliveries(
         "SMTP_HOST": smtp_server.host,
         "SMTP_PORT": str(smtp_server.port),
         "SMTP_SECURITY": "none",
-        "LOG_FORMAT": "json",
+        **extra,
     }
+
+
+async def test_sigterm_stops_the_worker_cleanly_after_its_deliveries(
+    client: httpx.AsyncClient,
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    smtp_server: SmtpTestServer,
+) -> None:
+    env = _worker_env(settings, smtp_server, LOG_FORMAT="json")
     worker = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -82,18 +87,7 @@ async def test_sigkill_mid_run_loses_nothing(
     # A short lease so the killed worker's emails are taken over within the test.
     settings = settings_factory(sending_lease=3, sweep_interval=0.5, sweep_grace=1)
     smtp_server.handler.data_delay = 0.05  # keep sends in flight when the kill lands
-    env = {
-        **os.environ,
-        "DATABASE_URL": settings.database_url,
-        "REDIS_URL": settings.redis_url,
-        "QUEUE_PREFIX": settings.queue_prefix,
-        "QUEUE_NAME": settings.queue_name,
-        "SMTP_HOST": smtp_server.host,
-        "SMTP_PORT": str(smtp_server.port),
-        "SMTP_SECURITY": "none",
-        "SENDING_LEASE": "3",
-        "LOG_LEVEL": "WARNING",
-    }
+    env = _worker_env(settings, smtp_server, SENDING_LEASE="3", LOG_LEVEL="WARNING")
     for i in range(40):
         body = {"to": f"user{i}@example.com", "subject": "s", "text": "t"}
         assert (await client.post("/send", json=body)).status_code == 202
