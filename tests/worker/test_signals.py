@@ -43,6 +43,22 @@ def _worker_env(settings: Settings, smtp_server: SmtpTestServer, **extra: str) -
     }
 
 
+async def _start_worker(
+    env: dict[str, str], *, concurrency: int, output: int
+) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "mailroom",
+        "worker",
+        "--concurrency",
+        str(concurrency),
+        env=env,
+        stdout=output,
+        stderr=output,
+    )
+
+
 async def test_sigterm_stops_the_worker_cleanly_after_its_deliveries(
     client: httpx.AsyncClient,
     settings: Settings,
@@ -50,17 +66,7 @@ async def test_sigterm_stops_the_worker_cleanly_after_its_deliveries(
     smtp_server: SmtpTestServer,
 ) -> None:
     env = _worker_env(settings, smtp_server, LOG_FORMAT="json")
-    worker = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "mailroom",
-        "worker",
-        "--concurrency",
-        "4",
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    worker = await _start_worker(env, concurrency=4, output=asyncio.subprocess.PIPE)
     try:
         for i in range(10):
             body = {"to": f"user{i}@example.com", "subject": "s", "text": "t"}
@@ -91,17 +97,7 @@ async def test_sigkill_mid_run_loses_nothing(
     for i in range(40):
         body = {"to": f"user{i}@example.com", "subject": "s", "text": "t"}
         assert (await client.post("/send", json=body)).status_code == 202
-    worker = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "mailroom",
-        "worker",
-        "--concurrency",
-        "8",
-        env=env,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
+    worker = await _start_worker(env, concurrency=8, output=asyncio.subprocess.DEVNULL)
     try:
         await eventually(lambda: _sent(sessions), lambda n: n >= 3, timeout=30, what="some sent")
         worker.kill()  # SIGKILL: no drain, no cleanup

@@ -333,12 +333,11 @@ def _last_error(result: SendResult) -> LastError | None:
     return LastError(result.code, result.enhanced_code, result.message[:MAX_STORED_REPLY] or None)
 
 
-async def stranded_jobs(
-    uow: UnitOfWork, *, settings: Settings, lock_key: int
-) -> Sequence[DeliveryJob]:
-    """The sweeper's candidates: jobs for emails whose dispatch may have been lost.
+async def sweep(uow: UnitOfWork, *, settings: Settings, lock_key: int) -> Sequence[DeliveryJob]:
+    """One sweeper pass (one sweeper at a time, by an advisory lock).
 
-    One sweeper at a time (an advisory lock); the caller re-dispatches those Redis lacks.
+    Returns the jobs of emails whose dispatch may have been lost (the caller re-dispatches
+    those Redis lacks), and forgets idempotency keys older than 24 hours.
     """
     if not await repository.try_sweeper_lock(uow.session, lock_key):
         return ()
@@ -348,6 +347,5 @@ async def stranded_jobs(
     jobs = [
         DeliveryJob(s.email_id, attempt=s.next_attempt, request_id=s.request_id) for s in stranded
     ]
-    # Housekeeping that wants the same single sweeper: forget idempotency keys past 24 h.
     await idempotency.purge_expired(uow.session, now=datetime.now(UTC))
     return jobs
