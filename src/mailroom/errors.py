@@ -19,6 +19,7 @@ The API maps each to one JSON shape::
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 
@@ -91,3 +92,26 @@ class RateLimited(MailroomError):
     def __init__(self, message: str, *, retry_after: int) -> None:
         super().__init__(message, details={"retryAfter": retry_after})
         self.retry_after = retry_after
+
+
+def field_errors(errors: Iterable[Mapping[str, Any]], prefix: str = "") -> list[dict[str, str]]:
+    """pydantic's errors as ``details``: [{"field": "to[1]", "message": "…"}]."""
+    return [
+        {"field": _field(tuple(e.get("loc", ())), prefix), "message": _message(e)} for e in errors
+    ]
+
+
+def _field(loc: tuple[int | str, ...], prefix: str) -> str:
+    parts = loc[1:] if loc and loc[0] in ("body", "query", "path", "header") else loc
+    name = prefix
+    for part in parts:
+        if isinstance(part, int):
+            name += f"[{part}]"
+        else:
+            name += f".{part}" if name else str(part)
+    return name or (str(loc[0]) if loc else "request")
+
+
+def _message(error: Mapping[str, Any]) -> str:
+    message = str(error.get("msg", "is invalid"))
+    return message.removeprefix("Value error, ").removeprefix("Assertion failed, ")

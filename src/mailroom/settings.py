@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     retry_backoff_max: float = Field(default=3600.0, gt=0)
 
     worker_concurrency: int = Field(default=20, ge=1, le=1000)
+    # Emails per queued job for POST /send/batch (a batch of 500 becomes 10 jobs of 50).
+    batch_job_size: int = Field(default=50, ge=1, le=500)
     # Touched every few seconds by a running worker; `mailroom health --worker` (the
     # container health check) reads its age. None (an empty value) turns it off.
     worker_heartbeat_file: Path | None = Path("/tmp/mailroom-worker.heartbeat")  # noqa: S108
@@ -73,6 +75,7 @@ class Settings(BaseSettings):
     trusted_proxies: str = ""
     # Largest request body accepted; larger ones get 413 before they are parsed.
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=100 * 1024 * 1024)
+    max_batch_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, le=500 * 1024 * 1024)
     # Browser origins allowed by CORS, comma-separated; empty means CORS stays off.
     cors_origins: str = ""
     # How long an API key lookup is cached per process (so a revocation takes this long).

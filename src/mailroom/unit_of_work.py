@@ -13,17 +13,17 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from mailroom.queue.jobs import DeliveryJob
+from mailroom.queue.jobs import Job
 
-Dispatch = Callable[[Sequence[DeliveryJob]], Awaitable[bool]]
+Dispatch = Callable[[Sequence[Job]], Awaitable[bool]]
 
 
 @dataclass
 class UnitOfWork:
     session: AsyncSession
-    jobs: list[DeliveryJob] = field(default_factory=list)
+    jobs: list[Job] = field(default_factory=list)
 
-    def dispatch_after_commit(self, job: DeliveryJob) -> None:
+    def dispatch_after_commit(self, job: Job) -> None:
         self.jobs.append(job)
 
 

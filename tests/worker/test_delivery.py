@@ -232,8 +232,7 @@ async def test_an_abandoned_claim_is_taken_over_and_the_lost_attempt_recorded(
     email_id = await _accept(sessions, dispatcher, settings)
     # A worker claims the email and dies before it records anything.
     async with unit_of_work(sessions, dispatcher.dispatch) as uow:
-        claimed = await service.claim_for_delivery(uow, email_id, settings=settings)
-    assert claimed is not None
+        [claimed] = await service.claim_for_delivery(uow, [email_id], settings=settings)
     assert claimed.attempt == 1
 
     # While its lease holds, nobody else may take it.

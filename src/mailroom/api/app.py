@@ -70,7 +70,11 @@ def create_app(settings: Settings | None = None, *, inbox: Inbox | None = None) 
         app.include_router(dev_inbox.router)
     # Outermost last: the request id exists before anything logs; the body limit acts
     # before any parsing; CORS (only when configured) answers preflights first.
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        per_path={"/send/batch": settings.max_batch_body_bytes},
+    )
     app.add_middleware(RequestContextMiddleware, trusted_proxies=settings.trusted_proxy_networks)
     app.add_middleware(
         CorrelationIdMiddleware, header_name="X-Request-ID", validator=_valid_request_id

@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from mailroom.errors import MailroomError
+from mailroom.errors import MailroomError, field_errors
 
 log = structlog.get_logger(__name__)
 
@@ -42,28 +42,12 @@ def error_response(
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-def _field(loc: tuple[int | str, ...]) -> str:
-    parts = loc[1:] if loc and loc[0] in ("body", "query", "path", "header") else loc
-    name = ""
-    for part in parts:
-        if isinstance(part, int):
-            name += f"[{part}]"
-        else:
-            name += f".{part}" if name else str(part)
-    return name or (str(loc[0]) if loc else "request")
-
-
-def _message(error: dict[str, Any]) -> str:
-    message = str(error.get("msg", "is invalid"))
-    return message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
-
-
 async def _validation(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = list(exc.errors())
     if any(e.get("type") == "json_invalid" for e in errors):
         return error_response(400, "malformed_request", "The request body is not valid JSON.")
-    details = [{"field": _field(tuple(e.get("loc", ()))), "message": _message(e)} for e in errors]
+    details = field_errors(errors)
     first = details[0] if details else {"field": "request", "message": "is invalid"}
     summary = f"{first['field']}: {first['message']}"
     if len(details) > 1:

@@ -36,22 +36,26 @@ class BodyLimitMiddleware:
     endless upload never reaches a JSON parser.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, per_path: dict[str, int] | None = None
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.per_path = per_path or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS", "DELETE"):
             await self.app(scope, receive, send)
             return
-        too_large = f"The request body is larger than {self.max_bytes} bytes."
+        max_bytes = self.per_path.get(scope["path"], self.max_bytes)
+        too_large = f"The request body is larger than {max_bytes} bytes."
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:
                     declared = int(value)
                 except ValueError:
                     declared = -1
-                if declared > self.max_bytes:
+                if declared > max_bytes:
                     await _send_error(send, 413, "payload_too_large", too_large)
                     return
         chunks: list[bytes] = []
@@ -62,7 +66,7 @@ class BodyLimitMiddleware:
                 return
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_bytes:
+            if size > max_bytes:
                 await _send_error(send, 413, "payload_too_large", too_large)
                 return
             chunks.append(chunk)

@@ -76,7 +76,7 @@ async def complete(
     api_key_id: uuid.UUID,
     key: str,
     *,
-    email_id: uuid.UUID,
+    email_id: uuid.UUID | None,
     response: dict[str, Any],
 ) -> None:
     await session.execute(

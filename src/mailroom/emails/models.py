@@ -13,6 +13,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    SmallInteger,
     String,
     Text,
     UniqueConstraint,
@@ -146,3 +147,34 @@ class IdempotencyKey(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (Index("ix_idempotency_keys_created_at", "created_at"),)
+
+
+class EmailCount(Base):
+    """How many emails created in a 15-minute bucket are in each status (kept by triggers).
+
+    The triggers of migration 0003 update these rows in the same statement that
+    inserts, moves or deletes emails, so the daily report and ``pagination.total`` sum a
+    few hundred counter rows instead of counting today's emails. Any time zone's day
+    is a whole number of 15-minute buckets. ``created`` is never lowered by a purge (a
+    purged day still reports what happened); ``purged`` says how many rows are gone.
+    ``shard`` spreads concurrent writers over several rows (a hot counter row would
+    serialise every commit); readers sum the shards.
+    """
+
+    __tablename__ = "email_counts"
+
+    bucket: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), primary_key=True)
+    shard: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    created: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    purged: Mapped[int] = mapped_column(BigInteger, server_default="0")
+
+
+class EmailStatusTotal(Base):
+    """Emails present in each status, all time (kept by the same triggers)."""
+
+    __tablename__ = "email_status_totals"
+
+    status: Mapped[str] = mapped_column(String(16), primary_key=True)
+    shard: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    present: Mapped[int] = mapped_column(BigInteger, server_default="0")

@@ -6,21 +6,27 @@ come from ``states`` so the SQL and the state machine cannot drift apart.
 
 from __future__ import annotations
 
+import json
 import uuid
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, text, tuple_, update
+from sqlalchemy import and_, func, insert, or_, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from mailroom.emails.models import DeliveryAttempt, Email
+from mailroom.emails import buckets
+from mailroom.emails.models import DeliveryAttempt, Email, EmailCount, EmailStatusTotal
 from mailroom.emails.states import (
     CLAIM,
+    DEFER,
+    DELIVER,
     DISPATCHABLE_STATUSES,
+    FAIL,
     RECLAIMABLE_STATUS,
     EmailStatus,
     Transition,
@@ -32,10 +38,11 @@ _CLAIM_SOURCES = sorted(s.value for s in CLAIM.sources)
 _EARLY_CLAIM_SLACK = timedelta(seconds=2)
 
 
-async def add_email(session: AsyncSession, email: Email) -> Email:
-    session.add(email)
-    await session.flush()
-    return email
+async def add_emails(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert new emails (column values, every one given) in one statement."""
+    if rows:
+        # A Core insert: no ORM identity bookkeeping on the request path.
+        await session.execute(insert(Email), list(rows))
 
 
 async def get_email(
@@ -57,8 +64,12 @@ class Claimed:
     reclaimed: bool  # taken over from a worker whose lease expired
 
 
-async def claim(session: AsyncSession, email_id: uuid.UUID, lease: timedelta) -> Claimed | None:
-    """Move an email to ``sending`` for one attempt; None if it is not claimable now."""
+async def claim(
+    session: AsyncSession, email_ids: Sequence[uuid.UUID], lease: timedelta
+) -> list[Claimed]:
+    """Move the claimable ones of these emails to ``sending``, for one attempt each."""
+    if not email_ids:
+        return []
     target = (
         select(
             Email.id,
@@ -66,7 +77,7 @@ async def claim(session: AsyncSession, email_id: uuid.UUID, lease: timedelta) ->
             Email.updated_at.label("previous_claim_at"),
         )
         .where(
-            Email.id == email_id,
+            Email.id.in_(email_ids),
             or_(
                 and_(
                     Email.status.in_(_CLAIM_SOURCES),
@@ -81,6 +92,8 @@ async def claim(session: AsyncSession, email_id: uuid.UUID, lease: timedelta) ->
                 ),
             ),
         )
+        # Rows locked in one order by every claimer: overlapping batches cannot deadlock.
+        .order_by(Email.id)
         .with_for_update()
         .cte("target")
     )
@@ -96,28 +109,32 @@ async def claim(session: AsyncSession, email_id: uuid.UUID, lease: timedelta) ->
         )
         .returning(Email, target.c.previous_status, target.c.previous_claim_at)
     )
-    row = (await session.execute(stmt, execution_options={"populate_existing": True})).one_or_none()
-    if row is None:
-        return None
-    email, previous_status, previous_claim_at = row
-    reclaimed = previous_status == RECLAIMABLE_STATUS.value
-    if reclaimed:
+    rows = (await session.execute(stmt, execution_options={"populate_existing": True})).all()
+    claimed = [
+        Claimed(email=email, attempt=email.attempts, reclaimed=previous == RECLAIMABLE_STATUS.value)
+        for email, previous, _ in rows
+    ]
+    now = datetime.now(UTC)
+    interrupted = [
+        {
+            "email_id": email.id,
+            "attempt_number": email.attempts - 1,
+            "started_at": previous_claim_at,
+            "finished_at": now,
+            "outcome": "interrupted",
+            "duration_ms": 0,
+            "message": (
+                "The worker stopped during this attempt; the server may or may not "
+                "have accepted the message."
+            ),
+        }
+        for email, previous, previous_claim_at in rows
+        if previous == RECLAIMABLE_STATUS.value
+    ]
+    if interrupted:
         # The previous attempt's worker vanished mid-send: record that it happened.
-        await session.execute(
-            _insert_attempt().values(
-                email_id=email.id,
-                attempt_number=email.attempts - 1,
-                started_at=previous_claim_at,
-                finished_at=func.now(),
-                outcome="interrupted",
-                message=(
-                    "The worker stopped during this attempt; the server may or may not "
-                    "have accepted the message."
-                ),
-                duration_ms=0,
-            )
-        )
-    return Claimed(email=email, attempt=email.attempts, reclaimed=reclaimed)
+        await session.execute(_insert_attempt(), interrupted)
+    return claimed
 
 
 @dataclass(frozen=True)
@@ -139,62 +156,117 @@ class LastError:
     message: str | None
 
 
-async def finish_attempt(
-    session: AsyncSession,
-    email_id: uuid.UUID,
-    transition: Transition,
-    attempt: AttemptRecord,
-    *,
-    error: LastError | None,
-    next_attempt_at: datetime | None = None,
-) -> bool:
-    """Record the attempt and move the email on; False if another worker owns it now."""
-    values: dict[str, Any] = {
-        "status": transition.target.value,
-        "lease_expires_at": None,
-        "next_attempt_at": next_attempt_at,
-        "updated_at": func.now(),
-        "last_error_code": error.code if error else None,
-        "last_error_enhanced": error.enhanced_code if error else None,
-        "last_error_message": error.message if error else None,
-    }
-    if transition.target is EmailStatus.SENT:
-        values["sent_at"] = attempt.finished_at
-    elif transition.target is EmailStatus.FAILED:
-        values["failed_at"] = attempt.finished_at
+@dataclass(frozen=True)
+class Finished:
+    """One attempt to record, and where it moves its email."""
+
+    email_id: uuid.UUID
+    transition: Transition
+    attempt: AttemptRecord
+    error: LastError | None
+    next_attempt_at: datetime | None = None
+
+
+# Every transition out of an attempt starts from ``sending`` (see states), which lets
+# one statement move a whole batch of emails whatever each one's outcome.
+_FINISH_SOURCE = EmailStatus.SENDING
+assert all(t.sources == {_FINISH_SOURCE} for t in (DELIVER, DEFER, FAIL))
+
+_FINISH = text(
+    """
+    UPDATE emails AS e SET
+        status = v.status,
+        lease_expires_at = NULL,
+        next_attempt_at = v.next_attempt_at,
+        updated_at = now(),
+        last_error_code = v.error_code,
+        last_error_enhanced = v.error_enhanced,
+        last_error_message = v.error_message,
+        sent_at = CASE WHEN v.status = 'sent' THEN v.finished_at ELSE e.sent_at END,
+        failed_at = CASE WHEN v.status = 'failed' THEN v.finished_at ELSE e.failed_at END
+    FROM unnest(
+        CAST(:ids AS uuid[]), CAST(:attempts AS integer[]), CAST(:statuses AS text[]),
+        CAST(:next_attempt_at AS timestamptz[]), CAST(:finished_at AS timestamptz[]),
+        CAST(:error_code AS integer[]), CAST(:error_enhanced AS text[]),
+        CAST(:error_message AS text[])
+    ) AS v(id, attempt, status, next_attempt_at, finished_at, error_code, error_enhanced,
+           error_message)
+    WHERE e.id = v.id AND e.status = :source AND e.attempts = v.attempt
+    RETURNING e.id
+    """
+)
+
+# Attempts are append-only: one row per (email, attempt number), never rewritten.
+_RECORD_ATTEMPTS = text(
+    """
+    INSERT INTO delivery_attempts (email_id, attempt_number, started_at, finished_at, outcome,
+        smtp_code, enhanced_code, message, duration_ms, refused_recipients)
+    SELECT id, attempt, started_at, finished_at, outcome, code, enhanced, message, duration_ms,
+        CAST(refused AS jsonb)
+    FROM unnest(
+        CAST(:ids AS uuid[]), CAST(:attempts AS integer[]), CAST(:started_at AS timestamptz[]),
+        CAST(:finished_at AS timestamptz[]), CAST(:outcomes AS text[]),
+        CAST(:codes AS integer[]), CAST(:enhanced AS text[]), CAST(:messages AS text[]),
+        CAST(:durations AS integer[]), CAST(:refused AS text[])
+    ) AS u(id, attempt, started_at, finished_at, outcome, code, enhanced, message,
+           duration_ms, refused)
+    ON CONFLICT (email_id, attempt_number) DO NOTHING
+    """
+)
+
+
+async def finish_attempts(session: AsyncSession, finished: Sequence[Finished]) -> set[uuid.UUID]:
+    """Record the attempts and move their emails on, in two statements.
+
+    Returns the emails this worker still owned; the others were taken over by a worker
+    that found the lease expired, and it has already recorded this attempt as
+    interrupted (the conflict clause keeps that row and drops this one).
+    """
+    if not finished:
+        return set()
+    errors = [f.error for f in finished]
     moved = await session.execute(
-        update(Email)
-        .where(
-            Email.id == email_id,
-            Email.status.in_([s.value for s in transition.sources]),
-            Email.attempts == attempt.number,
-        )
-        .values(**values)
-        .returning(Email.id)
+        _FINISH,
+        {
+            "ids": [f.email_id for f in finished],
+            "attempts": [f.attempt.number for f in finished],
+            "statuses": [f.transition.target.value for f in finished],
+            "next_attempt_at": [f.next_attempt_at for f in finished],
+            "finished_at": [f.attempt.finished_at for f in finished],
+            "error_code": [e.code if e else None for e in errors],
+            "error_enhanced": [e.enhanced_code if e else None for e in errors],
+            "error_message": [e.message if e else None for e in errors],
+            "source": _FINISH_SOURCE.value,
+        },
     )
-    owned = moved.one_or_none() is not None
-    duration_ms = round((attempt.finished_at - attempt.started_at).total_seconds() * 1000)
-    # When not owned, a reclaiming worker has already recorded this attempt as
-    # interrupted; the conflict clause keeps its row and drops this one.
+    owned = {row[0] for row in moved}
+    attempts = [f.attempt for f in finished]
     await session.execute(
-        _insert_attempt().values(
-            email_id=email_id,
-            attempt_number=attempt.number,
-            started_at=attempt.started_at,
-            finished_at=attempt.finished_at,
-            outcome=attempt.outcome,
-            smtp_code=attempt.smtp_code,
-            enhanced_code=attempt.enhanced_code,
-            message=attempt.message,
-            duration_ms=max(0, duration_ms),
-            refused_recipients=attempt.refused_recipients,
-        )
+        _RECORD_ATTEMPTS,
+        {
+            "ids": [f.email_id for f in finished],
+            "attempts": [a.number for a in attempts],
+            "started_at": [a.started_at for a in attempts],
+            "finished_at": [a.finished_at for a in attempts],
+            "outcomes": [a.outcome for a in attempts],
+            "codes": [a.smtp_code for a in attempts],
+            "enhanced": [a.enhanced_code for a in attempts],
+            "messages": [a.message for a in attempts],
+            "durations": [_duration_ms(a) for a in attempts],
+            "refused": [
+                json.dumps(a.refused_recipients) if a.refused_recipients is not None else None
+                for a in attempts
+            ],
+        },
     )
     return owned
 
 
+def _duration_ms(attempt: AttemptRecord) -> int:
+    return max(0, round((attempt.finished_at - attempt.started_at).total_seconds() * 1000))
+
+
 def _insert_attempt() -> Any:
-    # Attempts are append-only: one row per (email, attempt number), never rewritten.
     return pg_insert(DeliveryAttempt).on_conflict_do_nothing(
         index_elements=[DeliveryAttempt.email_id, DeliveryAttempt.attempt_number]
     )
@@ -249,6 +321,37 @@ async def list_emails(
 
 
 async def count_emails(session: AsyncSession, log_filter: LogFilter) -> int:
+    """How many emails match: from the counters, plus rows at unaligned edges."""
+    if log_filter.recipient is not None:
+        # The counters know nothing of recipients; the GIN index narrows this count.
+        return await _count_rows(session, log_filter)
+    statuses = [s.value for s in log_filter.statuses]
+    since, until = log_filter.since, log_filter.until
+    if since is None and until is None:
+        totals = select(func.coalesce(func.sum(EmailStatusTotal.present), 0))
+        if statuses:
+            totals = totals.where(EmailStatusTotal.status.in_(statuses))
+        return int((await session.execute(totals)).scalar_one())
+    inner_start = buckets.ceil(since) if since is not None else None
+    inner_end = buckets.floor(until) if until is not None else None
+    if inner_start is not None and inner_end is not None and inner_start >= inner_end:
+        return await _count_rows(session, log_filter)  # less than one whole bucket
+    whole = select(func.coalesce(func.sum(EmailCount.created - EmailCount.purged), 0))
+    if statuses:
+        whole = whole.where(EmailCount.status.in_(statuses))
+    if inner_start is not None:
+        whole = whole.where(EmailCount.bucket >= inner_start)
+    if inner_end is not None:
+        whole = whole.where(EmailCount.bucket < inner_end)
+    total = int((await session.execute(whole)).scalar_one())
+    if since is not None and inner_start is not None and since < inner_start:
+        total += await _count_rows(session, replace(log_filter, until=inner_start))
+    if until is not None and inner_end is not None and inner_end < until:
+        total += await _count_rows(session, replace(log_filter, since=inner_end))
+    return total
+
+
+async def _count_rows(session: AsyncSession, log_filter: LogFilter) -> int:
     stmt = select(func.count()).select_from(Email).where(*log_filter.clauses())
     return int((await session.execute(stmt)).scalar_one())
 
@@ -263,14 +366,27 @@ class StatusCounts:
 async def count_created_between(
     session: AsyncSession, start: datetime, end: datetime
 ) -> StatusCounts:
-    """Counts by status of the emails created in [start, end) (an index-only scan)."""
-    stmt = select(
-        func.count(),
-        func.count().filter(Email.status == EmailStatus.SENT.value),
-        func.count().filter(Email.status == EmailStatus.FAILED.value),
-    ).where(Email.created_at >= start, Email.created_at < end)
-    total, sent, failed = (await session.execute(stmt)).one()
-    return StatusCounts(total=total, sent=sent, failed=failed)
+    """Counts by status of the emails created in [start, end), purged ones included."""
+    if buckets.floor(start) != start or buckets.floor(end) != end:
+        # Not a day of any zone in use today (those are whole buckets): count rows.
+        exact = select(
+            func.count(),
+            func.count().filter(Email.status == EmailStatus.SENT.value),
+            func.count().filter(Email.status == EmailStatus.FAILED.value),
+        ).where(Email.created_at >= start, Email.created_at < end)
+        total, sent, failed = (await session.execute(exact)).one()
+        return StatusCounts(total=total, sent=sent, failed=failed)
+    stmt = (
+        select(EmailCount.status, func.sum(EmailCount.created))
+        .where(EmailCount.bucket >= start, EmailCount.bucket < end)
+        .group_by(EmailCount.status)
+    )
+    by_status = {status: int(n) for status, n in await session.execute(stmt)}
+    return StatusCounts(
+        total=sum(by_status.values()),
+        sent=by_status.get(EmailStatus.SENT.value, 0),
+        failed=by_status.get(EmailStatus.FAILED.value, 0),
+    )
 
 
 # -- the sweeper ------------------------------------------------------------------

@@ -12,6 +12,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -154,6 +155,63 @@ class SendAccepted(_Schema):
     status: EmailStatus
     message_id: str
     created_at: datetime
+
+
+MAX_BATCH = 500
+
+# Items are validated one by one by the service, so that one bad email does not
+# reject the other 499; the OpenAPI document still describes each as a SendEmailRequest.
+_BatchItem = Annotated[Any, WithJsonSchema({"$ref": "#/components/schemas/SendEmailRequest"})]
+
+
+class SendBatchRequest(_Schema):
+    """Up to 500 emails, each validated, stored and answered on its own."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "emails": [
+                        {"to": "jane@example.com", "subject": "Receipt 1", "text": "Thanks!"},
+                        {"to": "john@example.com", "subject": "Receipt 2", "text": "Thanks!"},
+                    ]
+                }
+            ]
+        },
+    )
+
+    emails: list[_BatchItem] = Field(
+        min_length=1, max_length=MAX_BATCH, description=f"1 to {MAX_BATCH} emails"
+    )
+
+
+class FieldError(_Schema):
+    field: str
+    message: str
+
+
+class BatchItemError(_Schema):
+    code: str
+    message: str
+    details: list[FieldError]
+
+
+class BatchItemResult(_Schema):
+    """The answer for ``emails[index]``: queued (with its id) or rejected (with why)."""
+
+    index: int
+    id: uuid.UUID | None = None
+    status: EmailStatus | None = None
+    message_id: str | None = None
+    created_at: datetime | None = None
+    error: BatchItemError | None = None
+
+
+class SendBatchAccepted(_Schema):
+    accepted: int = Field(description="Emails stored and queued")
+    rejected: int = Field(description="Emails refused; each item's `error` says why")
+    data: list[BatchItemResult] = Field(description="One result per email, in request order")
 
 
 class EmailError(_Schema):

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import structlog
+from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailroom.emails import idempotency, repository
@@ -17,23 +18,27 @@ from mailroom.emails.addresses import parse_mailbox
 from mailroom.emails.log_query import LogQuery, day_bounds, encode_cursor
 from mailroom.emails.message import new_message_id
 from mailroom.emails.models import Email
-from mailroom.emails.repository import AttemptRecord, Claimed, LastError, Position
+from mailroom.emails.repository import AttemptRecord, Claimed, Finished, LastError, Position
 from mailroom.emails.retry import Decision, decide
 from mailroom.emails.schemas import (
+    BatchItemError,
+    BatchItemResult,
     DailySummary,
     DeliveryAttemptItem,
     EmailDetail,
     EmailError,
     EmailLogItem,
     EmailLogPage,
+    FieldError,
     Pagination,
     SendAccepted,
+    SendBatchAccepted,
     SendEmailRequest,
 )
 from mailroom.emails.states import DEFER, EmailStatus
-from mailroom.errors import IdempotencyKeyReused, NotFound
+from mailroom.errors import IdempotencyKeyReused, InvalidRequest, NotFound, field_errors
 from mailroom.log_config import mask_address
-from mailroom.queue.jobs import DeliveryJob
+from mailroom.queue.jobs import DeliveryBatch, DeliveryJob
 from mailroom.settings import Settings
 from mailroom.transport.base import Outcome, SendResult
 from mailroom.unit_of_work import UnitOfWork
@@ -71,13 +76,7 @@ async def send_email(
         )
         if earlier is not None:
             if earlier.request_hash != fingerprint:
-                raise IdempotencyKeyReused(
-                    "This Idempotency-Key was used with a different request body in the last "
-                    "24 hours; use a new key for a new email.",
-                    details=[
-                        {"field": "Idempotency-Key", "message": "reused with a different body"}
-                    ],
-                )
+                raise _key_reused()
             return Acceptance(SendAccepted.model_validate(earlier.response), replayed=True)
     email = await accept_email(
         uow, request, settings=settings, request_id=request_id, api_key_id=api_key_id
@@ -108,9 +107,117 @@ async def accept_email(
     api_key_id: uuid.UUID | None = None,
 ) -> Email:
     """Store a new email as ``queued``; its first delivery job goes out after the commit."""
-    sender = request.sender or settings.mail_from
+    email = _new_email(request, settings, request_id, api_key_id, datetime.now(UTC))
+    await repository.add_emails(uow.session, [_columns(email)])
+    uow.dispatch_after_commit(DeliveryJob(email.id, attempt=1, request_id=request_id))
+    _log_accepted(email)
+    return email
+
+
+async def send_batch(
+    uow: UnitOfWork,
+    items: Sequence[object],
+    *,
+    settings: Settings,
+    request_id: str | None,
+    api_key_id: uuid.UUID,
+    idempotency_key: str | None,
+) -> BatchAcceptance:
+    """POST /send/batch: validate each email on its own; store the valid ones in one go."""
+    if idempotency_key is not None:
+        fingerprint = idempotency.request_fingerprint({"emails": list(items)})
+        earlier = await idempotency.reserve(
+            uow.session, api_key_id, idempotency_key, fingerprint, now=datetime.now(UTC)
+        )
+        if earlier is not None:
+            if earlier.request_hash != fingerprint:
+                raise _key_reused()
+            return BatchAcceptance(
+                SendBatchAccepted.model_validate(earlier.response), replayed=True
+            )
     now = datetime.now(UTC)
-    email = Email(
+    results: list[BatchItemResult] = []
+    emails: list[Email] = []
+    for index, item in enumerate(items):
+        try:
+            request = SendEmailRequest.model_validate(item)
+        except ValidationError as exc:
+            details = field_errors(exc.errors(), prefix=f"emails[{index}]")
+            results.append(
+                BatchItemResult(
+                    index=index,
+                    error=BatchItemError(
+                        code=InvalidRequest.code,
+                        message=f"Invalid email. {details[0]['field']}: {details[0]['message']}",
+                        details=[FieldError.model_validate(d) for d in details],
+                    ),
+                )
+            )
+            continue
+        email = _new_email(request, settings, request_id, api_key_id, now)
+        emails.append(email)
+        results.append(
+            BatchItemResult(
+                index=index,
+                id=email.id,
+                status=EmailStatus.QUEUED,
+                message_id=email.message_id,
+                created_at=now,
+            )
+        )
+    if not emails:
+        details = [d.model_dump() for r in results if r.error for d in r.error.details]
+        first = details[0]
+        raise InvalidRequest(
+            f"No email in the batch is valid; nothing was stored. "
+            f"{first['field']}: {first['message']}",
+            details=details,
+        )
+    await repository.add_emails(uow.session, [_columns(e) for e in emails])
+    # A few jobs of many emails each: the queue's cost per email all but vanishes, and
+    # the jobs still spread over every worker process.
+    size = settings.batch_job_size
+    for start in range(0, len(emails), size):
+        chunk = tuple(e.id for e in emails[start : start + size])
+        uow.dispatch_after_commit(DeliveryBatch(chunk, request_id=request_id))
+    log.info("email.batch_accepted", accepted=len(emails), rejected=len(items) - len(emails))
+    response = SendBatchAccepted(
+        accepted=len(emails), rejected=len(items) - len(emails), data=results
+    )
+    if idempotency_key is not None:
+        await idempotency.complete(
+            uow.session,
+            api_key_id,
+            idempotency_key,
+            email_id=None,
+            response=response.model_dump(mode="json", by_alias=True),
+        )
+    return BatchAcceptance(response, replayed=False)
+
+
+@dataclass(frozen=True)
+class BatchAcceptance:
+    response: SendBatchAccepted
+    replayed: bool
+
+
+def _key_reused() -> IdempotencyKeyReused:
+    return IdempotencyKeyReused(
+        "This Idempotency-Key was used with a different request body in the last "
+        "24 hours; use a new key for a new email.",
+        details=[{"field": "Idempotency-Key", "message": "reused with a different body"}],
+    )
+
+
+def _new_email(
+    request: SendEmailRequest,
+    settings: Settings,
+    request_id: str | None,
+    api_key_id: uuid.UUID | None,
+    now: datetime,
+) -> Email:
+    sender = request.sender or settings.mail_from
+    return Email(
         id=uuid.uuid4(),
         sender=sender,
         to_addrs=list(request.to),
@@ -134,15 +241,42 @@ async def accept_email(
         # Due now: the sweeper finds it by this if its job never reaches a worker.
         next_attempt_at=now,
     )
-    await repository.add_email(uow.session, email)
-    uow.dispatch_after_commit(DeliveryJob(email.id, attempt=1, request_id=request_id))
+
+
+_INSERTED_COLUMNS = (
+    "id",
+    "sender",
+    "to_addrs",
+    "cc_addrs",
+    "bcc_addrs",
+    "reply_to",
+    "recipients",
+    "subject",
+    "text_body",
+    "html_body",
+    "headers",
+    "message_id",
+    "request_id",
+    "api_key_id",
+    "status",
+    "attempts",
+    "created_at",
+    "updated_at",
+    "next_attempt_at",
+)
+
+
+def _columns(email: Email) -> dict[str, object]:
+    return {name: getattr(email, name) for name in _INSERTED_COLUMNS}
+
+
+def _log_accepted(email: Email) -> None:
     log.info(
         "email.accepted",
         email_id=str(email.id),
         to=[mask_address(r) for r in email.recipients[:5]],
         recipients=len(email.recipients),
     )
-    return email
 
 
 def _domain(address_header: str) -> str:
@@ -254,30 +388,79 @@ async def daily_summary(session: AsyncSession, query: LogQuery, *, now: datetime
 
 
 async def claim_for_delivery(
-    uow: UnitOfWork, email_id: uuid.UUID, *, settings: Settings
-) -> Claimed | None:
-    return await repository.claim(uow.session, email_id, timedelta(seconds=settings.sending_lease))
+    uow: UnitOfWork, email_ids: Sequence[uuid.UUID], *, settings: Settings
+) -> list[Claimed]:
+    """Claim whichever of these emails are due; the others are finished or owned elsewhere."""
+    return await repository.claim(uow.session, email_ids, timedelta(seconds=settings.sending_lease))
 
 
-async def record_attempt(
+@dataclass(frozen=True)
+class AttemptResult:
+    """What one claimed email's attempt came to, ready to be recorded."""
+
+    claimed: Claimed
+    result: SendResult
+    started_at: datetime
+    finished_at: datetime
+
+
+@dataclass(frozen=True)
+class Recorded:
+    decision: Decision
+    applied: bool  # False: another worker took the email over meanwhile
+
+
+async def record_attempts(
     uow: UnitOfWork,
-    claimed: Claimed,
-    result: SendResult,
+    attempts: Sequence[AttemptResult],
     *,
-    started_at: datetime,
-    finished_at: datetime,
     settings: Settings,
     rng: random.Random,
-) -> tuple[Decision, bool]:
-    """Log the attempt and move the email on; returns the decision and whether it applied."""
-    decision = decide(
-        result,
-        claimed.attempt,
-        max_attempts=settings.max_attempts,
-        base=settings.retry_backoff_base,
-        cap=settings.retry_backoff_max,
-        rng=rng,
-    )
+) -> list[Recorded]:
+    """Log the attempts and move each email on, in one transaction, whatever their outcomes."""
+    decisions: list[Decision] = []
+    finished: list[Finished] = []
+    for a in attempts:
+        decision = decide(
+            a.result,
+            a.claimed.attempt,
+            max_attempts=settings.max_attempts,
+            base=settings.retry_backoff_base,
+            cap=settings.retry_backoff_max,
+            rng=rng,
+        )
+        next_attempt_at = None
+        if decision.transition is DEFER and decision.delay is not None:
+            next_attempt_at = a.finished_at + timedelta(seconds=decision.delay)
+        decisions.append(decision)
+        finished.append(
+            Finished(
+                email_id=a.claimed.email.id,
+                transition=decision.transition,
+                attempt=_attempt_record(a),
+                error=_last_error(a.result),
+                next_attempt_at=next_attempt_at,
+            )
+        )
+    owned = await repository.finish_attempts(uow.session, finished)
+    recorded: list[Recorded] = []
+    for a, decision in zip(attempts, decisions, strict=True):
+        applied = a.claimed.email.id in owned
+        if applied and decision.transition is DEFER and decision.delay is not None:
+            uow.dispatch_after_commit(
+                DeliveryJob(
+                    a.claimed.email.id,
+                    attempt=a.claimed.attempt + 1,
+                    request_id=a.claimed.email.request_id,
+                    delay=decision.delay,
+                )
+            )
+        recorded.append(Recorded(decision, applied))
+    return recorded
+
+
+def _attempt_record(a: AttemptResult) -> AttemptRecord:
+    result = a.result
     refused = [
         {
             "recipient": r.recipient,
@@ -287,37 +470,16 @@ async def record_attempt(
         }
         for r in result.refused
     ]
-    attempt = AttemptRecord(
-        number=claimed.attempt,
-        started_at=started_at,
-        finished_at=finished_at,
+    return AttemptRecord(
+        number=a.claimed.attempt,
+        started_at=a.started_at,
+        finished_at=a.finished_at,
         outcome=result.outcome.value,
         smtp_code=result.code,
         enhanced_code=result.enhanced_code,
         message=result.message[:MAX_STORED_REPLY] or None,
         refused_recipients=refused or None,
     )
-    next_attempt_at = None
-    if decision.transition is DEFER and decision.delay is not None:
-        next_attempt_at = finished_at + timedelta(seconds=decision.delay)
-    applied = await repository.finish_attempt(
-        uow.session,
-        claimed.email.id,
-        decision.transition,
-        attempt,
-        error=_last_error(result),
-        next_attempt_at=next_attempt_at,
-    )
-    if applied and next_attempt_at is not None and decision.delay is not None:
-        uow.dispatch_after_commit(
-            DeliveryJob(
-                claimed.email.id,
-                attempt=claimed.attempt + 1,
-                request_id=claimed.email.request_id,
-                delay=decision.delay,
-            )
-        )
-    return decision, applied
 
 
 def _last_error(result: SendResult) -> LastError | None:

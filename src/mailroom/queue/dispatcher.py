@@ -13,7 +13,7 @@ from typing import Any
 import structlog
 from bullmq import Queue
 
-from mailroom.queue.jobs import JOB_NAME, DeliveryJob
+from mailroom.queue.jobs import DeliveryJob, Job, job_name
 from mailroom.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -42,7 +42,7 @@ class Dispatcher:
     def queue(self) -> Queue:
         return self._queue
 
-    async def dispatch(self, jobs: Sequence[DeliveryJob]) -> bool:
+    async def dispatch(self, jobs: Sequence[Job]) -> bool:
         """Queue the jobs; returns False (and logs) if Redis did not take them in time."""
         if not jobs:
             return True
@@ -52,7 +52,7 @@ class Dispatcher:
             return False
         bulk = [
             {
-                "name": JOB_NAME,
+                "name": job_name(job),
                 "data": job.data(),
                 "opts": {
                     "jobId": job.job_id,

@@ -1,4 +1,9 @@
-"""The one kind of job Mailroom queues: "make delivery attempt N of email X"."""
+"""The jobs Mailroom queues: "make delivery attempt N of email X", and its batch form.
+
+A batch job carries the first attempt of many emails accepted together (POST
+/send/batch), so the queue costs one job per batch rather than one per email.
+Retries always go out as single jobs, each with its own delay.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 JOB_NAME = "deliver"
+BATCH_JOB_NAME = "deliver-batch"
 
 
 @dataclass(frozen=True)
@@ -36,3 +42,32 @@ class DeliveryJob:
             attempt=int(data.get("attempt", 1)),
             request_id=data.get("requestId"),
         )
+
+
+@dataclass(frozen=True)
+class DeliveryBatch:
+    email_ids: tuple[uuid.UUID, ...]  # each email's first attempt
+    request_id: str | None = None
+    delay: float = 0.0
+
+    @property
+    def job_id(self) -> str:
+        # The first email names it: a re-dispatch of the same batch queues it once.
+        return f"batch-{self.email_ids[0]}-{len(self.email_ids)}"
+
+    def data(self) -> dict[str, Any]:
+        return {"emailIds": [str(i) for i in self.email_ids], "requestId": self.request_id}
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> DeliveryBatch:
+        return cls(
+            email_ids=tuple(uuid.UUID(str(i)) for i in data["emailIds"]),
+            request_id=data.get("requestId"),
+        )
+
+
+Job = DeliveryJob | DeliveryBatch
+
+
+def job_name(job: Job) -> str:
+    return BATCH_JOB_NAME if isinstance(job, DeliveryBatch) else JOB_NAME

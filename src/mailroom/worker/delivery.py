@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Callable
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
@@ -15,10 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from mailroom.emails import service
 from mailroom.emails.message import build_message, envelope_addresses
 from mailroom.emails.repository import Claimed
-from mailroom.emails.retry import Decision
+from mailroom.emails.service import AttemptResult
 from mailroom.log_config import mask_address
 from mailroom.queue.dispatcher import Dispatcher
-from mailroom.queue.jobs import DeliveryJob
+from mailroom.queue.jobs import DeliveryBatch, DeliveryJob
 from mailroom.settings import Settings
 from mailroom.transport.base import Envelope, MailTransport, Outcome, SendResult
 from mailroom.unit_of_work import unit_of_work
@@ -61,35 +63,70 @@ class Deliverer:
         with structlog.contextvars.bound_contextvars(
             email_id=str(job.email_id), request_id=job.request_id, attempt=job.attempt
         ):
-            claiming = asyncio.ensure_future(self._claim(job))
-            try:
-                claimed = await asyncio.shield(claiming)
-            except asyncio.CancelledError:
-                # Stopped while claiming: finish the claim (a short transaction) and
-                # hand the email straight back, rather than leave it leased.
-                claimed = await claiming
-                if claimed is not None:
-                    await self._record(claimed, _INTERRUPTED, _now())
-                raise
-            if claimed is None:
-                # Finished, owned by another worker, or not due yet: a duplicate job.
-                log.debug("email.claim_skipped")
-                return "skipped"
-            if claimed.reclaimed:
-                log.warning("email.reclaimed", attempt=claimed.attempt)
-            started = _now()
-            try:
-                result = await self._send(claimed)
-            except asyncio.CancelledError:
-                # Shutting down mid-send: log the attempt as interrupted and hand the
-                # email back for a retry rather than leave it until its lease expires.
-                await asyncio.shield(self._record(claimed, _INTERRUPTED, started))
-                raise
-            return await self._record(claimed, result, started)
+            statuses = await self._deliver((job.email_id,))
+        return statuses[0] if statuses else "skipped"
 
-    async def _claim(self, job: DeliveryJob) -> Claimed | None:
+    async def deliver_batch(self, batch: DeliveryBatch) -> str:
+        """Run a batch job: every email claimed, sent and recorded together."""
+        with structlog.contextvars.bound_contextvars(request_id=batch.request_id):
+            statuses = await self._deliver(batch.email_ids)
+        counts = Counter(statuses)
+        counts["skipped"] = len(batch.email_ids) - len(statuses)
+        return " ".join(f"{status}={n}" for status, n in sorted(counts.items()) if n)
+
+    async def _deliver(self, email_ids: Sequence[uuid.UUID]) -> list[str]:
+        claiming = asyncio.ensure_future(self._claim(email_ids))
+        try:
+            claimed = await asyncio.shield(claiming)
+        except asyncio.CancelledError:
+            # Stopped while claiming: finish the claim (a short transaction) and
+            # hand the emails straight back, rather than leave them leased.
+            claimed = await claiming
+            now = _now()
+            await self._record([_interrupted(c, now) for c in claimed])
+            raise
+        if not claimed:
+            # Finished, owned by another worker, or not due yet: a duplicate job.
+            log.debug("email.claim_skipped", emails=len(email_ids))
+            return []
+        for c in claimed:
+            if c.reclaimed:
+                log.warning("email.reclaimed", email_id=str(c.email.id), attempt=c.attempt)
+        started = _now()
+        attempts = [asyncio.ensure_future(self._attempt(c)) for c in claimed]
+        try:
+            await asyncio.gather(*attempts)
+        except asyncio.CancelledError:
+            # Shutting down mid-send: keep the answers that came, log the rest as
+            # interrupted, and hand those emails back for a retry rather than leave
+            # them until their lease expires.
+            done = [
+                a.result() if a.done() and not a.cancelled() else _interrupted(c, started)
+                for c, a in zip(claimed, attempts, strict=True)
+            ]
+            await asyncio.shield(self._record(done))
+            raise
+        return await self._record([a.result() for a in attempts])
+
+    async def _claim(self, email_ids: Sequence[uuid.UUID]) -> list[Claimed]:
         async with unit_of_work(self._sessions, self._dispatcher.dispatch) as uow:
-            return await service.claim_for_delivery(uow, job.email_id, settings=self._settings)
+            return await service.claim_for_delivery(uow, email_ids, settings=self._settings)
+
+    async def _attempt(self, claimed: Claimed) -> AttemptResult:
+        started = _now()
+        try:
+            result = await self._send(claimed)
+        except Exception as exc:
+            # the attempt may have reached the server: retry, with the same Message-ID.
+            log.exception("transport.raised", email_id=str(claimed.email.id))
+            result = SendResult(
+                Outcome.UNKNOWN, None, f"Internal error during the attempt: {type(exc).__name__}"
+            )
+        finished = _now()
+        if result.elapsed is not None:
+            # The attempt is the conversation with the server, not the wait for a connection.
+            started = max(started, finished - timedelta(seconds=result.elapsed))
+        return AttemptResult(claimed, result, started_at=started, finished_at=finished)
 
     async def _send(self, claimed: Claimed) -> SendResult:
         email = claimed.email
@@ -101,52 +138,55 @@ class Deliverer:
             return SendResult(Outcome.PERMANENT, None, f"Could not build the message: {exc}")
         return await self._transport.send(Envelope(sender, recipients, message))
 
-    async def _record(self, claimed: Claimed, result: SendResult, started: datetime) -> str:
-        finished = _now()
-        if result.elapsed is not None:
-            # The attempt is the conversation with the server, not the wait for a connection.
-            started = max(started, finished - timedelta(seconds=result.elapsed))
+    async def _record(self, attempts: list[AttemptResult]) -> list[str]:
+        if not attempts:
+            return []
 
-        async def record() -> tuple[Decision, bool]:
+        async def record() -> list[service.Recorded]:
             async with unit_of_work(self._sessions, self._dispatcher.dispatch) as uow:
-                return await service.record_attempt(
-                    uow,
-                    claimed,
-                    result,
-                    started_at=started,
-                    finished_at=finished,
-                    settings=self._settings,
-                    rng=self._rng,
+                return await service.record_attempts(
+                    uow, attempts, settings=self._settings, rng=self._rng
                 )
 
         # The SMTP server has answered; losing that answer to a PostgreSQL blip would
-        # mean sending again. Keep trying while our claim on the email still holds.
-        decision, applied = await _retry_database(record, budget=self._settings.sending_lease / 2)
-        status: str = decision.transition.target.value
-        fields = {
-            "to": [mask_address(r) for r in claimed.email.recipients[:5]],
-            "outcome": result.outcome.value,
-            "code": result.code,
-            "enhanced_code": result.enhanced_code,
-            "duration_ms": round((finished - started).total_seconds() * 1000),
-        }
-        if not applied:
-            log.warning("email.claim_lost", **fields)
-            return "claim_lost"
-        if result.config_error:
-            log.error("smtp.configuration_error", reply=result.message, **fields)
-        if status == "sent":
-            log.info("email.sent", refused=len(result.refused), **fields)
-        elif status == "retrying":
-            log.warning(
-                "email.deferred",
-                reply=result.message,
-                retry_in_s=round(decision.delay or 0, 1),
-                **fields,
-            )
-        else:
-            log.warning("email.failed", reply=result.message, **fields)
-        return status
+        # mean sending again. Keep trying while our claims on the emails still hold.
+        recorded = await _retry_database(record, budget=self._settings.sending_lease / 2)
+        return [_log_outcome(a, r) for a, r in zip(attempts, recorded, strict=True)]
+
+
+def _interrupted(claimed: Claimed, started: datetime) -> AttemptResult:
+    return AttemptResult(claimed, _INTERRUPTED, started_at=started, finished_at=_now())
+
+
+def _log_outcome(attempt: AttemptResult, recorded: service.Recorded) -> str:
+    result, email = attempt.result, attempt.claimed.email
+    fields = {
+        "email_id": str(email.id),
+        "attempt": attempt.claimed.attempt,
+        "to": [mask_address(r) for r in email.recipients[:5]],
+        "outcome": result.outcome.value,
+        "code": result.code,
+        "enhanced_code": result.enhanced_code,
+        "duration_ms": round((attempt.finished_at - attempt.started_at).total_seconds() * 1000),
+    }
+    if not recorded.applied:
+        log.warning("email.claim_lost", **fields)
+        return "claim_lost"
+    if result.config_error:
+        log.error("smtp.configuration_error", reply=result.message, **fields)
+    status: str = recorded.decision.transition.target.value
+    if status == "sent":
+        log.info("email.sent", refused=len(result.refused), **fields)
+    elif status == "retrying":
+        log.warning(
+            "email.deferred",
+            reply=result.message,
+            retry_in_s=round(recorded.decision.delay or 0, 1),
+            **fields,
+        )
+    else:
+        log.warning("email.failed", reply=result.message, **fields)
+    return status
 
 
 async def _retry_database(operation: Callable[[], Awaitable[T]], *, budget: float) -> T:

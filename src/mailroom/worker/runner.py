@@ -19,7 +19,7 @@ from bullmq import Job, Worker
 
 from mailroom.db.engine import create_engine, create_session_factory
 from mailroom.queue.dispatcher import Dispatcher, queue_options
-from mailroom.queue.jobs import DeliveryJob
+from mailroom.queue.jobs import BATCH_JOB_NAME, DeliveryBatch, DeliveryJob
 from mailroom.settings import Settings
 from mailroom.transport.base import MailTransport
 from mailroom.transport.smtp import SmtpConfig, SmtpTransport
@@ -116,7 +116,11 @@ class DeliveryWorker:
             # Each delivery runs in a task of its own, so that stop() can cancel the
             # deliveries (which record the interruption) while BullMQ still finishes
             # the job normally instead of leaving it locked until it stalls.
-            task = asyncio.ensure_future(deliverer.deliver(DeliveryJob.from_data(job.data)))
+            if job.name == BATCH_JOB_NAME:
+                delivery = deliverer.deliver_batch(DeliveryBatch.from_data(job.data))
+            else:
+                delivery = deliverer.deliver(DeliveryJob.from_data(job.data))
+            task = asyncio.ensure_future(delivery)
             self._inflight.add(task)
             try:
                 return await task
