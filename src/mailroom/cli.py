@@ -47,11 +47,18 @@ def _register_subcommands() -> None:
 def api(
     host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
+    processes: Annotated[
+        int, typer.Option(min=1, max=64, help="Processes sharing the port (one per core)")
+    ] = 1,
 ) -> None:
     """Serve the HTTP API."""
     settings = load_cli_settings()
+    from mailroom.api.server import api_server, run_api_processes
+
+    if processes > 1:
+        run_api_processes(host, port, processes)
+        return
     from mailroom.api.app import create_app
-    from mailroom.api.server import api_server
 
     server = api_server(create_app(settings), host, port)
     _run(server.serve)
@@ -62,6 +69,9 @@ def worker(
     concurrency: Annotated[
         int | None, typer.Option(min=1, help="Jobs in flight (default WORKER_CONCURRENCY)")
     ] = None,
+    processes: Annotated[
+        int, typer.Option(min=1, max=64, help="Worker processes (one per core delivers most)")
+    ] = 1,
 ) -> None:
     """Run the delivery worker until SIGTERM or Ctrl-C (in-flight sends are allowed to finish)."""
     settings = load_cli_settings()
@@ -72,6 +82,10 @@ def worker(
     except MissingSmtpHost as exc:
         typer.echo(f"Cannot start the worker: {exc}", err=True)
         raise typer.Exit(2) from None
+    if processes > 1:
+        from mailroom.worker.processes import run_worker_processes
+
+        raise typer.Exit(run_worker_processes(processes, concurrency))
 
     async def main() -> None:
         stop = _stop_event()

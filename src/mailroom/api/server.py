@@ -2,26 +2,43 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import uvicorn
 from fastapi import FastAPI
 
+_OPTIONS: dict[str, Any] = {
+    # Mailroom logs each request itself (request.completed), through structlog.
+    "access_log": False,
+    "log_config": None,
+    # X-Forwarded-For is read by Mailroom, and only from TRUSTED_PROXIES; uvicorn
+    # would otherwise believe it from 127.0.0.1 and hand clients a way to spoof.
+    "proxy_headers": False,
+    "server_header": False,
+    # Longer than clients' idle-connection expiry (httpx, urllib3, Node: ≤ 5-60 s), so
+    # the server is not the side that closes an idle keep-alive connection just as a
+    # client reuses it for a POST (which clients do not retry on their own).
+    "timeout_keep_alive": 75,
+}
+
 
 def api_server(app: FastAPI, host: str, port: int) -> uvicorn.Server:
-    return uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host=host,
-            port=port,
-            # Mailroom logs each request itself (request.completed), through structlog.
-            access_log=False,
-            log_config=None,
-            # X-Forwarded-For is read by Mailroom, and only from TRUSTED_PROXIES; uvicorn
-            # would otherwise believe it from 127.0.0.1 and hand clients a way to spoof.
-            proxy_headers=False,
-            server_header=False,
-            # Longer than clients' idle-connection expiry (httpx, urllib3, Node: ≤ 5-60 s), so
-            # the server is not the side that closes an idle keep-alive connection just as a
-            # client reuses it for a POST (which clients do not retry on their own).
-            timeout_keep_alive=75,
-        )
+    """One process serving ``app`` (the caller runs its event loop)."""
+    return uvicorn.Server(uvicorn.Config(app, host=host, port=port, **_OPTIONS))
+
+
+def run_api_processes(host: str, port: int, processes: int) -> None:
+    """Serve from ``processes`` processes sharing one socket, restarted if they die.
+
+    The API is CPU-bound in Python, so one process uses one core; each process builds
+    its own app (and its own engine and Redis clients) from the environment.
+    """
+    uvicorn.run(
+        "mailroom.api.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=processes,
+        loop="uvloop",
+        **_OPTIONS,
     )

@@ -1,0 +1,90 @@
+"""`mailroom worker --processes N`: N worker processes under one supervisor.
+
+A worker is CPU-bound in Python (job bookkeeping, SMTP, SQL), so one process uses
+at most one core; more processes deliver more. The supervisor starts each as
+`python -m mailroom worker`, passes SIGTERM/SIGINT on (each drains as usual), and
+restarts one that dies, waiting longer after each quick death so that a process
+that cannot start does not spin.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from types import FrameType
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+POLL_INTERVAL = 0.2  # seconds between checks on the children
+MAX_RESTART_DELAY = 30.0
+HEALTHY_AFTER = 60.0  # a child that ran this long resets the restart delay
+
+
+@dataclass
+class _Child:
+    argv: list[str]
+    popen: subprocess.Popen[bytes] = field(init=False)
+    started: float = field(init=False, default=0.0)
+    restart_delay: float = 1.0
+    restart_at: float | None = None
+
+    def start(self) -> None:
+        # A session of its own: a Ctrl-C at the terminal reaches the supervisor only,
+        # which passes it on once, rather than every process receiving it directly.
+        self.popen = subprocess.Popen(self.argv, start_new_session=True)  # noqa: S603
+        self.started = time.monotonic()
+        self.restart_at = None
+
+
+def run_worker_processes(processes: int, concurrency: int | None) -> int:
+    """Run until SIGTERM/SIGINT and every child has exited; returns the worst exit code."""
+    argv = [sys.executable, "-m", "mailroom", "worker"]
+    if concurrency is not None:
+        argv += ["--concurrency", str(concurrency)]
+    children = [_Child(argv) for _ in range(processes)]
+    stopping = False
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+        for child in children:
+            if child.popen.poll() is None:
+                child.popen.send_signal(signum)
+
+    for child in children:
+        child.start()
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    log.info("worker.supervisor_started", processes=processes)
+    try:
+        while True:
+            now = time.monotonic()
+            for child in children:
+                code = child.popen.poll()
+                if code is None or stopping:
+                    continue
+                if child.restart_at is None:
+                    ran = now - child.started
+                    if ran >= HEALTHY_AFTER:
+                        child.restart_delay = 1.0
+                    log.warning(
+                        "worker.process_exited",
+                        pid=child.popen.pid,
+                        code=code,
+                        restart_in_s=child.restart_delay,
+                    )
+                    child.restart_at = now + child.restart_delay
+                    child.restart_delay = min(child.restart_delay * 2, MAX_RESTART_DELAY)
+                elif now >= child.restart_at:
+                    child.start()
+            if stopping and all(c.popen.poll() is not None for c in children):
+                break
+            time.sleep(POLL_INTERVAL)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return max((c.popen.returncode or 0) for c in children)
