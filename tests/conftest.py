@@ -127,7 +127,8 @@ async def clean(
 ) -> AsyncIterator[None]:
     """An empty log and an empty queue for this test (and nothing left behind)."""
     async with engine.begin() as connection:
-        await connection.execute(text("TRUNCATE emails, email_counts, email_status_totals CASCADE"))
+        tables = "emails, email_counts, email_status_totals, email_count_deltas"
+        await connection.execute(text(f"TRUNCATE {tables} CASCADE"))
     await _drop_redis_keys(redis_client, namespace)
     yield
     await _drop_redis_keys(redis_client, namespace)

@@ -41,3 +41,31 @@ async def insert_emails(sessions: async_sessionmaker[AsyncSession], *emails: Ema
     async with sessions() as session:
         session.add_all(emails)
         await session.commit()
+
+
+def batch_items(count: int, *, prefix: str = "batch", **changes: Any) -> list[dict[str, Any]]:
+    """``count`` valid POST /send/batch items, each with its own recipient and subject."""
+    return [
+        {
+            "to": f"{prefix}{n}@example.com",
+            "subject": f"{prefix} {n}",
+            "text": f"Body of {prefix} {n}",
+            **changes,
+        }
+        for n in range(count)
+    ]
+
+
+async def stored_emails(
+    sessions: async_sessionmaker[AsyncSession], ids: list[uuid.UUID] | None = None
+) -> dict[uuid.UUID, Email]:
+    """The emails (with their delivery attempts) by id: these ``ids``, or every one stored."""
+    from sqlalchemy import select
+    from sqlalchemy.orm import selectinload
+
+    stmt = select(Email).options(selectinload(Email.delivery_attempts))
+    if ids is not None:
+        stmt = stmt.where(Email.id.in_(ids))
+    async with sessions() as session:
+        rows = (await session.execute(stmt)).scalars().all()
+    return {email.id: email for email in rows}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,6 +22,7 @@ from mailroom.auth.service import KeyChecker
 from mailroom.db.engine import create_engine, create_session_factory
 from mailroom.devinbox import routes as dev_inbox
 from mailroom.devinbox.store import Inbox
+from mailroom.emails.counters import fold_forever
 from mailroom.queue.dispatcher import Dispatcher
 from mailroom.settings import Settings, get_settings
 
@@ -48,9 +51,13 @@ def create_app(settings: Settings | None = None, *, inbox: Inbox | None = None) 
             rate_limiter=rate_limiter,
             inbox=inbox,
         )
+        folding = asyncio.create_task(fold_forever(sessions), name="fold-counters")
         try:
             yield
         finally:
+            folding.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await folding
             await rate_limiter.aclose()
             await dispatcher.aclose()
             await engine.dispose()

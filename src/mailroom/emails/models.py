@@ -11,9 +11,9 @@ from sqlalchemy import (
     CheckConstraint,
     DateTime,
     ForeignKey,
+    Identity,
     Index,
     Integer,
-    SmallInteger,
     String,
     Text,
     UniqueConstraint,
@@ -46,6 +46,8 @@ class Email(Base):
     headers: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
     message_id: Mapped[str] = mapped_column(Text, unique=True)
     request_id: Mapped[str | None] = mapped_column(String(200))
+    # The batch job carrying the first attempt (POST /send/batch), for the sweeper.
+    batch_job_id: Mapped[str | None] = mapped_column(String(100))
     api_key_id: Mapped[uuid.UUID | None] = mapped_column(
         UUID(as_uuid=True), ForeignKey("api_keys.id", ondelete="SET NULL")
     )
@@ -150,31 +152,42 @@ class IdempotencyKey(Base):
 
 
 class EmailCount(Base):
-    """How many emails created in a 15-minute bucket are in each status (kept by triggers).
+    """How many emails created in a 15-minute bucket are in each status.
 
-    The triggers of migration 0003 update these rows in the same statement that
-    inserts, moves or deletes emails, so the daily report and ``pagination.total`` sum a
-    few hundred counter rows instead of counting today's emails. Any time zone's day
-    is a whole number of 15-minute buckets. ``created`` is never lowered by a purge (a
-    purged day still reports what happened); ``purged`` says how many rows are gone.
-    ``shard`` spreads concurrent writers over several rows (a hot counter row would
-    serialise every commit); readers sum the shards.
+    Kept by the triggers of migration 0003: they append to ``email_count_deltas`` in
+    the statement that inserts, moves or deletes emails, and ``mailroom_fold_counts()``
+    folds those into this table every second. The daily report and
+    ``pagination.total`` sum a few hundred rows instead of counting today's emails, and
+    any time zone's day is a whole number of buckets. ``created`` is never lowered by
+    a purge (a purged day still reports what happened); ``purged`` says how many
+    rows are gone.
     """
 
     __tablename__ = "email_counts"
 
     bucket: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
     status: Mapped[str] = mapped_column(String(16), primary_key=True)
-    shard: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
     created: Mapped[int] = mapped_column(BigInteger, server_default="0")
     purged: Mapped[int] = mapped_column(BigInteger, server_default="0")
 
 
 class EmailStatusTotal(Base):
-    """Emails present in each status, all time (kept by the same triggers)."""
+    """Emails present in each status, all time (folded from the same deltas)."""
 
     __tablename__ = "email_status_totals"
 
     status: Mapped[str] = mapped_column(String(16), primary_key=True)
-    shard: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
     present: Mapped[int] = mapped_column(BigInteger, server_default="0")
+
+
+class EmailCountDelta(Base):
+    """Changes to the two tables above not folded in yet (append-only, lock-free)."""
+
+    __tablename__ = "email_count_deltas"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    bucket: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(String(16))
+    created: Mapped[int] = mapped_column(BigInteger)
+    purged: Mapped[int] = mapped_column(BigInteger)
+    present: Mapped[int] = mapped_column(BigInteger)

@@ -11,16 +11,22 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, func, insert, or_, select, text, tuple_, update
+from sqlalchemy import Table, and_, func, insert, or_, select, text, tuple_, union_all, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from mailroom.emails import buckets
-from mailroom.emails.models import DeliveryAttempt, Email, EmailCount, EmailStatusTotal
+from mailroom.emails.models import (
+    DeliveryAttempt,
+    Email,
+    EmailCount,
+    EmailCountDelta,
+    EmailStatusTotal,
+)
 from mailroom.emails.states import (
     CLAIM,
     DEFER,
@@ -97,19 +103,30 @@ async def claim(
         .with_for_update()
         .cte("target")
     )
+    table = cast(Table, Email.__table__)
     stmt = (
-        update(Email)
-        .where(Email.id == target.c.id)
+        update(table)
+        .where(table.c.id == target.c.id)
         .values(
             status=CLAIM.target.value,
-            attempts=Email.attempts + 1,
+            attempts=table.c.attempts + 1,
             lease_expires_at=func.now() + lease,
             next_attempt_at=None,
             updated_at=func.now(),
         )
-        .returning(Email, target.c.previous_status, target.c.previous_claim_at)
+        .returning(*table.c, target.c.previous_status, target.c.previous_claim_at)
     )
-    rows = (await session.execute(stmt, execution_options={"populate_existing": True})).all()
+    # A Core statement: the worker needs the values, not the ORM's identity map and
+    # change tracking (which cost more than the UPDATE itself).
+    result = await session.execute(stmt)
+    rows = [
+        (
+            Email(**{c.key: row[c.name] for c in table.c}),
+            row["previous_status"],
+            row["previous_claim_at"],
+        )
+        for row in result.mappings()
+    ]
     claimed = [
         Claimed(email=email, attempt=email.attempts, reclaimed=previous == RECLAIMABLE_STATUS.value)
         for email, previous, _ in rows
@@ -328,27 +345,46 @@ async def count_emails(session: AsyncSession, log_filter: LogFilter) -> int:
     statuses = [s.value for s in log_filter.statuses]
     since, until = log_filter.since, log_filter.until
     if since is None and until is None:
-        totals = select(func.coalesce(func.sum(EmailStatusTotal.present), 0))
+        present = union_all(
+            select(EmailStatusTotal.status, EmailStatusTotal.present.label("n")),
+            select(EmailCountDelta.status, EmailCountDelta.present.label("n")),
+        ).subquery()
+        totals = select(func.coalesce(func.sum(present.c.n), 0))
         if statuses:
-            totals = totals.where(EmailStatusTotal.status.in_(statuses))
+            totals = totals.where(present.c.status.in_(statuses))
         return int((await session.execute(totals)).scalar_one())
     inner_start = buckets.ceil(since) if since is not None else None
     inner_end = buckets.floor(until) if until is not None else None
     if inner_start is not None and inner_end is not None and inner_start >= inner_end:
         return await _count_rows(session, log_filter)  # less than one whole bucket
-    whole = select(func.coalesce(func.sum(EmailCount.created - EmailCount.purged), 0))
+    cells = _cells(
+        EmailCount.created - EmailCount.purged, EmailCountDelta.created - EmailCountDelta.purged
+    )
+    whole = select(func.coalesce(func.sum(cells.c.n), 0))
     if statuses:
-        whole = whole.where(EmailCount.status.in_(statuses))
+        whole = whole.where(cells.c.status.in_(statuses))
     if inner_start is not None:
-        whole = whole.where(EmailCount.bucket >= inner_start)
+        whole = whole.where(cells.c.bucket >= inner_start)
     if inner_end is not None:
-        whole = whole.where(EmailCount.bucket < inner_end)
+        whole = whole.where(cells.c.bucket < inner_end)
     total = int((await session.execute(whole)).scalar_one())
     if since is not None and inner_start is not None and since < inner_start:
         total += await _count_rows(session, replace(log_filter, until=inner_start))
     if until is not None and inner_end is not None and inner_end < until:
         total += await _count_rows(session, replace(log_filter, since=inner_end))
     return total
+
+
+def _cells(folded: Any, unfolded: Any) -> Any:
+    """(bucket, status, n) from the folded counts and the deltas not folded yet.
+
+    Read in one statement, so one snapshot: a fold that commits meanwhile is seen
+    entirely or not at all, never counted twice or missed.
+    """
+    return union_all(
+        select(EmailCount.bucket, EmailCount.status, folded.label("n")),
+        select(EmailCountDelta.bucket, EmailCountDelta.status, unfolded.label("n")),
+    ).subquery()
 
 
 async def _count_rows(session: AsyncSession, log_filter: LogFilter) -> int:
@@ -368,7 +404,8 @@ async def count_created_between(
 ) -> StatusCounts:
     """Counts by status of the emails created in [start, end), purged ones included."""
     if buckets.floor(start) != start or buckets.floor(end) != end:
-        # Not a day of any zone in use today (those are whole buckets): count rows.
+        # Not a day of any zone in use today (those are whole buckets): count the rows
+        # (purged ones are then left out).
         exact = select(
             func.count(),
             func.count().filter(Email.status == EmailStatus.SENT.value),
@@ -376,10 +413,11 @@ async def count_created_between(
         ).where(Email.created_at >= start, Email.created_at < end)
         total, sent, failed = (await session.execute(exact)).one()
         return StatusCounts(total=total, sent=sent, failed=failed)
+    cells = _cells(EmailCount.created, EmailCountDelta.created)
     stmt = (
-        select(EmailCount.status, func.sum(EmailCount.created))
-        .where(EmailCount.bucket >= start, EmailCount.bucket < end)
-        .group_by(EmailCount.status)
+        select(cells.c.status, func.sum(cells.c.n))
+        .where(cells.c.bucket >= start, cells.c.bucket < end)
+        .group_by(cells.c.status)
     )
     by_status = {status: int(n) for status, n in await session.execute(stmt)}
     return StatusCounts(
@@ -387,6 +425,15 @@ async def count_created_between(
         sent=by_status.get(EmailStatus.SENT.value, 0),
         failed=by_status.get(EmailStatus.FAILED.value, 0),
     )
+
+
+async def fold_counts(session: AsyncSession) -> int:
+    """Fold the counter deltas into the counters (see migration 0003); returns how many.
+
+    One process at a time folds (the function takes an advisory lock); the others get 0.
+    """
+    result = await session.execute(text("SELECT mailroom_fold_counts()"))
+    return int(result.scalar_one())
 
 
 # -- the sweeper ------------------------------------------------------------------
@@ -397,6 +444,7 @@ class Stranded:
     email_id: uuid.UUID
     next_attempt: int
     request_id: str | None
+    batch_job_id: str | None  # the job carrying its first attempt, if it came in a batch
 
 
 async def try_sweeper_lock(session: AsyncSession, key: int) -> bool:
@@ -408,7 +456,7 @@ async def try_sweeper_lock(session: AsyncSession, key: int) -> bool:
 async def find_stranded(session: AsyncSession, *, grace: timedelta, limit: int) -> list[Stranded]:
     """Emails whose dispatch may have been lost: overdue, or claimed by a vanished worker."""
     overdue = (
-        select(Email.id, Email.attempts, Email.request_id)
+        select(Email.id, Email.attempts, Email.request_id, Email.batch_job_id)
         .where(
             Email.status.in_([s.value for s in DISPATCHABLE_STATUSES]),
             Email.next_attempt_at < func.now() - grace,
@@ -417,12 +465,18 @@ async def find_stranded(session: AsyncSession, *, grace: timedelta, limit: int) 
         .limit(limit)
     )
     abandoned = (
-        select(Email.id, Email.attempts, Email.request_id)
+        select(Email.id, Email.attempts, Email.request_id, Email.batch_job_id)
         .where(Email.status == RECLAIMABLE_STATUS.value, Email.lease_expires_at < func.now())
         .order_by(Email.lease_expires_at)
         .limit(limit)
     )
     rows: list[Row[Any]] = [*(await session.execute(overdue)), *(await session.execute(abandoned))]
     return [
-        Stranded(email_id=r.id, next_attempt=r.attempts + 1, request_id=r.request_id) for r in rows
+        Stranded(
+            email_id=r.id,
+            next_attempt=r.attempts + 1,
+            request_id=r.request_id,
+            batch_job_id=r.batch_job_id,
+        )
+        for r in rows
     ]

@@ -124,24 +124,17 @@ async def send_batch(
     idempotency_key: str | None,
 ) -> BatchAcceptance:
     """POST /send/batch: validate each email on its own; store the valid ones in one go."""
-    if idempotency_key is not None:
-        fingerprint = idempotency.request_fingerprint({"emails": list(items)})
-        earlier = await idempotency.reserve(
-            uow.session, api_key_id, idempotency_key, fingerprint, now=datetime.now(UTC)
-        )
-        if earlier is not None:
-            if earlier.request_hash != fingerprint:
-                raise _key_reused()
-            return BatchAcceptance(
-                SendBatchAccepted.model_validate(earlier.response), replayed=True
-            )
     now = datetime.now(UTC)
     results: list[BatchItemResult] = []
     emails: list[Email] = []
+    # What each email means (as /send fingerprints it), so "to": "x" and "to": ["x"]
+    # make the same request; an invalid item counts as written.
+    meanings: list[object] = []
     for index, item in enumerate(items):
         try:
             request = SendEmailRequest.model_validate(item)
         except ValidationError as exc:
+            meanings.append(item)
             details = field_errors(exc.errors(), prefix=f"emails[{index}]")
             results.append(
                 BatchItemResult(
@@ -154,6 +147,8 @@ async def send_batch(
                 )
             )
             continue
+        if idempotency_key is not None:
+            meanings.append(request.model_dump(mode="json", by_alias=True))
         email = _new_email(request, settings, request_id, api_key_id, now)
         emails.append(email)
         results.append(
@@ -165,6 +160,17 @@ async def send_batch(
                 created_at=now,
             )
         )
+    if idempotency_key is not None:
+        fingerprint = idempotency.request_fingerprint({"emails": meanings})
+        earlier = await idempotency.reserve(
+            uow.session, api_key_id, idempotency_key, fingerprint, now=datetime.now(UTC)
+        )
+        if earlier is not None:
+            if earlier.request_hash != fingerprint:
+                raise _key_reused()
+            return BatchAcceptance(
+                SendBatchAccepted.model_validate(earlier.response), replayed=True
+            )
     if not emails:
         details = [d.model_dump() for r in results if r.error for d in r.error.details]
         first = details[0]
@@ -173,13 +179,16 @@ async def send_batch(
             f"{first['field']}: {first['message']}",
             details=details,
         )
-    await repository.add_emails(uow.session, [_columns(e) for e in emails])
     # A few jobs of many emails each: the queue's cost per email all but vanishes, and
     # the jobs still spread over every worker process.
     size = settings.batch_job_size
     for start in range(0, len(emails), size):
-        chunk = tuple(e.id for e in emails[start : start + size])
-        uow.dispatch_after_commit(DeliveryBatch(chunk, request_id=request_id))
+        chunk = emails[start : start + size]
+        job = DeliveryBatch(tuple(e.id for e in chunk), request_id=request_id)
+        for email in chunk:
+            email.batch_job_id = job.job_id
+        uow.dispatch_after_commit(job)
+    await repository.add_emails(uow.session, [_columns(e) for e in emails])
     log.info("email.batch_accepted", accepted=len(emails), rejected=len(items) - len(emails))
     response = SendBatchAccepted(
         accepted=len(emails), rejected=len(items) - len(emails), data=results
@@ -257,6 +266,7 @@ _INSERTED_COLUMNS = (
     "headers",
     "message_id",
     "request_id",
+    "batch_job_id",
     "api_key_id",
     "status",
     "attempts",
@@ -507,7 +517,13 @@ async def sweep(uow: UnitOfWork, *, settings: Settings, lock_key: int) -> Sequen
         uow.session, grace=timedelta(seconds=settings.sweep_grace), limit=settings.sweep_batch_size
     )
     jobs = [
-        DeliveryJob(s.email_id, attempt=s.next_attempt, request_id=s.request_id) for s in stranded
+        DeliveryJob(
+            s.email_id,
+            attempt=s.next_attempt,
+            request_id=s.request_id,
+            queued_as=s.batch_job_id if s.next_attempt == 1 else None,
+        )
+        for s in stranded
     ]
     await idempotency.purge_expired(uow.session, now=datetime.now(UTC))
     return jobs

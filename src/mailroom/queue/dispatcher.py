@@ -81,7 +81,12 @@ class Dispatcher:
         return True
 
     async def absent(self, jobs: Sequence[DeliveryJob]) -> list[DeliveryJob]:
-        """The jobs Redis does not hold (all of them if Redis cannot be asked)."""
+        """The jobs Redis does not hold (all of them if Redis cannot be asked).
+
+        A job with ``queued_as`` counts as held if either that job (its batch) or its
+        own id is there: a batch Redis lost is re-dispatched as single jobs, which must
+        not look lost in turn on the next pass.
+        """
         if not jobs:
             return []
         try:
@@ -89,10 +94,12 @@ class Dispatcher:
                 pipeline = self._queue.client.pipeline(transaction=False)
                 for job in jobs:
                     pipeline.exists(self._queue.toKey(job.job_id))
+                    pipeline.exists(self._queue.toKey(job.queued_as or job.job_id))
                 held = await pipeline.execute()
         except Exception:  # noqa: BLE001 - unknown means "dispatch it": duplicates are harmless
             return list(jobs)
-        return [job for job, exists in zip(jobs, held, strict=True) if not exists]
+        pairs = zip(held[::2], held[1::2], strict=True)
+        return [job for job, (own, batch) in zip(jobs, pairs, strict=True) if not (own or batch)]
 
     async def ping(self) -> None:
         await self._queue.client.ping()

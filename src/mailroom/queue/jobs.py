@@ -21,6 +21,9 @@ class DeliveryJob:
     attempt: int  # the attempt this job makes; it also names the job
     request_id: str | None = None
     delay: float = 0.0  # seconds
+    # The id of a job that may already carry this attempt (the batch an email came in);
+    # the sweeper asks Redis for that one before it dispatches this one.
+    queued_as: str | None = None
 
     @property
     def job_id(self) -> str:

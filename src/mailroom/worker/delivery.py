@@ -24,9 +24,13 @@ from mailroom.queue.jobs import DeliveryBatch, DeliveryJob
 from mailroom.settings import Settings
 from mailroom.transport.base import Envelope, MailTransport, Outcome, SendResult
 from mailroom.unit_of_work import unit_of_work
+from mailroom.worker.coalescer import Coalescer
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
+
+# Jobs whose claims (or records) one transaction carries at most.
+_COALESCE_MAX_JOBS = 100
 
 _INTERRUPTED = SendResult(
     outcome=Outcome.INTERRUPTED,
@@ -57,6 +61,13 @@ class Deliverer:
         self._transport = transport
         self._settings = settings
         self._rng = rng or random.Random()
+        # Concurrent jobs share their claim and record transactions (see coalescer).
+        self._claims: Coalescer[tuple[uuid.UUID, ...], list[Claimed]] = Coalescer(
+            self._claim_together, max_items=_COALESCE_MAX_JOBS
+        )
+        self._records: Coalescer[tuple[AttemptResult, ...], list[service.Recorded]] = Coalescer(
+            self._record_together, max_items=_COALESCE_MAX_JOBS
+        )
 
     async def deliver(self, job: DeliveryJob) -> str:
         """Run one job; returns what became of it (a short label for BullMQ's result)."""
@@ -106,11 +117,26 @@ class Deliverer:
             ]
             await asyncio.shield(self._record(done))
             raise
-        return await self._record([a.result() for a in attempts])
+        # The server has answered: a stop now must not roll the record back (the email
+        # would stay `sending` with no attempt, and be sent again once its lease expired).
+        recording = asyncio.ensure_future(self._record([a.result() for a in attempts]))
+        try:
+            return await asyncio.shield(recording)
+        except asyncio.CancelledError:
+            await recording
+            raise
 
     async def _claim(self, email_ids: Sequence[uuid.UUID]) -> list[Claimed]:
+        return await self._claims.submit(tuple(email_ids))
+
+    async def _claim_together(self, jobs: list[tuple[uuid.UUID, ...]]) -> list[list[Claimed]]:
+        wanted = list(dict.fromkeys(i for ids in jobs for i in ids))
         async with unit_of_work(self._sessions, self._dispatcher.dispatch) as uow:
-            return await service.claim_for_delivery(uow, email_ids, settings=self._settings)
+            claimed = await service.claim_for_delivery(uow, wanted, settings=self._settings)
+        by_id = {c.email.id: c for c in claimed}
+        # An email claimed once goes to the first job that asked for it; a duplicate
+        # job in the same run gets nothing, as it would have on its own.
+        return [[c for i in ids if (c := by_id.pop(i, None)) is not None] for ids in jobs]
 
     async def _attempt(self, claimed: Claimed) -> AttemptResult:
         started = _now()
@@ -143,15 +169,27 @@ class Deliverer:
             return []
 
         async def record() -> list[service.Recorded]:
-            async with unit_of_work(self._sessions, self._dispatcher.dispatch) as uow:
-                return await service.record_attempts(
-                    uow, attempts, settings=self._settings, rng=self._rng
-                )
+            return await self._records.submit(tuple(attempts))
 
         # The SMTP server has answered; losing that answer to a PostgreSQL blip would
         # mean sending again. Keep trying while our claims on the emails still hold.
         recorded = await _retry_database(record, budget=self._settings.sending_lease / 2)
         return [_log_outcome(a, r) for a, r in zip(attempts, recorded, strict=True)]
+
+    async def _record_together(
+        self, jobs: list[tuple[AttemptResult, ...]]
+    ) -> list[list[service.Recorded]]:
+        attempts = [a for job in jobs for a in job]
+        async with unit_of_work(self._sessions, self._dispatcher.dispatch) as uow:
+            recorded = await service.record_attempts(
+                uow, attempts, settings=self._settings, rng=self._rng
+            )
+        parts: list[list[service.Recorded]] = []
+        start = 0
+        for job in jobs:
+            parts.append(recorded[start : start + len(job)])
+            start += len(job)
+        return parts
 
 
 def _interrupted(claimed: Claimed, started: datetime) -> AttemptResult:

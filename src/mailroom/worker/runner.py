@@ -18,6 +18,7 @@ import structlog
 from bullmq import Job, Worker
 
 from mailroom.db.engine import create_engine, create_session_factory
+from mailroom.emails.counters import fold_forever
 from mailroom.queue.dispatcher import Dispatcher, queue_options
 from mailroom.queue.jobs import BATCH_JOB_NAME, DeliveryBatch, DeliveryJob
 from mailroom.settings import Settings
@@ -148,6 +149,7 @@ class DeliveryWorker:
         if self._sweep:
             sweeper = Sweeper(sessions=sessions, dispatcher=dispatcher, settings=settings)
             self._tasks.append(asyncio.create_task(sweeper.run(), name="sweeper"))
+        self._tasks.append(asyncio.create_task(fold_forever(sessions), name="fold-counters"))
         if settings.worker_heartbeat_file is not None:
             beat = heartbeat(settings.worker_heartbeat_file, consumer)
             self._tasks.append(asyncio.create_task(beat, name="heartbeat"))
