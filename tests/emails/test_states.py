@@ -7,6 +7,7 @@ import itertools
 import pytest
 
 from mailroom.emails.states import (
+    CANCEL,
     CLAIM,
     DEFER,
     DELIVER,
@@ -14,6 +15,7 @@ from mailroom.emails.states import (
     FAIL,
     FINAL_STATUSES,
     RECLAIMABLE_STATUS,
+    RETRY,
     TRANSITIONS,
     EmailStatus,
     Transition,
@@ -30,13 +32,26 @@ ALLOWED_MOVES = frozenset(
         (S.SENDING, S.SENT),
         (S.SENDING, S.RETRYING),
         (S.SENDING, S.FAILED),
+        (S.SCHEDULED, S.SENDING),
+        (S.FAILED, S.QUEUED),  # a manual retry
+        (S.SCHEDULED, S.CANCELLED),
+        (S.QUEUED, S.CANCELLED),
+        (S.RETRYING, S.CANCELLED),
     }
 )
 ALL_PAIRS = list(itertools.product(EmailStatus, EmailStatus))
 
 
 def test_status_values_are_the_documented_strings() -> None:
-    assert [s.value for s in EmailStatus] == ["queued", "sending", "retrying", "sent", "failed"]
+    assert [s.value for s in EmailStatus] == [
+        "queued",
+        "sending",
+        "retrying",
+        "sent",
+        "failed",
+        "scheduled",
+        "cancelled",
+    ]
     assert EmailStatus("sent") is S.SENT
     assert str(S.RETRYING) == "retrying"
 
@@ -57,11 +72,20 @@ def test_exactly_the_documented_moves_are_allowed() -> None:
     assert {pair for pair in ALL_PAIRS if allowed(*pair)} == ALLOWED_MOVES
 
 
-@pytest.mark.parametrize("final", [S.SENT, S.FAILED])
+@pytest.mark.parametrize("final", [S.SENT, S.CANCELLED])
 def test_finished_emails_never_move(final: EmailStatus) -> None:
     assert [target for target in EmailStatus if allowed(final, target)] == []
     for transition in TRANSITIONS:
         assert final not in transition.sources
+
+
+def test_a_failed_email_moves_only_when_someone_retries_it() -> None:
+    assert [target for target in EmailStatus if allowed(S.FAILED, target)] == [S.QUEUED]
+    assert [t for t in TRANSITIONS if S.FAILED in t.sources] == [RETRY]
+
+
+def test_an_email_being_sent_cannot_be_cancelled() -> None:
+    assert S.SENDING not in CANCEL.sources
 
 
 @pytest.mark.parametrize(
@@ -86,12 +110,12 @@ def test_notable_forbidden_moves(source: EmailStatus, target: EmailStatus) -> No
 
 
 def test_is_final() -> None:
-    assert {s for s in EmailStatus if s.is_final} == {S.SENT, S.FAILED}
-    assert frozenset({S.SENT, S.FAILED}) == FINAL_STATUSES
+    assert {s for s in EmailStatus if s.is_final} == {S.SENT, S.FAILED, S.CANCELLED}
+    assert frozenset({S.SENT, S.FAILED, S.CANCELLED}) == FINAL_STATUSES
 
 
 def test_dispatchable_statuses() -> None:
-    assert frozenset({S.QUEUED, S.RETRYING}) == DISPATCHABLE_STATUSES
+    assert frozenset({S.QUEUED, S.RETRYING, S.SCHEDULED}) == DISPATCHABLE_STATUSES
     assert not DISPATCHABLE_STATUSES & FINAL_STATUSES
 
 
@@ -102,10 +126,12 @@ def test_reclaimable_status_is_sending() -> None:
 @pytest.mark.parametrize(
     ("transition", "name", "sources", "target"),
     [
-        (CLAIM, "claim", {S.QUEUED, S.RETRYING}, S.SENDING),
+        (CLAIM, "claim", {S.QUEUED, S.RETRYING, S.SCHEDULED}, S.SENDING),
         (DELIVER, "deliver", {S.SENDING}, S.SENT),
         (DEFER, "defer", {S.SENDING}, S.RETRYING),
         (FAIL, "fail", {S.SENDING}, S.FAILED),
+        (RETRY, "retry", {S.FAILED}, S.QUEUED),
+        (CANCEL, "cancel", {S.SCHEDULED, S.QUEUED, S.RETRYING}, S.CANCELLED),
     ],
 )
 def test_transition_definitions(
@@ -117,7 +143,7 @@ def test_transition_definitions(
 
 
 def test_transitions_tuple() -> None:
-    assert TRANSITIONS == (CLAIM, DELIVER, DEFER, FAIL)
+    assert TRANSITIONS == (CLAIM, DELIVER, DEFER, FAIL, RETRY, CANCEL)
     assert len({t.name for t in TRANSITIONS}) == len(TRANSITIONS)
 
 

@@ -1,4 +1,4 @@
-"""The two log tables: one row per email, one append-only row per delivery attempt."""
+"""The log tables: one row per email, its attachments, one append-only row per attempt."""
 
 from __future__ import annotations
 
@@ -8,12 +8,15 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     ForeignKey,
     Identity,
     Index,
     Integer,
+    LargeBinary,
+    SmallInteger,
     String,
     Text,
     UniqueConstraint,
@@ -54,6 +57,10 @@ class Email(Base):
 
     status: Mapped[str] = mapped_column(String(16), server_default=EmailStatus.QUEUED.value)
     attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    # Attempts made before the last manual retry: each retry gets MAX_ATTEMPTS afresh.
+    attempts_before_retry: Mapped[int] = mapped_column(Integer, server_default="0")
+    # Delivered through no SMTP server (a sandbox key or request), yet logged as usual.
+    sandbox: Mapped[bool] = mapped_column(Boolean, server_default="false")
     last_error_code: Mapped[int | None] = mapped_column(Integer)
     last_error_enhanced: Mapped[str | None] = mapped_column(String(16))
     last_error_message: Mapped[str | None] = mapped_column(Text)
@@ -62,6 +69,9 @@ class Email(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     failed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    cancelled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # When the caller asked it to go out (`sendAt`); null for "now".
+    send_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Until when the worker that claimed it (status `sending`) owns it.
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -76,6 +86,10 @@ class Email(Base):
         CheckConstraint("(status = 'sent') = (sent_at IS NOT NULL)", name="sent_at_iff_sent"),
         CheckConstraint(
             "(status = 'failed') = (failed_at IS NOT NULL)", name="failed_at_iff_failed"
+        ),
+        CheckConstraint(
+            "(status = 'cancelled') = (cancelled_at IS NOT NULL)",
+            name="cancelled_at_iff_cancelled",
         ),
         CheckConstraint("attempts >= 0", name="attempts_non_negative"),
         # Newest-first listing, keyset cursor and today's report (status is included
@@ -92,7 +106,7 @@ class Email(Base):
         Index(
             "ix_emails_dispatchable",
             "next_attempt_at",
-            postgresql_where=text("status IN ('queued', 'retrying')"),
+            postgresql_where=text("status IN ('queued', 'retrying', 'scheduled')"),
         ),
         Index(
             "ix_emails_sending_lease",
@@ -100,6 +114,23 @@ class Email(Base):
             postgresql_where=text("status = 'sending'"),
         ),
     )
+
+
+class EmailAttachment(Base):
+    """One attached file, stored with its email so that every retry sends the same bytes."""
+
+    __tablename__ = "email_attachments"
+
+    email_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("emails.id", ondelete="CASCADE"), primary_key=True
+    )
+    position: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    filename: Mapped[str] = mapped_column(Text)
+    content_type: Mapped[str] = mapped_column(Text)
+    # Set for an inline image, which the HTML body shows as <img src="cid:…">.
+    content_id: Mapped[str | None] = mapped_column(Text)
+    size: Mapped[int] = mapped_column(Integer)
+    content: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class DeliveryAttempt(Base):

@@ -1,12 +1,16 @@
 """The email state machine: the only place that says which status may follow which.
 
-    queued ──claim──▶ sending ──deliver──▶ sent
-                        │ ▲
-                  defer │ │ claim
-                        ▼ │
-                      retrying
+    scheduled ──claim (once due)──┐
+                                  ▼
+    queued ──────claim──────▶ sending ──deliver──▶ sent
+                                │ ▲
+                          defer │ │ claim
+                                ▼ │
+                              retrying
     sending ──fail──▶ failed          (permanent reply, or attempts exhausted)
     sending ──claim─▶ sending         (only once the previous claim's lease expired)
+    failed ──retry──▶ queued          (POST /emails/{id}/retry, POST /emails/requeue)
+    scheduled, queued, retrying ──cancel──▶ cancelled   (POST /emails/{id}/cancel)
 
 The repository turns each transition into one guarded ``UPDATE … WHERE status IN
 (sources) RETURNING``, so a duplicate or late job can never move a finished email.
@@ -24,15 +28,18 @@ class EmailStatus(StrEnum):
     RETRYING = "retrying"
     SENT = "sent"
     FAILED = "failed"
+    SCHEDULED = "scheduled"
+    CANCELLED = "cancelled"
 
     @property
     def is_final(self) -> bool:
         return self in FINAL_STATUSES
 
 
-FINAL_STATUSES = frozenset({EmailStatus.SENT, EmailStatus.FAILED})
-# Statuses a sweeper may find an email in when its dispatch was lost.
-DISPATCHABLE_STATUSES = frozenset({EmailStatus.QUEUED, EmailStatus.RETRYING})
+# No job will ever move these again (a failed email moves only when someone retries it).
+FINAL_STATUSES = frozenset({EmailStatus.SENT, EmailStatus.FAILED, EmailStatus.CANCELLED})
+# Waiting for a job: a sweeper may find one here when its dispatch was lost.
+DISPATCHABLE_STATUSES = frozenset({EmailStatus.QUEUED, EmailStatus.RETRYING, EmailStatus.SCHEDULED})
 
 
 @dataclass(frozen=True)
@@ -49,8 +56,11 @@ RECLAIMABLE_STATUS = EmailStatus.SENDING
 DELIVER = Transition("deliver", frozenset({EmailStatus.SENDING}), EmailStatus.SENT)
 DEFER = Transition("defer", frozenset({EmailStatus.SENDING}), EmailStatus.RETRYING)
 FAIL = Transition("fail", frozenset({EmailStatus.SENDING}), EmailStatus.FAILED)
+RETRY = Transition("retry", frozenset({EmailStatus.FAILED}), EmailStatus.QUEUED)
+# Not `sending`: the server may be receiving it right now.
+CANCEL = Transition("cancel", DISPATCHABLE_STATUSES, EmailStatus.CANCELLED)
 
-TRANSITIONS: tuple[Transition, ...] = (CLAIM, DELIVER, DEFER, FAIL)
+TRANSITIONS: tuple[Transition, ...] = (CLAIM, DELIVER, DEFER, FAIL, RETRY, CANCEL)
 
 
 def allowed(source: EmailStatus, target: EmailStatus) -> bool:
