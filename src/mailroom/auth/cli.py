@@ -66,6 +66,10 @@ def create(
     rate_limit: Annotated[
         str | None, typer.Option(help="This key's limit on POST /send, e.g. 500/second")
     ] = None,
+    sandbox: Annotated[
+        bool,
+        typer.Option("--sandbox", help="Emails sent with it are logged, never delivered (for CI)"),
+    ] = False,
 ) -> None:
     """Create a key and print it, alone on its line (it is shown only this once)."""
     try:
@@ -79,11 +83,12 @@ def create(
     row, key = _in_session(
         settings,
         lambda session: service.create_key(
-            session, name=name, scopes=parsed, rate_limit=rate_limit
+            session, name=name, scopes=parsed, rate_limit=rate_limit, sandbox=sandbox
         ),
     )
     typer.echo(
-        f"Created key {row.name!r} ({row.prefix}…) with scopes {', '.join(row.scopes)}. "
+        f"Created {'sandbox ' if row.sandbox else ''}key {row.name!r} ({row.prefix}…) "
+        f"with scopes {', '.join(row.scopes)}. "
         "Store it now: it cannot be shown again.",
         err=True,
     )
@@ -99,12 +104,13 @@ def list_() -> None:
     if not rows:
         typer.echo("No keys yet: `mailroom keys create --name NAME`.", err=True)
         return
-    columns = ("NAME", "PREFIX", "SCOPES", "CREATED", "LAST USED", "REVOKED")
+    columns = ("NAME", "PREFIX", "SCOPES", "SANDBOX", "CREATED", "LAST USED", "REVOKED")
     lines = [columns] + [
         (
             row.name,
             row.prefix,
             ",".join(row.scopes),
+            "yes" if row.sandbox else "",
             _when(row.created_at),
             _when(row.last_used_at),
             _when(row.revoked_at),

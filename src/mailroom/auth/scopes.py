@@ -6,6 +6,8 @@ from enum import StrEnum
 class Scope(StrEnum):
     SEND = "send"
     LOGS_READ = "logs:read"
+    EMAILS_WRITE = "emails:write"  # retry, requeue and cancel emails
+    METRICS_READ = "metrics:read"  # GET /metrics (for a Prometheus scraper's key)
 
 
 ALL_SCOPES = tuple(Scope)

@@ -25,6 +25,7 @@ class Principal:
     name: str
     scopes: frozenset[str]
     rate_limit: str | None
+    sandbox: bool = False  # its emails are logged but never reach an SMTP server
 
     def has(self, scope: Scope) -> bool:
         return scope.value in self.scopes
@@ -36,6 +37,7 @@ async def create_key(
     name: str,
     scopes: Sequence[Scope],
     rate_limit: str | None = None,
+    sandbox: bool = False,
 ) -> tuple[ApiKey, str]:
     """A new key; returns the row and the key itself (the only time it exists in clear)."""
     name = name.strip()
@@ -61,6 +63,7 @@ async def create_key(
         key_hash=hash_key(key),
         scopes=[s.value for s in scopes],
         rate_limit=rate_limit,
+        sandbox=sandbox,
     )
     session.add(row)
     await session.flush()
@@ -139,7 +142,11 @@ class KeyChecker:
         if row is None:
             return None
         return Principal(
-            key_id=row.id, name=row.name, scopes=frozenset(row.scopes), rate_limit=row.rate_limit
+            key_id=row.id,
+            name=row.name,
+            scopes=frozenset(row.scopes),
+            rate_limit=row.rate_limit,
+            sandbox=row.sandbox,
         )
 
     async def _touch(self, key_id: uuid.UUID) -> None:
