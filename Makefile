@@ -4,7 +4,7 @@ export UV_PYTHON_DOWNLOADS := never
 UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run api worker migrate test lint format check-services chaos
+.PHONY: help install run api worker migrate test lint format check-services chaos bench
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -49,3 +49,7 @@ test: install postman/node_modules/.installed lint check-services ## Lint, type-
 
 chaos: install ## Fault-injection run (minutes): kill -9 workers, flush/restart Redis, SMTP outage and codes, PostgreSQL outage
 	$(UV) run python -m chaos
+
+# Installs wrk (apt) and unpacks Postfix's smtp-sink/smtp-source into .cache/bench itself.
+bench: install check-services ## Benchmarks (< 10 min): SMTP limit, e2e delivery, ingest, log queries at 1M emails; see BENCHMARKS.md
+	$(UV) run python -m bench

@@ -78,6 +78,8 @@ def make_settings(database_url: str, namespace: str, /, **overrides: Any) -> Set
         "enqueue_timeout": 2,
         # High enough never to bite; the rate-limit tests set their own.
         "send_rate_limit": "100000/second",
+        # No worker metrics server (a fixed port) unless a test asks for one.
+        "worker_metrics_port": 0,
     }
     values.update(overrides)
     return load_settings(**values)

@@ -85,7 +85,9 @@ def worker(
     if processes > 1:
         from mailroom.worker.processes import run_worker_processes
 
-        raise typer.Exit(run_worker_processes(processes, concurrency))
+        raise typer.Exit(
+            run_worker_processes(processes, concurrency, metrics_port=settings.worker_metrics_port)
+        )
 
     async def main() -> None:
         stop = _stop_event()
@@ -103,6 +105,89 @@ def migrate() -> None:
 
     asyncio.run(run_migrations(settings.database_url))
     typer.echo("Database is up to date.")
+
+
+@app.command()
+def purge(
+    older_than: Annotated[
+        str,
+        typer.Option(
+            help="Delete emails created longer ago than this: 90d, 12h, 30m, 2w",
+            show_default=False,
+        ),
+    ],
+    status: Annotated[
+        str, typer.Option(help="Comma-separated final statuses to delete")
+    ] = "sent,failed,cancelled",
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Count what would be deleted; delete nothing")
+    ] = False,
+) -> None:
+    """Delete old sent, failed and cancelled emails with their attempts, in small batches."""
+    from datetime import UTC, datetime
+
+    from mailroom.emails import retention
+    from mailroom.emails.states import EmailStatus
+
+    try:
+        age = retention.parse_duration(older_than)
+    except ValueError as exc:
+        typer.echo(f"--older-than: {exc}", err=True)
+        raise typer.Exit(2) from None
+    try:
+        statuses = retention.parse_statuses(status)
+    except ValueError as exc:
+        typer.echo(f"--status: {exc}", err=True)
+        raise typer.Exit(2) from None
+    settings = load_cli_settings()
+    from sqlalchemy.exc import DBAPIError
+
+    from mailroom.db.engine import create_engine, create_session_factory
+
+    before = datetime.now(UTC) - age
+    progress_every = max(1, 100_000 // settings.purge_batch_size)
+    deleted_so_far = 0
+
+    def progress(so_far: retention.PurgeResult) -> None:
+        nonlocal deleted_so_far
+        deleted_so_far = so_far.total
+        if so_far.batches % progress_every == 0:
+            typer.echo(f"… {so_far.total} deleted so far", err=True)
+
+    async def main() -> dict[EmailStatus, int]:
+        engine = create_engine(settings, pool_size=1)
+        sessions = create_session_factory(engine)
+        try:
+            if dry_run:
+                return dict(
+                    await retention.count_purgeable(sessions, before=before, statuses=statuses)
+                )
+            done = await retention.purge(
+                sessions,
+                before=before,
+                statuses=statuses,
+                batch_size=settings.purge_batch_size,
+                on_batch=progress,
+            )
+            return dict(done.deleted)
+        finally:
+            await engine.dispose()
+
+    try:
+        counts = asyncio.run(main())
+    except (OSError, DBAPIError) as exc:
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        typer.echo(f"Purge stopped: {reason}", err=True)
+        if deleted_so_far:
+            typer.echo(f"{deleted_so_far} emails were deleted before that.", err=True)
+        raise typer.Exit(1) from None
+    total = sum(counts.values())
+    verb = "Would delete" if dry_run else "Deleted"
+    typer.echo(f"{verb} {total} emails created before {before.isoformat(timespec='seconds')}:")
+    for final_status in statuses:
+        typer.echo(f"  {final_status.value}: {counts.get(final_status, 0)}")
+    if dry_run:
+        typer.echo("Dry run: nothing was deleted.")
 
 
 @app.command()

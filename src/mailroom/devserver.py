@@ -113,7 +113,11 @@ async def run_dev(settings: Settings, *, api_port: int, smtp_port: int) -> None:
 
     server = api_server(create_app(settings, inbox=inbox), DEV_HOST, api_port)
     try:
-        async with DeliveryWorker(settings, transport=transport, grace_period=10):
+        # Sandbox emails land in the dev inbox too (when there is one) rather than nowhere.
+        sandbox = transport if inbox is not None else None
+        async with DeliveryWorker(
+            settings, transport=transport, sandbox_transport=sandbox, grace_period=10
+        ):
             log.info(
                 "dev.ready",
                 api=f"http://{DEV_HOST}:{api_port}",

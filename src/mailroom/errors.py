@@ -7,6 +7,7 @@
     ├── Unauthorized              401 unauthorized      (no key, unknown or revoked key)
     ├── Forbidden                 403 forbidden         (the key lacks the scope)
     ├── NotFound                  404 not_found
+    ├── Conflict                  409 conflict          (the email's status does not allow it)
     ├── MethodNotAllowed          405 method_not_allowed
     ├── PayloadTooLarge           413 payload_too_large
     ├── RateLimited               429 rate_limited      (``retry_after`` seconds)
@@ -68,6 +69,11 @@ class Forbidden(MailroomError):
 class NotFound(MailroomError):
     status_code = 404
     code = "not_found"
+
+
+class Conflict(MailroomError):
+    status_code = 409
+    code = "conflict"
 
 
 class MethodNotAllowed(MailroomError):

@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     # Touched every few seconds by a running worker; `mailroom health --worker` (the
     # container health check) reads its age. None (an empty value) turns it off.
     worker_heartbeat_file: Path | None = Path("/tmp/mailroom-worker.heartbeat")  # noqa: S108
+    # The worker's Prometheus metrics (GET /metrics, no authentication) on this port; 0 turns
+    # it off. `--processes N` gives the N processes this port and the N - 1 after it.
+    worker_metrics_port: int = Field(default=9102, ge=0, le=65535)
+    worker_metrics_host: str = Field(default="127.0.0.1", min_length=1)
     queue_name: str = "mailroom-delivery"
     queue_prefix: str = "mailroom"
     # How long to wait for Redis when handing a job over. The email is already
@@ -68,14 +72,24 @@ class Settings(BaseSettings):
     # It must comfortably exceed a whole SMTP transaction (connect + several commands).
     sending_lease: float = Field(default=300.0, gt=0)
 
+    # The worker deletes final (sent, failed, cancelled) emails older than this many
+    # days, with their attempts, every hour; 0 (or empty) never purges automatically.
+    retention_days: int = Field(default=0, ge=0, le=36_500)
+    # Emails deleted per transaction by the purge (the worker's and `mailroom purge`).
+    purge_batch_size: int = Field(default=1000, ge=1, le=10_000)
+
     # Requests per API key on POST /send (per client IP when authentication fails),
     # shared by every API process through Redis. "100/second", "6000/minute", ...
     send_rate_limit: str = "100/second"
     # Peers allowed to set X-Forwarded-For: comma-separated IPs or CIDR ranges.
     trusted_proxies: str = ""
     # Largest request body accepted; larger ones get 413 before they are parsed.
-    max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=100 * 1024 * 1024)
-    max_batch_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, le=500 * 1024 * 1024)
+    # Room for MAX_ATTACHMENTS_BYTES of attachments, which base64 makes 4/3 as large.
+    max_body_bytes: int = Field(default=15 * 1024 * 1024, ge=1024, le=200 * 1024 * 1024)
+    max_batch_body_bytes: int = Field(default=50 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
+    # Attachments of one email, after decoding: each one, and all of them together.
+    max_attachment_bytes: int = Field(default=10 * 1024 * 1024, ge=1, le=100 * 1024 * 1024)
+    max_attachments_bytes: int = Field(default=10 * 1024 * 1024, ge=1, le=100 * 1024 * 1024)
     # Browser origins allowed by CORS, comma-separated; empty means CORS stays off.
     cors_origins: str = ""
     # How long an API key lookup is cached per process (so a revocation takes this long).
@@ -114,6 +128,11 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("retention_days", mode="before")
+    @classmethod
+    def _blank_is_zero(cls, value: object) -> object:
+        return 0 if isinstance(value, str) and not value.strip() else value
 
     @field_validator("mail_from")
     @classmethod

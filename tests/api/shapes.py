@@ -18,11 +18,22 @@ ITEM_KEYS = frozenset(
         "createdAt",
         "sentAt",
         "failedAt",
+        "cancelledAt",
+        "sendAt",
         "nextAttemptAt",
+        "sandbox",
         "error",
     }
 )
-DETAIL_KEYS = ITEM_KEYS | {"replyTo", "text", "html", "headers", "requestId", "deliveryAttempts"}
+DETAIL_KEYS = ITEM_KEYS | {
+    "replyTo",
+    "text",
+    "html",
+    "headers",
+    "requestId",
+    "attachments",
+    "deliveryAttempts",
+}
 
 
 def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:

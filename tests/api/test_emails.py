@@ -10,7 +10,15 @@ import pytest
 
 from tests.api.shapes import DETAIL_KEYS
 
-DETAIL_ONLY = {"replyTo", "text", "html", "headers", "requestId", "deliveryAttempts"}
+DETAIL_ONLY = {
+    "replyTo",
+    "text",
+    "html",
+    "headers",
+    "requestId",
+    "attachments",
+    "deliveryAttempts",
+}
 
 
 async def _send(client: httpx.AsyncClient, **fields: Any) -> httpx.Response:
@@ -70,11 +78,15 @@ async def test_a_queued_email_in_full(client: httpx.AsyncClient) -> None:
         "createdAt": accepted["createdAt"],
         "sentAt": None,
         "failedAt": None,
+        "cancelledAt": None,
+        "sendAt": None,
+        "sandbox": False,
         # Due at once: the sweeper finds it by this if its job never reaches a worker.
         "nextAttemptAt": accepted["createdAt"],
         "error": None,
         # Without an X-Request-ID header the generated one is stored.
         "requestId": sent.headers["x-request-id"],
+        "attachments": [],
         "deliveryAttempts": [],
     }
 

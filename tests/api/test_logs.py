@@ -18,7 +18,7 @@ from mailroom.emails.models import Email
 from tests.api.shapes import ITEM_KEYS
 
 PAGINATION_KEYS = {"page", "limit", "total", "totalPages", "hasMore", "nextCursor"}
-SUMMARY_KEYS = {"date", "timezone", "total", "sent", "failed", "pending"}
+SUMMARY_KEYS = {"date", "timezone", "total", "sent", "failed", "cancelled", "pending"}
 
 
 async def _send(client: httpx.AsyncClient, **fields: Any) -> dict[str, Any]:
@@ -517,6 +517,7 @@ async def test_the_summary_counts_todays_emails_as_pending(
         "total": 3,
         "sent": 0,
         "failed": 0,
+        "cancelled": 0,
         "pending": 3,
     }
 

@@ -70,9 +70,19 @@ async def test_the_send_schema_uses_camel_case(client: httpx.AsyncClient) -> Non
     document = await _openapi(client)
     content = document["paths"]["/send"]["post"]["requestBody"]["content"]["application/json"]
     properties = set(_resolve(document, content["schema"])["properties"])
-    assert {"to", "cc", "bcc", "from", "replyTo", "subject", "text", "html", "headers"} == (
-        properties
-    )
+    assert {
+        "to",
+        "cc",
+        "bcc",
+        "from",
+        "replyTo",
+        "subject",
+        "text",
+        "html",
+        "headers",
+        "attachments",
+        "sendAt",
+    } == properties
 
 
 async def test_documented_responses(client: httpx.AsyncClient) -> None:

@@ -339,7 +339,12 @@ INVALID: list[Any] = [
     pytest.param(_with(headers=["X-A: 1"]), "headers", id="headers-list"),
     # unknown fields
     pytest.param(_with(subjet="typo"), "subjet", id="unknown-subjet"),
-    pytest.param(_with(attachments=[]), "attachments", id="unknown-attachments"),
+    pytest.param(_with(attachment=[]), "attachment", id="unknown-attachment"),
+    pytest.param(
+        _with(attachments=[{"filename": "a.txt", "content": "aGk=", "size": 2}]),
+        "attachments[0].size",
+        id="unknown-attachment-field",
+    ),
     # not an object at all
     pytest.param([VALID], "body", id="json-array"),
     pytest.param(None, "body", id="json-null"),

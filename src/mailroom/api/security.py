@@ -103,3 +103,4 @@ async def _limit(request: Request, state: State, identity: str, limit: str | Non
 
 SendCaller = Annotated[Principal, Depends(_send_caller)]
 LogsReader = require(Scope.LOGS_READ)
+EmailsWriter = require(Scope.EMAILS_WRITE)

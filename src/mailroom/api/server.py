@@ -7,6 +7,8 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 
+from mailroom.metrics.registry import multiprocess_directory
+
 _OPTIONS: dict[str, Any] = {
     # Mailroom logs each request itself (request.completed), through structlog.
     "access_log": False,
@@ -31,14 +33,17 @@ def run_api_processes(host: str, port: int, processes: int) -> None:
     """Serve from ``processes`` processes sharing one socket, restarted if they die.
 
     The API is CPU-bound in Python, so one process uses one core; each process builds
-    its own app (and its own engine and Redis clients) from the environment.
+    its own app (and its own engine and Redis clients) from the environment. They
+    share a metrics directory, so GET /metrics, whichever process answers, reports
+    totals over all of them (see mailroom.metrics.registry).
     """
-    uvicorn.run(
-        "mailroom.api.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=processes,
-        loop="uvloop",
-        **_OPTIONS,
-    )
+    with multiprocess_directory():
+        uvicorn.run(
+            "mailroom.api.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=processes,
+            loop="uvloop",
+            **_OPTIONS,
+        )

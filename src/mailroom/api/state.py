@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from mailroom.api.ratelimit import SendRateLimiter
 from mailroom.auth.service import KeyChecker
 from mailroom.devinbox.store import Inbox
+from mailroom.emails.intake import Intake
 from mailroom.queue.dispatcher import Dispatcher
 from mailroom.settings import Settings
 
@@ -21,4 +22,5 @@ class AppState:
     dispatcher: Dispatcher
     keys: KeyChecker
     rate_limiter: SendRateLimiter
+    intake: Intake
     inbox: Inbox | None = None

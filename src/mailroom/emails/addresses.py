@@ -39,6 +39,24 @@ def reject_control_characters(value: str) -> str:
     return value
 
 
+# An RFC 2047 encoded-word. Python's email package decodes these when it writes a
+# header (before CVE-2024-6923's fix, CR/LF included): "=?utf-8?q?a=0D=0ABcc:=20x?="
+# would become a second header line. Mailroom encodes non-ASCII text itself, so a
+# caller never needs to send one.
+_ENCODED_WORD = re.compile(r"=\?[^?\s]*\?[^?\s]*\?[^?\s]*\?=")
+
+
+def header_safe(value: str) -> str:
+    """Text that may go into a header: no control characters, no encoded-words."""
+    reject_control_characters(value)
+    if _ENCODED_WORD.search(value):
+        raise ValueError(
+            "must not contain an RFC 2047 encoded-word (=?charset?…?=): send the text "
+            "itself, Mailroom encodes it"
+        )
+    return value
+
+
 @dataclass(frozen=True)
 class Mailbox:
     """A validated address: ``address`` goes on the envelope, ``header`` into the message."""
@@ -62,7 +80,7 @@ def parse_mailbox(value: str) -> Mailbox:
     """Parse ``a@b.com`` or ``Name <a@b.com>``; a ValueError says what is wrong with it."""
     if len(value) > MAX_ADDRESS_LENGTH + MAX_DISPLAY_NAME_LENGTH:
         raise ValueError("is too long")
-    reject_control_characters(value)
+    header_safe(value)
     name = ""
     addr = value.strip()
     match = _NAME_ADDR.match(value)

@@ -81,7 +81,7 @@ class LogQuery(BaseModel):
         str | None,
         Field(
             description="Only these statuses, comma-separated "
-            "(queued, sending, retrying, sent, failed)",
+            "(scheduled, queued, sending, retrying, sent, failed, cancelled)",
             examples=["failed", "queued,retrying"],
         ),
     ] = None

@@ -8,12 +8,14 @@ validation, so this is the second of two locks.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime
 
-from mailroom.emails.addresses import parse_mailbox
+from mailroom.emails.addresses import header_safe, parse_mailbox
+from mailroom.emails.attachments import Attachment
 from mailroom.emails.models import Email
 
 
@@ -21,7 +23,7 @@ def new_message_id(domain: str) -> str:
     return f"<{uuid.uuid4().hex}@{domain}>"
 
 
-def build_message(email: Email) -> bytes:
+def build_message(email: Email, attachments: Sequence[Attachment] = ()) -> bytes:
     message = EmailMessage(policy=policy.SMTP)
     message["From"] = email.sender
     message["To"] = ", ".join(email.to_addrs)
@@ -29,19 +31,62 @@ def build_message(email: Email) -> bytes:
         message["Cc"] = ", ".join(email.cc_addrs)
     if email.reply_to:
         message["Reply-To"] = ", ".join(email.reply_to)
-    message["Subject"] = email.subject
+    message["Subject"] = header_safe(email.subject)
     # The acceptance time, so that every retry sends the same message.
     message["Date"] = format_datetime(_aware(email.created_at))
     message["Message-ID"] = email.message_id
     for name, value in email.headers.items():
-        message[name] = value
+        message[name] = header_safe(value)
     if email.text_body is not None:
         message.set_content(email.text_body)
         if email.html_body is not None:
             message.add_alternative(email.html_body, subtype="html")
     elif email.html_body is not None:
         message.set_content(email.html_body, subtype="html")
+    _attach(message, attachments)
     return message.as_bytes()
+
+
+def _attach(message: EmailMessage, attachments: Sequence[Attachment]) -> None:
+    """Inline images join the HTML part (multipart/related); other files follow it.
+
+    The structure every client renders: mixed( alternative( text, related( html, images ) ),
+    files ). An inline image without an HTML body is attached like any other file.
+    """
+    for a in attachments:  # validated on the way in; checked again on the way out
+        header_safe(a.filename)
+        if a.content_id is not None:
+            header_safe(a.content_id)
+    inline = [a for a in attachments if a.content_id is not None]
+    html = _html_part(message) if inline else None
+    for a in attachments:
+        maintype, _, subtype = a.content_type.partition("/")
+        if a.content_id is not None and html is not None:
+            html.add_related(
+                a.content,
+                maintype=maintype,
+                subtype=subtype,
+                cid=f"<{a.content_id}>",
+                filename=a.filename,
+                disposition="inline",
+            )
+    for a in attachments:
+        if a.content_id is not None and html is not None:
+            continue
+        maintype, _, subtype = a.content_type.partition("/")
+        headers = [f"Content-ID: <{a.content_id}>"] if a.content_id is not None else None
+        message.add_attachment(
+            a.content, maintype=maintype, subtype=subtype, filename=a.filename, headers=headers
+        )
+
+
+def _html_part(message: EmailMessage) -> EmailMessage | None:
+    if message.get_content_type() == "text/html":
+        return message
+    for part in message.iter_parts():
+        if isinstance(part, EmailMessage) and part.get_content_type() == "text/html":
+            return part
+    return None
 
 
 def _aware(value: datetime) -> datetime:

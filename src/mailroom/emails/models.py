@@ -61,6 +61,8 @@ class Email(Base):
     attempts_before_retry: Mapped[int] = mapped_column(Integer, server_default="0")
     # Delivered through no SMTP server (a sandbox key or request), yet logged as usual.
     sandbox: Mapped[bool] = mapped_column(Boolean, server_default="false")
+    # Rows in email_attachments: the worker loads them only for emails that have some.
+    attachment_count: Mapped[int] = mapped_column(SmallInteger, server_default="0")
     last_error_code: Mapped[int | None] = mapped_column(Integer)
     last_error_enhanced: Mapped[str | None] = mapped_column(String(16))
     last_error_message: Mapped[str | None] = mapped_column(Text)
@@ -179,7 +181,11 @@ class IdempotencyKey(Base):
     response: Mapped[dict[str, Any]] = mapped_column(JSONB)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
-    __table_args__ = (Index("ix_idempotency_keys_created_at", "created_at"),)
+    __table_args__ = (
+        Index("ix_idempotency_keys_created_at", "created_at"),
+        # Deleting an email cascades here (retention): without it, a scan per email.
+        Index("ix_idempotency_keys_email_id", "email_id"),
+    )
 
 
 class EmailCount(Base):

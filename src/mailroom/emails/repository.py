@@ -20,20 +20,24 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from mailroom.emails import buckets
+from mailroom.emails.attachments import Attachment
 from mailroom.emails.models import (
     DeliveryAttempt,
     Email,
+    EmailAttachment,
     EmailCount,
     EmailCountDelta,
     EmailStatusTotal,
 )
 from mailroom.emails.states import (
+    CANCEL,
     CLAIM,
     DEFER,
     DELIVER,
     DISPATCHABLE_STATUSES,
     FAIL,
     RECLAIMABLE_STATUS,
+    RETRY,
     EmailStatus,
     Transition,
 )
@@ -49,6 +53,51 @@ async def add_emails(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> N
     if rows:
         # A Core insert: no ORM identity bookkeeping on the request path.
         await session.execute(insert(Email), list(rows))
+
+
+async def add_attachments(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        await session.execute(insert(EmailAttachment), list(rows))
+
+
+async def attachment_info(session: AsyncSession, email_id: uuid.UUID) -> list[Any]:
+    """Name, type, id and size of each attachment: never the content."""
+    stmt = (
+        select(
+            EmailAttachment.filename,
+            EmailAttachment.content_type,
+            EmailAttachment.content_id,
+            EmailAttachment.size,
+        )
+        .where(EmailAttachment.email_id == email_id)
+        .order_by(EmailAttachment.position)
+    )
+    return list(await session.execute(stmt))
+
+
+async def load_attachments(
+    session: AsyncSession, email_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, tuple[Attachment, ...]]:
+    """Each email's attachments, in order, with their bytes (for building the message)."""
+    if not email_ids:
+        return {}
+    stmt = (
+        select(
+            EmailAttachment.email_id,
+            EmailAttachment.filename,
+            EmailAttachment.content_type,
+            EmailAttachment.content,
+            EmailAttachment.content_id,
+        )
+        .where(EmailAttachment.email_id.in_(email_ids))
+        .order_by(EmailAttachment.email_id, EmailAttachment.position)
+    )
+    found: dict[uuid.UUID, list[Attachment]] = {}
+    for row in await session.execute(stmt):
+        found.setdefault(row.email_id, []).append(
+            Attachment(row.filename, row.content_type, row.content, row.content_id)
+        )
+    return {email_id: tuple(items) for email_id, items in found.items()}
 
 
 async def get_email(
@@ -68,6 +117,7 @@ class Claimed:
     email: Email
     attempt: int
     reclaimed: bool  # taken over from a worker whose lease expired
+    attachments: tuple[Attachment, ...] = ()
 
 
 async def claim(
@@ -120,12 +170,7 @@ async def claim(
     # change tracking (which cost more than the UPDATE itself).
     result = await session.execute(stmt)
     rows = [
-        (
-            Email(**{c.key: row[c.name] for c in table.c}),
-            row["previous_status"],
-            row["previous_claim_at"],
-        )
-        for row in result.mappings()
+        (_email(row), row["previous_status"], row["previous_claim_at"]) for row in result.mappings()
     ]
     claimed = [
         Claimed(email=email, attempt=email.attempts, reclaimed=previous == RECLAIMABLE_STATUS.value)
@@ -152,6 +197,100 @@ async def claim(
         # The previous attempt's worker vanished mid-send: record that it happened.
         await session.execute(_insert_attempt(), interrupted)
     return claimed
+
+
+def _email(row: Any) -> Email:
+    """A detached Email from a row holding every column of the table."""
+    return Email(**{c.key: row[c.name] for c in _EMAILS.c})
+
+
+_EMAILS = cast(Table, Email.__table__)
+
+
+async def _move(
+    session: AsyncSession, email_id: uuid.UUID, transition: Transition, **values: Any
+) -> Email | None:
+    """One guarded transition of one email; None if its status does not allow it."""
+    stmt = (
+        update(_EMAILS)
+        .where(
+            _EMAILS.c.id == email_id,
+            _EMAILS.c.status.in_([s.value for s in transition.sources]),
+        )
+        .values(status=transition.target.value, updated_at=func.now(), **values)
+        .returning(*_EMAILS.c)
+    )
+    row = (await session.execute(stmt)).mappings().one_or_none()
+    return _email(row) if row is not None else None
+
+
+async def cancel(session: AsyncSession, email_id: uuid.UUID) -> Email | None:
+    """Cancel an email no worker holds; a job still in Redis for it finds nothing to claim."""
+    return await _move(session, email_id, CANCEL, cancelled_at=func.now(), next_attempt_at=None)
+
+
+async def retry(session: AsyncSession, email_id: uuid.UUID) -> Email | None:
+    """Put a failed email back in the queue, with a fresh budget of attempts."""
+    return await _move(
+        session,
+        email_id,
+        RETRY,
+        failed_at=None,
+        next_attempt_at=func.now(),
+        attempts_before_retry=_EMAILS.c.attempts,
+        **_NO_ERROR,
+    )
+
+
+# A retried email's error belongs to its earlier attempts (still listed with them).
+_NO_ERROR: dict[str, Any] = {
+    "last_error_code": None,
+    "last_error_enhanced": None,
+    "last_error_message": None,
+}
+
+
+@dataclass(frozen=True)
+class Requeued:
+    email_id: uuid.UUID
+    next_attempt: int
+    request_id: str | None
+
+
+async def requeue_failed(
+    session: AsyncSession, log_filter: LogFilter, *, limit: int
+) -> list[Requeued]:
+    """Retry up to ``limit`` failed emails matching the filter, oldest first."""
+    failed = [s.value for s in RETRY.sources]
+    chosen = (
+        select(_EMAILS.c.id)
+        .where(*log_filter.clauses(), _EMAILS.c.status.in_(failed))
+        .order_by(_EMAILS.c.created_at, _EMAILS.c.id)
+        .limit(limit)
+        # Rows another transaction holds are left for the next batch, not waited on.
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    stmt = (
+        update(_EMAILS)
+        # = ANY(ARRAY(…)): the selection runs once. With IN (…) PostgreSQL may rerun it
+        # per row, each rerun skipping the rows already locked and taking more: the
+        # LIMIT would not hold.
+        .where(_EMAILS.c.id == func.any(func.array(chosen)), _EMAILS.c.status.in_(failed))
+        .values(
+            status=RETRY.target.value,
+            updated_at=func.now(),
+            failed_at=None,
+            next_attempt_at=func.now(),
+            attempts_before_retry=_EMAILS.c.attempts,
+            **_NO_ERROR,
+        )
+        .returning(_EMAILS.c.id, _EMAILS.c.attempts, _EMAILS.c.request_id)
+    )
+    return [
+        Requeued(email_id=r.id, next_attempt=r.attempts + 1, request_id=r.request_id)
+        for r in await session.execute(stmt)
+    ]
 
 
 @dataclass(frozen=True)
@@ -298,9 +437,17 @@ class LogFilter:
     recipient: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    # The last error's class: "4xx", "5xx" (SMTP reply codes) or "connection" (none).
+    error_class: str | None = None
 
     def clauses(self) -> list[Any]:
         where: list[Any] = []
+        if self.error_class == "connection":
+            where.append(Email.last_error_code.is_(None))
+            where.append(Email.last_error_message.is_not(None))
+        elif self.error_class is not None:
+            low = int(self.error_class[0]) * 100
+            where.append(Email.last_error_code.between(low, low + 99))
         if self.statuses:
             where.append(Email.status.in_([s.value for s in self.statuses]))
         if self.recipient is not None:
@@ -339,8 +486,8 @@ async def list_emails(
 
 async def count_emails(session: AsyncSession, log_filter: LogFilter) -> int:
     """How many emails match: from the counters, plus rows at unaligned edges."""
-    if log_filter.recipient is not None:
-        # The counters know nothing of recipients; the GIN index narrows this count.
+    if log_filter.recipient is not None or log_filter.error_class is not None:
+        # The counters know nothing of recipients or errors; count the rows.
         return await _count_rows(session, log_filter)
     statuses = [s.value for s in log_filter.statuses]
     since, until = log_filter.since, log_filter.until
@@ -397,6 +544,7 @@ class StatusCounts:
     total: int
     sent: int
     failed: int
+    cancelled: int = 0
 
 
 async def count_created_between(
@@ -410,9 +558,10 @@ async def count_created_between(
             func.count(),
             func.count().filter(Email.status == EmailStatus.SENT.value),
             func.count().filter(Email.status == EmailStatus.FAILED.value),
+            func.count().filter(Email.status == EmailStatus.CANCELLED.value),
         ).where(Email.created_at >= start, Email.created_at < end)
-        total, sent, failed = (await session.execute(exact)).one()
-        return StatusCounts(total=total, sent=sent, failed=failed)
+        total, sent, failed, cancelled = (await session.execute(exact)).one()
+        return StatusCounts(total=total, sent=sent, failed=failed, cancelled=cancelled)
     cells = _cells(EmailCount.created, EmailCountDelta.created)
     stmt = (
         select(cells.c.status, func.sum(cells.c.n))
@@ -424,6 +573,7 @@ async def count_created_between(
         total=sum(by_status.values()),
         sent=by_status.get(EmailStatus.SENT.value, 0),
         failed=by_status.get(EmailStatus.FAILED.value, 0),
+        cancelled=by_status.get(EmailStatus.CANCELLED.value, 0),
     )
 
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
-from typing import Annotated, Any
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -12,16 +12,29 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainSerializer,
+    ValidationInfo,
     WithJsonSchema,
     field_validator,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
 
-from mailroom.emails.addresses import parse_mailbox, reject_control_characters
+from mailroom.emails.addresses import header_safe, parse_mailbox
+from mailroom.emails.attachments import (
+    MAX_ATTACHMENTS,
+    check_content_id,
+    content_type_for,
+    decode_content,
+    encode_content,
+    safe_filename,
+)
 from mailroom.emails.states import EmailStatus
 
 MAX_RECIPIENTS = 50
+MAX_SCHEDULE_DAYS = 30
+MAX_REQUEUE = 10_000  # per request; requeued in transactions of REQUEUE_BATCH
+REQUEUE_BATCH = 500
 MAX_SUBJECT_LENGTH = 998  # RFC 5322's line limit
 MAX_HEADERS = 50
 MAX_HEADER_NAME_LENGTH = 76
@@ -62,6 +75,63 @@ class _Schema(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
 
 
+def _filename(value: str) -> str:
+    return safe_filename(value)
+
+
+Base64Content = Annotated[
+    bytes,
+    BeforeValidator(decode_content),
+    PlainSerializer(encode_content, return_type=str, when_used="json"),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "contentEncoding": "base64",
+            "description": "The file's bytes, base64-encoded (standard alphabet, padded)",
+            "examples": ["JVBERi0xLjQK"],
+        }
+    ),
+]
+
+
+class AttachmentIn(_Schema):
+    """A file to attach; with `contentId`, an inline image the HTML shows as cid:…"""
+
+    model_config = ConfigDict(extra="forbid")
+
+    filename: Annotated[str, AfterValidator(_filename)] = Field(
+        min_length=1,
+        max_length=1000,
+        description="Shown to the recipient; directories and control characters are removed",
+        examples=["invoice-1234.pdf"],
+    )
+    content: Base64Content
+    content_type: str | None = Field(
+        default=None,
+        validate_default=True,
+        description="MIME type; guessed from the file name if left out",
+        examples=["application/pdf"],
+    )
+    content_id: str | None = Field(
+        default=None,
+        description='For an inline image: the id the HTML refers to as <img src="cid:…">',
+        examples=["logo"],
+    )
+
+    @field_validator("content_id")
+    @classmethod
+    def _content_id(cls, value: str | None) -> str | None:
+        return None if value is None else check_content_id(value)
+
+    @field_validator("content_type")
+    @classmethod
+    def _type(cls, value: str | None, info: ValidationInfo) -> str | None:
+        filename = info.data.get("filename")
+        if filename is None:  # the file name is invalid: that error is reported instead
+            return value
+        return content_type_for(filename, value)
+
+
 class SendEmailRequest(_Schema):
     """An email to queue. ``to``, ``cc``, ``bcc`` and ``replyTo`` take one address or a list."""
 
@@ -94,13 +164,25 @@ class SendEmailRequest(_Schema):
         max_length=MAX_HEADERS,
         description="Extra headers, e.g. X-Campaign or List-Unsubscribe",
     )
+    attachments: list[AttachmentIn] = Field(
+        default_factory=list,
+        max_length=MAX_ATTACHMENTS,
+        description=f"Up to {MAX_ATTACHMENTS} files; MAX_ATTACHMENTS_BYTES in all (10 MiB by "
+        "default, after decoding)",
+    )
+    send_at: datetime | None = Field(
+        default=None,
+        description="Send later: an ISO 8601 time with its offset, in the future and at "
+        f"most {MAX_SCHEDULE_DAYS} days ahead. The email is `scheduled` until then.",
+        examples=["2026-12-01T09:00:00+01:00"],
+    )
 
     @field_validator("subject")
     @classmethod
     def _subject(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("must not be blank")
-        return reject_control_characters(value)
+        return header_safe(value)
 
     @field_validator("text", "html")
     @classmethod
@@ -133,15 +215,49 @@ class SendEmailRequest(_Schema):
                     f"header {name!r} is longer than {MAX_HEADER_VALUE_LENGTH} characters"
                 )
             try:
-                reject_control_characters(header_value)
+                header_safe(header_value)
             except ValueError as exc:
                 raise ValueError(f"header {name!r} {exc}") from None
+        return value
+
+    @field_validator("send_at", mode="before")
+    @classmethod
+    def _iso_8601_only(cls, value: object) -> object:
+        # pydantic would also read 1700000000 as a Unix time; the API promises ISO 8601.
+        if isinstance(value, int | float) or (
+            isinstance(value, str) and value.strip().lstrip("+-").replace(".", "", 1).isdigit()
+        ):
+            raise ValueError("must be an ISO 8601 date-time with an offset")
+        return value
+
+    @field_validator("send_at")
+    @classmethod
+    def _send_at(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(
+                "needs an offset or Z (e.g. 2026-12-01T09:00:00+01:00): "
+                "a bare local time is ambiguous"
+            )
+        try:
+            value = value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("is out of range") from None
+        now = datetime.now(UTC)
+        if value <= now:
+            raise ValueError("must be in the future (leave it out to send now)")
+        if value > now + timedelta(days=MAX_SCHEDULE_DAYS):
+            raise ValueError(f"must be at most {MAX_SCHEDULE_DAYS} days ahead")
         return value
 
     @model_validator(mode="after")
     def _whole(self) -> SendEmailRequest:
         if self.text is None and self.html is None:
             raise ValueError("give a body: 'text', 'html' or both")
+        ids = [a.content_id for a in self.attachments if a.content_id is not None]
+        if len(ids) != len(set(ids)):
+            raise ValueError("each attachment's contentId must be different")
         count = len(self.to) + len(self.cc) + len(self.bcc)
         if count > MAX_RECIPIENTS:
             raise ValueError(
@@ -214,6 +330,76 @@ class SendBatchAccepted(_Schema):
     data: list[BatchItemResult] = Field(description="One result per email, in request order")
 
 
+ErrorClass = Literal["4xx", "5xx", "connection"]
+
+
+class RequeueRequest(_Schema):
+    """Which failed emails to send again; the same filters as GET /logs/email."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"since": "2026-11-27T00:00:00Z", "errorClass": "4xx", "dryRun": True},
+            ]
+        },
+    )
+
+    status: Literal["failed"] = Field(
+        default="failed", description="Only failed emails can be requeued"
+    )
+    since: datetime | None = Field(default=None, description="Created at or after (ISO 8601)")
+    until: datetime | None = Field(default=None, description="Created before (ISO 8601)")
+    to: str | None = Field(default=None, description="Only emails with this recipient")
+    error_class: ErrorClass | None = Field(
+        default=None,
+        description="The last error: an SMTP 4xx or 5xx reply, or a connection fault",
+    )
+    dry_run: bool = Field(default=False, description="Count them, change nothing")
+    limit: int = Field(
+        default=MAX_REQUEUE, ge=1, le=MAX_REQUEUE, description="Requeue at most this many"
+    )
+
+    @field_validator("since", "until", mode="before")
+    @classmethod
+    def _iso_8601_only(cls, value: object) -> object:
+        if isinstance(value, int | float) or (
+            isinstance(value, str) and value.strip().lstrip("+-").replace(".", "", 1).isdigit()
+        ):
+            raise ValueError("must be an ISO 8601 date or date-time, e.g. 2026-11-27T10:00:00Z")
+        return value
+
+    @field_validator("since", "until")
+    @classmethod
+    def _instant(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)  # as GET /logs/email reads it with tz=UTC
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("is out of range") from None
+
+    @field_validator("to")
+    @classmethod
+    def _to(cls, value: str | None) -> str | None:
+        return None if value is None else parse_mailbox(value).address.lower()
+
+    @model_validator(mode="after")
+    def _range(self) -> RequeueRequest:
+        if self.since is not None and self.until is not None and self.since >= self.until:
+            raise ValueError("until must be later than since")
+        return self
+
+
+class RequeueResult(_Schema):
+    dry_run: bool
+    matched: int = Field(description="Failed emails the filters select")
+    requeued: int = Field(description="Put back in the queue by this request (0 on a dry run)")
+    has_more: bool = Field(description="More matched than `limit`: call again for the rest")
+
+
 class EmailError(_Schema):
     code: int | None = Field(description="SMTP reply code, or null for a connection fault")
     enhanced_code: str | None = Field(description="RFC 3463 enhanced status code, e.g. 5.1.1")
@@ -233,7 +419,10 @@ class EmailLogItem(_Schema):
     created_at: datetime
     sent_at: datetime | None
     failed_at: datetime | None
+    cancelled_at: datetime | None
+    send_at: datetime | None = Field(description="When it was asked to go out, if scheduled")
     next_attempt_at: datetime | None
+    sandbox: bool = Field(description="Logged as sent, but never handed to an SMTP server")
     error: EmailError | None
 
 
@@ -249,12 +438,22 @@ class DeliveryAttemptItem(_Schema):
     refused_recipients: list[dict[str, Any]] | None
 
 
+class AttachmentInfo(_Schema):
+    """An attachment as the log shows it: its name and size, never its content."""
+
+    filename: str
+    content_type: str
+    content_id: str | None
+    size: int = Field(description="Bytes, after decoding")
+
+
 class EmailDetail(EmailLogItem):
     reply_to: list[str]
     text: str | None
     html: str | None
     headers: dict[str, str]
     request_id: str | None
+    attachments: list[AttachmentInfo]
     delivery_attempts: list[DeliveryAttemptItem]
 
 
@@ -273,7 +472,11 @@ class DailySummary(_Schema):
     total: int
     sent: int
     failed: int
-    pending: int = Field(description="Neither sent nor failed yet: total - sent - failed")
+    cancelled: int
+    pending: int = Field(
+        description="Not finished yet (scheduled, queued, sending or retrying): "
+        "total - sent - failed - cancelled"
+    )
 
 
 class EmailLogPage(_Schema):

@@ -6,21 +6,31 @@ import math
 import random
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import structlog
 from pydantic import ValidationError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from mailroom.emails import idempotency, repository
 from mailroom.emails.addresses import parse_mailbox
+from mailroom.emails.intake import Intake
 from mailroom.emails.log_query import LogQuery, day_bounds, encode_cursor
 from mailroom.emails.message import new_message_id
 from mailroom.emails.models import Email
-from mailroom.emails.repository import AttemptRecord, Claimed, Finished, LastError, Position
+from mailroom.emails.repository import (
+    AttemptRecord,
+    Claimed,
+    Finished,
+    LastError,
+    LogFilter,
+    Position,
+)
 from mailroom.emails.retry import Decision, decide
 from mailroom.emails.schemas import (
+    REQUEUE_BATCH,
+    AttachmentInfo,
     BatchItemError,
     BatchItemResult,
     DailySummary,
@@ -31,17 +41,27 @@ from mailroom.emails.schemas import (
     EmailLogPage,
     FieldError,
     Pagination,
+    RequeueRequest,
+    RequeueResult,
     SendAccepted,
     SendBatchAccepted,
     SendEmailRequest,
 )
-from mailroom.emails.states import DEFER, EmailStatus
-from mailroom.errors import IdempotencyKeyReused, InvalidRequest, NotFound, field_errors
+from mailroom.emails.states import CANCEL, DEFER, RETRY, EmailStatus
+from mailroom.errors import (
+    Conflict,
+    IdempotencyKeyReused,
+    InvalidRequest,
+    MailroomError,
+    NotFound,
+    PayloadTooLarge,
+    field_errors,
+)
 from mailroom.log_config import mask_address
 from mailroom.queue.jobs import DeliveryBatch, DeliveryJob
 from mailroom.settings import Settings
 from mailroom.transport.base import Outcome, SendResult
-from mailroom.unit_of_work import UnitOfWork
+from mailroom.unit_of_work import Dispatch, UnitOfWork, unit_of_work
 
 log = structlog.get_logger(__name__)
 
@@ -65,11 +85,28 @@ async def send_email(
     request_id: str | None,
     api_key_id: uuid.UUID,
     idempotency_key: str | None,
+    sandbox: bool = False,
+    intake: Intake | None = None,
 ) -> Acceptance:
-    """POST /send: accept the email, or replay the answer to an earlier identical request."""
+    """POST /send: accept the email, or replay the answer to an earlier identical request.
+
+    With an ``intake``, a plain request (no Idempotency-Key, no attachments) is stored
+    in a transaction shared with the requests arriving at the same time (see intake).
+    """
+    problems = _attachment_problems(request, settings)
+    if problems:
+        raise PayloadTooLarge(_too_large_message(problems), details=problems)
+    if intake is not None and idempotency_key is None and not request.attachments:
+        now = datetime.now(UTC)
+        email = _new_email(request, settings, request_id, api_key_id, now, sandbox=sandbox)
+        await intake.store(_columns(email), _first_job(email, now))
+        _log_accepted(email)
+        return Acceptance(_accepted(email), replayed=False)
     if idempotency_key is not None:
+        # Sandbox or not is part of what was asked: a real send after a sandbox try
+        # with the same key is a different request, not a replay.
         fingerprint = idempotency.request_fingerprint(
-            request.model_dump(mode="json", by_alias=True)
+            {**request.model_dump(mode="json", by_alias=True), "sandbox": sandbox}
         )
         earlier = await idempotency.reserve(
             uow.session, api_key_id, idempotency_key, fingerprint, now=datetime.now(UTC)
@@ -79,14 +116,14 @@ async def send_email(
                 raise _key_reused()
             return Acceptance(SendAccepted.model_validate(earlier.response), replayed=True)
     email = await accept_email(
-        uow, request, settings=settings, request_id=request_id, api_key_id=api_key_id
+        uow,
+        request,
+        settings=settings,
+        request_id=request_id,
+        api_key_id=api_key_id,
+        sandbox=sandbox,
     )
-    response = SendAccepted(
-        id=email.id,
-        status=EmailStatus(email.status),
-        message_id=email.message_id,
-        created_at=email.created_at,
-    )
+    response = _accepted(email)
     if idempotency_key is not None:
         await idempotency.complete(
             uow.session,
@@ -105,13 +142,23 @@ async def accept_email(
     settings: Settings,
     request_id: str | None,
     api_key_id: uuid.UUID | None = None,
+    sandbox: bool = False,
 ) -> Email:
-    """Store a new email as ``queued``; its first delivery job goes out after the commit."""
-    email = _new_email(request, settings, request_id, api_key_id, datetime.now(UTC))
+    """Store a new email (``queued``, or ``scheduled`` for later); dispatch it after the commit."""
+    now = datetime.now(UTC)
+    email = _new_email(request, settings, request_id, api_key_id, now, sandbox=sandbox)
     await repository.add_emails(uow.session, [_columns(email)])
-    uow.dispatch_after_commit(DeliveryJob(email.id, attempt=1, request_id=request_id))
+    await repository.add_attachments(uow.session, _attachment_rows(email, request))
+    uow.dispatch_after_commit(_first_job(email, now))
     _log_accepted(email)
     return email
+
+
+def _first_job(email: Email, now: datetime) -> DeliveryJob:
+    # A scheduled email's job waits in Redis until it is due; if Redis loses it, the
+    # sweeper finds the email overdue (next_attempt_at is its send_at).
+    delay = max(0.0, (email.send_at - now).total_seconds()) if email.send_at else 0.0
+    return DeliveryJob(email.id, attempt=1, request_id=email.request_id, delay=delay)
 
 
 async def send_batch(
@@ -122,6 +169,7 @@ async def send_batch(
     request_id: str | None,
     api_key_id: uuid.UUID,
     idempotency_key: str | None,
+    sandbox: bool = False,
 ) -> BatchAcceptance:
     """POST /send/batch: validate each email on its own; store the valid ones in one go."""
     now = datetime.now(UTC)
@@ -130,6 +178,7 @@ async def send_batch(
     # What each email means (as /send fingerprints it), so "to": "x" and "to": ["x"]
     # make the same request; an invalid item counts as written.
     meanings: list[object] = []
+    attachment_rows: list[dict[str, object]] = []
     for index, item in enumerate(items):
         try:
             request = SendEmailRequest.model_validate(item)
@@ -147,21 +196,36 @@ async def send_batch(
                 )
             )
             continue
+        problems = _attachment_problems(request, settings, prefix=f"emails[{index}].")
+        if problems:
+            meanings.append(item)
+            results.append(
+                BatchItemResult(
+                    index=index,
+                    error=BatchItemError(
+                        code=PayloadTooLarge.code,
+                        message=_too_large_message(problems),
+                        details=[FieldError.model_validate(d) for d in problems],
+                    ),
+                )
+            )
+            continue
         if idempotency_key is not None:
             meanings.append(request.model_dump(mode="json", by_alias=True))
-        email = _new_email(request, settings, request_id, api_key_id, now)
+        email = _new_email(request, settings, request_id, api_key_id, now, sandbox=sandbox)
         emails.append(email)
+        attachment_rows += _attachment_rows(email, request)
         results.append(
             BatchItemResult(
                 index=index,
                 id=email.id,
-                status=EmailStatus.QUEUED,
+                status=EmailStatus(email.status),
                 message_id=email.message_id,
                 created_at=now,
             )
         )
     if idempotency_key is not None:
-        fingerprint = idempotency.request_fingerprint({"emails": meanings})
+        fingerprint = idempotency.request_fingerprint({"emails": meanings, "sandbox": sandbox})
         earlier = await idempotency.reserve(
             uow.session, api_key_id, idempotency_key, fingerprint, now=datetime.now(UTC)
         )
@@ -182,13 +246,18 @@ async def send_batch(
     # A few jobs of many emails each: the queue's cost per email all but vanishes, and
     # the jobs still spread over every worker process.
     size = settings.batch_job_size
-    for start in range(0, len(emails), size):
-        chunk = emails[start : start + size]
+    due = [e for e in emails if e.send_at is None]
+    for email in emails:
+        if email.send_at is not None:
+            uow.dispatch_after_commit(_first_job(email, now))
+    for start in range(0, len(due), size):
+        chunk = due[start : start + size]
         job = DeliveryBatch(tuple(e.id for e in chunk), request_id=request_id)
         for email in chunk:
             email.batch_job_id = job.job_id
         uow.dispatch_after_commit(job)
     await repository.add_emails(uow.session, [_columns(e) for e in emails])
+    await repository.add_attachments(uow.session, attachment_rows)
     log.info("email.batch_accepted", accepted=len(emails), rejected=len(items) - len(emails))
     response = SendBatchAccepted(
         accepted=len(emails), rejected=len(items) - len(emails), data=results
@@ -210,6 +279,15 @@ class BatchAcceptance:
     replayed: bool
 
 
+def _accepted(email: Email) -> SendAccepted:
+    return SendAccepted(
+        id=email.id,
+        status=EmailStatus(email.status),
+        message_id=email.message_id,
+        created_at=email.created_at,
+    )
+
+
 def _key_reused() -> IdempotencyKeyReused:
     return IdempotencyKeyReused(
         "This Idempotency-Key was used with a different request body in the last "
@@ -224,8 +302,11 @@ def _new_email(
     request_id: str | None,
     api_key_id: uuid.UUID | None,
     now: datetime,
+    *,
+    sandbox: bool = False,
 ) -> Email:
     sender = request.sender or settings.mail_from
+    scheduled = request.send_at is not None
     return Email(
         id=uuid.uuid4(),
         sender=sender,
@@ -243,12 +324,16 @@ def _new_email(
         message_id=new_message_id(settings.message_id_domain or _domain(sender)),
         request_id=request_id,
         api_key_id=api_key_id,
-        status=EmailStatus.QUEUED.value,
+        status=(EmailStatus.SCHEDULED if scheduled else EmailStatus.QUEUED).value,
         attempts=0,
+        attempts_before_retry=0,
+        sandbox=sandbox,
+        attachment_count=len(request.attachments),
+        send_at=request.send_at,
         created_at=now,
         updated_at=now,
-        # Due now: the sweeper finds it by this if its job never reaches a worker.
-        next_attempt_at=now,
+        # When it is due: the sweeper finds it by this if its job never reaches a worker.
+        next_attempt_at=request.send_at or now,
     )
 
 
@@ -270,6 +355,10 @@ _INSERTED_COLUMNS = (
     "api_key_id",
     "status",
     "attempts",
+    "attempts_before_retry",
+    "sandbox",
+    "attachment_count",
+    "send_at",
     "created_at",
     "updated_at",
     "next_attempt_at",
@@ -286,7 +375,64 @@ def _log_accepted(email: Email) -> None:
         email_id=str(email.id),
         to=[mask_address(r) for r in email.recipients[:5]],
         recipients=len(email.recipients),
+        attachments=email.attachment_count,
+        scheduled=email.send_at is not None,
+        sandbox=email.sandbox,
     )
+
+
+def _attachment_rows(email: Email, request: SendEmailRequest) -> list[dict[str, object]]:
+    return [
+        {
+            "email_id": email.id,
+            "position": position,
+            "filename": a.filename,
+            "content_type": a.content_type,
+            "content_id": a.content_id,
+            "size": len(a.content),
+            "content": a.content,
+        }
+        for position, a in enumerate(request.attachments)
+    ]
+
+
+def _attachment_problems(
+    request: SendEmailRequest, settings: Settings, prefix: str = ""
+) -> list[dict[str, str]]:
+    problems: list[dict[str, str]] = []
+    one, every = settings.max_attachment_bytes, settings.max_attachments_bytes
+    for i, a in enumerate(request.attachments):
+        if len(a.content) > one:
+            problems.append(
+                {
+                    "field": f"{prefix}attachments[{i}].content",
+                    "message": f"{a.filename!r} is {_size(len(a.content))} after decoding; "
+                    f"one file may be {_size(one)} (MAX_ATTACHMENT_BYTES)",
+                }
+            )
+    total = sum(len(a.content) for a in request.attachments)
+    if total > every:
+        problems.append(
+            {
+                "field": f"{prefix}attachments",
+                "message": f"the files add up to {_size(total)} after decoding; an email may "
+                f"carry {_size(every)} (MAX_ATTACHMENTS_BYTES)",
+            }
+        )
+    return problems
+
+
+def _too_large_message(problems: list[dict[str, str]]) -> str:
+    first = problems[0]
+    return f"Attachments too large. {first['field']}: {first['message']}"
+
+
+def _size(n: int) -> str:
+    if n >= 1024 * 1024:
+        return f"{n / (1024 * 1024):.1f} MiB"
+    if n >= 1024:
+        return f"{n / 1024:.1f} KiB"
+    return f"{n} bytes"
 
 
 def _domain(address_header: str) -> str:
@@ -300,6 +446,7 @@ async def get_email(session: AsyncSession, email_id: uuid.UUID) -> EmailDetail:
     email = await repository.get_email(session, email_id, with_attempts=True)
     if email is None:
         raise NotFound(f"No email with id {email_id}")
+    files = await repository.attachment_info(session, email_id) if email.attachment_count else []
     return EmailDetail(
         **log_item(email).model_dump(),
         reply_to=email.reply_to,
@@ -307,6 +454,15 @@ async def get_email(session: AsyncSession, email_id: uuid.UUID) -> EmailDetail:
         html=email.html_body,
         headers=email.headers,
         request_id=email.request_id,
+        attachments=[
+            AttachmentInfo(
+                filename=f.filename,
+                content_type=f.content_type,
+                content_id=f.content_id,
+                size=f.size,
+            )
+            for f in files
+        ],
         delivery_attempts=[
             DeliveryAttemptItem(
                 number=a.attempt_number,
@@ -339,7 +495,10 @@ def log_item(email: Email) -> EmailLogItem:
         created_at=email.created_at,
         sent_at=email.sent_at,
         failed_at=email.failed_at,
+        cancelled_at=email.cancelled_at,
+        send_at=email.send_at,
         next_attempt_at=email.next_attempt_at,
+        sandbox=email.sandbox,
         error=EmailError(
             code=email.last_error_code,
             enhanced_code=email.last_error_enhanced,
@@ -390,7 +549,84 @@ async def daily_summary(session: AsyncSession, query: LogQuery, *, now: datetime
         total=counts.total,
         sent=counts.sent,
         failed=counts.failed,
-        pending=counts.total - counts.sent - counts.failed,
+        cancelled=counts.cancelled,
+        pending=counts.total - counts.sent - counts.failed - counts.cancelled,
+    )
+
+
+# -- operating -----------------------------------------------------------------------
+
+
+async def cancel_email(uow: UnitOfWork, email_id: uuid.UUID) -> EmailLogItem:
+    """POST /emails/{id}/cancel: a scheduled, queued or retrying email is never sent."""
+    email = await repository.cancel(uow.session, email_id)
+    if email is None:
+        raise await _cannot(uow.session, email_id, "cancelled", CANCEL.sources)
+    log.info("email.cancelled", email_id=str(email_id))
+    return log_item(email)
+
+
+async def retry_email(uow: UnitOfWork, email_id: uuid.UUID) -> EmailLogItem:
+    """POST /emails/{id}/retry: a failed email goes back to the queue, its history kept."""
+    email = await repository.retry(uow.session, email_id)
+    if email is None:
+        raise await _cannot(uow.session, email_id, "retried", RETRY.sources)
+    uow.dispatch_after_commit(
+        DeliveryJob(email.id, attempt=email.attempts + 1, request_id=email.request_id)
+    )
+    log.info("email.retried", email_id=str(email_id), attempts_so_far=email.attempts)
+    return log_item(email)
+
+
+async def _cannot(
+    session: AsyncSession, email_id: uuid.UUID, verb: str, sources: frozenset[EmailStatus]
+) -> MailroomError:
+    current = await repository.get_email(session, email_id)
+    if current is None:
+        return NotFound(f"No email with id {email_id}")
+    allowed = ", ".join(sorted(s.value for s in sources))
+    return Conflict(
+        f"This email is {current.status}; only {allowed} emails can be {verb}.",
+        details={"status": current.status},
+    )
+
+
+async def requeue_failed(
+    sessions: async_sessionmaker[AsyncSession], dispatch: Dispatch, request: RequeueRequest
+) -> RequeueResult:
+    """POST /emails/requeue: retry the failed emails the filters select, a batch at a time.
+
+    Each batch is its own short transaction, and its jobs are dispatched once it has
+    committed, so a large requeue never holds many rows locked, and an interrupted one
+    keeps what it did.
+    """
+    log_filter = LogFilter(
+        statuses=(EmailStatus.FAILED,),
+        recipient=request.to,
+        since=request.since,
+        until=request.until,
+        error_class=request.error_class,
+    )
+    async with sessions() as session:
+        matched = await repository.count_emails(session, log_filter)
+    if request.dry_run:
+        return RequeueResult(dry_run=True, matched=matched, requeued=0, has_more=False)
+    requeued = 0
+    while requeued < request.limit:
+        async with unit_of_work(sessions, dispatch) as uow:
+            batch = await repository.requeue_failed(
+                uow.session, log_filter, limit=min(REQUEUE_BATCH, request.limit - requeued)
+            )
+            for r in batch:
+                uow.dispatch_after_commit(
+                    DeliveryJob(r.email_id, attempt=r.next_attempt, request_id=r.request_id)
+                )
+        requeued += len(batch)
+        if not batch:
+            break
+    log.info("email.requeued", emails=requeued, matched=matched)
+    return RequeueResult(
+        dry_run=False, matched=matched, requeued=requeued, has_more=matched > requeued
     )
 
 
@@ -401,7 +637,14 @@ async def claim_for_delivery(
     uow: UnitOfWork, email_ids: Sequence[uuid.UUID], *, settings: Settings
 ) -> list[Claimed]:
     """Claim whichever of these emails are due; the others are finished or owned elsewhere."""
-    return await repository.claim(uow.session, email_ids, timedelta(seconds=settings.sending_lease))
+    claimed = await repository.claim(
+        uow.session, email_ids, timedelta(seconds=settings.sending_lease)
+    )
+    with_files = [c.email.id for c in claimed if c.email.attachment_count]
+    if not with_files:
+        return claimed
+    files = await repository.load_attachments(uow.session, with_files)
+    return [replace(c, attachments=files.get(c.email.id, ())) for c in claimed]
 
 
 @dataclass(frozen=True)
@@ -433,7 +676,8 @@ async def record_attempts(
     for a in attempts:
         decision = decide(
             a.result,
-            a.claimed.attempt,
+            # Counted from the last manual retry: each retry gets MAX_ATTEMPTS afresh.
+            a.claimed.attempt - a.claimed.email.attempts_before_retry,
             max_attempts=settings.max_attempts,
             base=settings.retry_backoff_base,
             cap=settings.retry_backoff_max,

@@ -13,6 +13,7 @@ from typing import Any
 import structlog
 from bullmq import Queue
 
+from mailroom.coalescer import Coalescer
 from mailroom.queue.jobs import DeliveryJob, Job, job_name
 from mailroom.settings import Settings
 
@@ -30,6 +31,7 @@ def queue_options(settings: Settings) -> dict[str, Any]:
 # After Redis failed to take a dispatch, skip it for this long: while it is down, every
 # POST /send would otherwise wait ENQUEUE_TIMEOUT for nothing. The sweeper catches up.
 REDIS_RETRY_AFTER = 5.0
+_COALESCE_MAX_CALLS = 200
 
 
 class Dispatcher:
@@ -37,6 +39,10 @@ class Dispatcher:
         self._queue = Queue(settings.queue_name, queue_options(settings))
         self._timeout = settings.enqueue_timeout
         self._skip_until = 0.0
+        # Concurrent dispatches (one per request or job) share one addBulk.
+        self._adds: Coalescer[tuple[Job, ...], bool] = Coalescer(
+            self._add_together, max_items=_COALESCE_MAX_CALLS
+        )
 
     @property
     def queue(self) -> Queue:
@@ -46,6 +52,13 @@ class Dispatcher:
         """Queue the jobs; returns False (and logs) if Redis did not take them in time."""
         if not jobs:
             return True
+        return await self._adds.submit(tuple(jobs))
+
+    async def _add_together(self, calls: list[tuple[Job, ...]]) -> list[bool]:
+        added = await self._add([job for jobs in calls for job in jobs])
+        return [added] * len(calls)
+
+    async def _add(self, jobs: list[Job]) -> bool:
         now = time.monotonic()
         if now < self._skip_until:
             log.debug("queue.dispatch_skipped", jobs=len(jobs), reason="redis recently down")

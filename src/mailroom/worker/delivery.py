@@ -14,17 +14,19 @@ import structlog
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from mailroom.coalescer import Coalescer
 from mailroom.emails import service
 from mailroom.emails.message import build_message, envelope_addresses
 from mailroom.emails.repository import Claimed
 from mailroom.emails.service import AttemptResult
 from mailroom.log_config import mask_address
+from mailroom.metrics.delivery import record_delivery
 from mailroom.queue.dispatcher import Dispatcher
 from mailroom.queue.jobs import DeliveryBatch, DeliveryJob
 from mailroom.settings import Settings
 from mailroom.transport.base import Envelope, MailTransport, Outcome, SendResult
+from mailroom.transport.sandbox import SandboxTransport
 from mailroom.unit_of_work import unit_of_work
-from mailroom.worker.coalescer import Coalescer
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -55,10 +57,13 @@ class Deliverer:
         transport: MailTransport,
         settings: Settings,
         rng: random.Random | None = None,
+        sandbox_transport: MailTransport | None = None,
     ) -> None:
         self._sessions = sessions
         self._dispatcher = dispatcher
         self._transport = transport
+        # Sandbox emails go here instead (the dev inbox under `mailroom dev`).
+        self._sandbox = sandbox_transport or SandboxTransport()
         self._settings = settings
         self._rng = rng or random.Random()
         # Concurrent jobs share their claim and record transactions (see coalescer).
@@ -158,11 +163,12 @@ class Deliverer:
         email = claimed.email
         try:
             sender, recipients = envelope_addresses(email)
-            message = build_message(email)
+            message = build_message(email, claimed.attachments)
         except (ValueError, TypeError) as exc:
             # Cannot happen for input that passed validation; if it does, retrying won't help.
             return SendResult(Outcome.PERMANENT, None, f"Could not build the message: {exc}")
-        return await self._transport.send(Envelope(sender, recipients, message))
+        transport = self._sandbox if email.sandbox else self._transport
+        return await transport.send(Envelope(sender, recipients, message))
 
     async def _record(self, attempts: list[AttemptResult]) -> list[str]:
         if not attempts:
@@ -207,6 +213,7 @@ def _log_outcome(attempt: AttemptResult, recorded: service.Recorded) -> str:
         "enhanced_code": result.enhanced_code,
         "duration_ms": round((attempt.finished_at - attempt.started_at).total_seconds() * 1000),
     }
+    record_delivery(attempt, recorded)  # metrics
     if not recorded.applied:
         log.warning("email.claim_lost", **fields)
         return "claim_lost"

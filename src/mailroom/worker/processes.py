@@ -4,11 +4,13 @@ A worker is CPU-bound in Python (job bookkeeping, SMTP, SQL), so one process use
 at most one core; more processes deliver more. The supervisor starts each as
 `python -m mailroom worker`, passes SIGTERM/SIGINT on (each drains as usual), and
 restarts one that dies, waiting longer after each quick death so that a process
-that cannot start does not spin.
+that cannot start does not spin. Child i serves its metrics on WORKER_METRICS_PORT + i
+(each is a Prometheus target of its own; a restarted child keeps its port).
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -32,21 +34,22 @@ class _Child:
     started: float = field(init=False, default=0.0)
     restart_delay: float = 1.0
     restart_at: float | None = None
+    env: dict[str, str] | None = None
 
     def start(self) -> None:
         # A session of its own: a Ctrl-C at the terminal reaches the supervisor only,
         # which passes it on once, rather than every process receiving it directly.
-        self.popen = subprocess.Popen(self.argv, start_new_session=True)  # noqa: S603
+        self.popen = subprocess.Popen(self.argv, start_new_session=True, env=self.env)  # noqa: S603
         self.started = time.monotonic()
         self.restart_at = None
 
 
-def run_worker_processes(processes: int, concurrency: int | None) -> int:
+def run_worker_processes(processes: int, concurrency: int | None, *, metrics_port: int = 0) -> int:
     """Run until SIGTERM/SIGINT and every child has exited; returns the worst exit code."""
     argv = [sys.executable, "-m", "mailroom", "worker"]
     if concurrency is not None:
         argv += ["--concurrency", str(concurrency)]
-    children = [_Child(argv) for _ in range(processes)]
+    children = [_Child(argv, env=_metrics_env(metrics_port, i)) for i in range(processes)]
     stopping = False
 
     def stop(signum: int, frame: FrameType | None) -> None:
@@ -88,3 +91,12 @@ def run_worker_processes(processes: int, concurrency: int | None) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return max((c.popen.returncode or 0) for c in children)
+
+
+def _metrics_env(base_port: int, index: int) -> dict[str, str]:
+    """The environment of child ``index``: its own metrics port (0, off, stays off)."""
+    port = base_port + index if base_port else 0
+    if port > 65535:
+        log.warning("worker.metrics_port_out_of_range", port=port, child=index)
+        port = 0
+    return {**os.environ, "WORKER_METRICS_PORT": str(port)}

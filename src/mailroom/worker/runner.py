@@ -1,7 +1,9 @@
 """The worker's lifecycle: build resources, consume jobs, drain on shutdown, close everything.
 
 start()  engine, dispatcher (own Redis connection), transport, BullMQ worker, sweeper,
-         heartbeat (a file touched every few seconds, for `mailroom health --worker`)
+         retention purge (with RETENTION_DAYS),
+         heartbeat (a file touched every few seconds, for `mailroom health --worker`),
+         metrics endpoint (WORKER_METRICS_PORT, last)
 stop()   stop taking jobs; let in-flight sends finish within the grace period;
          cancel what is left (each records its attempt and goes back for a retry);
          close SMTP connections, Redis and the database pool; remove the heartbeat file
@@ -19,6 +21,8 @@ from bullmq import Job, Worker
 
 from mailroom.db.engine import create_engine, create_session_factory
 from mailroom.emails.counters import fold_forever
+from mailroom.emails.retention import purge_expired_forever
+from mailroom.metrics.server import MetricsServer, serve_worker_metrics
 from mailroom.queue.dispatcher import Dispatcher, queue_options
 from mailroom.queue.jobs import BATCH_JOB_NAME, DeliveryBatch, DeliveryJob
 from mailroom.settings import Settings
@@ -87,18 +91,21 @@ class DeliveryWorker:
         *,
         concurrency: int | None = None,
         transport: MailTransport | None = None,
+        sandbox_transport: MailTransport | None = None,
         grace_period: float = 30.0,
         sweep: bool = True,
     ) -> None:
         self._settings = settings
         self._concurrency = concurrency or settings.worker_concurrency
         self._transport = transport
+        self._sandbox_transport = sandbox_transport
         self._grace = grace_period
         self._sweep = sweep
         self._worker: Worker | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._closers: list[Any] = []
         self._inflight: set[asyncio.Future[str]] = set()
+        self._metrics: MetricsServer | None = None
 
     async def start(self) -> None:
         settings = self._settings
@@ -110,7 +117,11 @@ class DeliveryWorker:
         transport = self._transport or smtp_transport(settings)
         self._closers.append(transport.aclose)
         deliverer = Deliverer(
-            sessions=sessions, dispatcher=dispatcher, transport=transport, settings=settings
+            sessions=sessions,
+            dispatcher=dispatcher,
+            transport=transport,
+            settings=settings,
+            sandbox_transport=self._sandbox_transport,
         )
 
         async def process(job: Job, token: str) -> str:
@@ -150,9 +161,16 @@ class DeliveryWorker:
             sweeper = Sweeper(sessions=sessions, dispatcher=dispatcher, settings=settings)
             self._tasks.append(asyncio.create_task(sweeper.run(), name="sweeper"))
         self._tasks.append(asyncio.create_task(fold_forever(sessions), name="fold-counters"))
+        if settings.retention_days:  # one worker at a time purges (an advisory lock)
+            purging = purge_expired_forever(sessions, settings)
+            self._tasks.append(asyncio.create_task(purging, name="retention"))
         if settings.worker_heartbeat_file is not None:
             beat = heartbeat(settings.worker_heartbeat_file, consumer)
             self._tasks.append(asyncio.create_task(beat, name="heartbeat"))
+        # Metrics last: nothing after this can fail and leave the server running.
+        self._metrics = serve_worker_metrics(
+            settings.worker_metrics_host, settings.worker_metrics_port, transport
+        )
         log.info("worker.started", concurrency=self._concurrency, queue=settings.queue_name)
 
     async def stop(self) -> None:
@@ -192,6 +210,9 @@ class DeliveryWorker:
                 await closer()
             except Exception as exc:  # noqa: BLE001 - close the rest regardless
                 log.warning("worker.close_failed", error=str(exc))
+        metrics, self._metrics = self._metrics, None
+        if metrics is not None:  # last, so the drain can be watched
+            await metrics.stop()
         log.info("worker.stopped")
 
     async def __aenter__(self) -> DeliveryWorker:

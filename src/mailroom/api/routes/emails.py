@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Response, status
 
-from mailroom.api.deps import RequestId, Session, SettingsDep, UoW
+from mailroom.api.deps import RequestId, Session, SettingsDep, State, UoW
 from mailroom.api.errors import AUTH_RESPONSES, ErrorResponse
-from mailroom.api.security import GuardedRoute, LogsReader, SendCaller
+from mailroom.api.security import EmailsWriter, GuardedRoute, LogsReader, SendCaller
 from mailroom.emails import idempotency, service
 from mailroom.emails.schemas import (
     EmailDetail,
+    EmailLogItem,
+    RequeueRequest,
+    RequeueResult,
     SendAccepted,
     SendBatchAccepted,
     SendBatchRequest,
@@ -30,6 +33,17 @@ IdempotencyKeyHeader = Annotated[
         description="Retry-safe: the same key and body within 24 h return the first "
         "response (with `Idempotent-Replayed: true`) and send nothing again",
         examples=["order-1234-receipt"],
+    ),
+]
+
+SandboxHeader = Annotated[
+    bool,
+    Header(
+        alias="X-Sandbox",
+        description="`true`: store, log and move the email through its statuses, but make "
+        "no SMTP connection (it ends `sent` with `sandbox: true`). A sandbox key always "
+        "does this.",
+        examples=[True],
     ),
 ]
 
@@ -59,7 +73,9 @@ async def send(
     settings: SettingsDep,
     request_id: RequestId,
     response: Response,
+    state: State,
     idempotency_key: IdempotencyKeyHeader = None,
+    sandbox: SandboxHeader = False,
 ) -> SendAccepted:
     """Store the email and queue it; delivery happens in the background, with retries.
 
@@ -73,6 +89,8 @@ async def send(
         request_id=request_id,
         api_key_id=caller.key_id,
         idempotency_key=idempotency_key,
+        sandbox=sandbox or caller.sandbox,
+        intake=state.intake,
     )
     if acceptance.replayed:
         response.headers["Idempotent-Replayed"] = "true"
@@ -109,6 +127,7 @@ async def send_batch(
     request_id: RequestId,
     response: Response,
     idempotency_key: IdempotencyKeyHeader = None,
+    sandbox: SandboxHeader = False,
 ) -> SendBatchAccepted:
     """Validate each email on its own, store the valid ones in one transaction, queue them.
 
@@ -124,12 +143,87 @@ async def send_batch(
         request_id=request_id,
         api_key_id=caller.key_id,
         idempotency_key=idempotency_key,
+        sandbox=sandbox or caller.sandbox,
     )
     if acceptance.replayed:
         response.headers["Idempotent-Replayed"] = "true"
     return acceptance.response
 
 
+EmailId = Annotated[
+    str,
+    Path(
+        description="The id POST /send returned",
+        examples=["5b0c1c2a-0b1d-45f5-9b8c-bc0d9b1a6f6d"],
+    ),
+]
+_WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **AUTH_RESPONSES,
+    404: {"model": ErrorResponse, "description": "No such email"},
+    409: {"model": ErrorResponse, "description": "Its status does not allow this"},
+}
+
+
+def _parse_id(email_id: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(email_id)
+    except ValueError:
+        raise NotFound(f"No email with id {email_id[:64]!r}") from None
+
+
+@router.post(
+    "/emails/{email_id}/retry",
+    response_model=EmailLogItem,
+    summary="Send a failed email again",
+    responses=_WRITE_RESPONSES,
+    dependencies=[EmailsWriter],
+)
+async def retry_email(email_id: EmailId, uow: UoW) -> EmailLogItem:
+    """A `failed` email goes back to `queued`, with a fresh budget of MAX_ATTEMPTS.
+
+    Its attempts so far stay in its history and the new ones continue their numbering;
+    the Message-ID stays the same. Any other status is a `409`.
+    """
+    return await service.retry_email(uow, _parse_id(email_id))
+
+
+@router.post(
+    "/emails/{email_id}/cancel",
+    response_model=EmailLogItem,
+    summary="Cancel an email that has not been sent",
+    responses=_WRITE_RESPONSES,
+    dependencies=[EmailsWriter],
+)
+async def cancel_email(email_id: EmailId, uow: UoW) -> EmailLogItem:
+    """A `scheduled`, `queued` or `retrying` email becomes `cancelled` and is never sent.
+
+    An email being sent right now (`sending`), or already `sent` or `failed`, is a `409`.
+    """
+    return await service.cancel_email(uow, _parse_id(email_id))
+
+
+@router.post(
+    "/emails/requeue",
+    response_model=RequeueResult,
+    summary="Send failed emails again, chosen by filters",
+    responses={
+        400: {"model": ErrorResponse, "description": "The body is not JSON"},
+        **AUTH_RESPONSES,
+        422: {"model": ErrorResponse, "description": "A filter is invalid"},
+    },
+    dependencies=[EmailsWriter],
+)
+async def requeue(body: RequeueRequest, state: State) -> RequeueResult:
+    """Requeue the `failed` emails the filters select (oldest first, up to `limit`).
+
+    `dryRun: true` only counts them. Otherwise they are requeued in transactions of
+    500, each dispatched once committed; `hasMore` says whether more matched than
+    `limit`.
+    """
+    return await service.requeue_failed(state.sessions, state.dispatcher.dispatch, body)
+
+
+# Last: /emails/{email_id} would otherwise answer for /emails/requeue's other methods.
 @router.get(
     "/emails/{email_id}",
     response_model=EmailDetail,
@@ -137,18 +231,5 @@ async def send_batch(
     responses={**AUTH_RESPONSES, 404: {"model": ErrorResponse, "description": "No such email"}},
     dependencies=[LogsReader],
 )
-async def get_email(
-    email_id: Annotated[
-        str,
-        Path(
-            description="The id POST /send returned",
-            examples=["5b0c1c2a-0b1d-45f5-9b8c-bc0d9b1a6f6d"],
-        ),
-    ],
-    session: Session,
-) -> EmailDetail:
-    try:
-        parsed = uuid.UUID(email_id)
-    except ValueError:
-        raise NotFound(f"No email with id {email_id[:64]!r}") from None
-    return await service.get_email(session, parsed)
+async def get_email(email_id: EmailId, session: Session) -> EmailDetail:
+    return await service.get_email(session, _parse_id(email_id))

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from mailroom.worker.coalescer import Coalescer
+from mailroom.coalescer import Coalescer
 
 
 class Recorder:

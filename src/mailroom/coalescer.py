@@ -1,12 +1,14 @@
-"""Many concurrent small database calls made as one.
+"""Many concurrent small calls made as one.
 
 A worker runs dozens of single-email jobs at once, and each wants a short
-transaction to claim its email and another to record its attempt. Each
-transaction costs a BEGIN and a COMMIT round trip and a pass through the ORM,
-which, per email, cost more than the SQL itself. Calls that arrive while a run is
-pending join it: one transaction claims (or records) for all of them, and each
-caller gets its own part of the result. Under light load a call runs at once
-(after one turn of the event loop), so nothing waits on a timer.
+transaction to claim its email and another to record its attempt; the API serves
+dozens of POST /send at once, each with an insert and a BullMQ add. Each
+transaction costs a BEGIN and a COMMIT round trip and a pass through the ORM, and
+each add a Redis round trip and a script call, which, per email, cost more than
+the work itself. Calls that arrive while a run is pending join it: one
+transaction (or one addBulk) serves all of them, and each caller gets its own
+part of the result. Under light load a call runs at once (after one turn of the
+event loop), so nothing waits on a timer.
 """
 
 from __future__ import annotations

@@ -1,0 +1,281 @@
+"""`python -m bench [--only RUNS] [--emails N] [--api-processes N] [--worker-processes 1,2]`
+
+Runs the benchmark against services of its own (see bench/stack.py), prints one table
+with the targets, and writes it with the raw figures to bench/results/. Exits 1 if a run
+broke or lost or failed emails (a figure that misses its target is reported, not an error).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from functools import partial
+from types import FrameType
+from typing import Any
+
+from bench import config, machine, report
+from bench.e2e import E2EResult, run_e2e
+from bench.ingest import run_ingest
+from bench.limit import run_limit
+from bench.logs import run_logs
+from bench.report import ERROR, Row
+from bench.stack import BenchStack
+from bench.tools import Postfix, ToolMissing, ensure_postfix, ensure_wrk
+
+RUNS = ("limit", "ingest", "e2e-single", "e2e-batch", "logs")
+ALIASES = {"e2e": ("e2e-single", "e2e-batch")}
+
+
+def _runs(value: str) -> list[str]:
+    chosen: list[str] = []
+    for part in (p.strip() for p in value.split(",") if p.strip()):
+        names = ALIASES.get(part, (part,))
+        for name in names:
+            if name not in RUNS:
+                known = ", ".join([*RUNS, *ALIASES])
+                raise argparse.ArgumentTypeError(f"unknown run {part!r}; choose from {known}")
+            chosen.append(name)
+    return chosen
+
+
+def _counts(value: str) -> list[int]:
+    try:
+        counts = [int(p) for p in value.split(",") if p.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a list of numbers") from None
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError("give one or more counts of at least 1, e.g. 1,2")
+    return counts
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--only",
+        type=_runs,
+        default=list(RUNS),
+        help=f"comma-separated runs: {', '.join(RUNS)} (e2e = both e2e runs); default all",
+    )
+    parser.add_argument("--emails", type=int, default=config.EMAILS, help="emails per e2e run")
+    parser.add_argument(
+        "--api-processes",
+        type=int,
+        default=1,
+        help="API processes (`mailroom api --processes N` when N > 1)",
+    )
+    parser.add_argument(
+        "--worker-processes",
+        type=_counts,
+        default=[1, 2],
+        help="worker process counts to run each e2e run with (default 1,2)",
+    )
+    return parser.parse_args(argv)
+
+
+@dataclass
+class Session:
+    """Everything measured so far: table rows, raw figures and what went wrong."""
+
+    rows: list[Row] = field(default_factory=list)
+    raw: dict[str, Any] = field(default_factory=dict)
+    e2e: list[E2EResult] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    def note_problems(self, run: str, problems: list[str]) -> None:
+        for problem in problems:
+            print(f"   problem: {problem}", flush=True)
+            self.problems.append(f"{run}: {problem}")
+
+    def attempt(self, name: str, run: Callable[[], None]) -> None:
+        """Run one benchmark; a failure becomes an ERROR row and the next one still runs."""
+        busy = machine.wait_for_quiet()
+        self.raw.setdefault("machine_busy_before", {})[name] = round(busy, 2)
+        note = f" (machine {busy:.0%} busy before it)" if busy > machine.QUIET_BUSY else ""
+        print(f"\n== {name}{note}", flush=True)
+        began = time.monotonic()
+        try:
+            run()
+        except (KeyboardInterrupt, ToolMissing):
+            raise
+        except Exception as exc:  # noqa: BLE001 - one broken run must not hide the others
+            traceback.print_exc()
+            self.rows.append(Row(name, "error", f"{type(exc).__name__}: {exc}"[:160], "", ERROR))
+            self.problems.append(f"{name}: {exc!r}")
+        print(f"   took {time.monotonic() - began:.0f} s", flush=True)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def _limit(session: Session, postfix: Postfix) -> None:
+    result = run_limit(postfix)
+    session.raw["limit"] = {
+        **asdict(result),
+        "reused_per_s": result.reused_per_s,
+        "per_message_per_s": result.per_message_per_s,
+    }
+    session.rows += report.limit_rows(result)
+    print(
+        f"   {result.reused_per_s:,.0f} msg/s over reused connections, "
+        f"{result.per_message_per_s:,.0f} msg/s with one connection per message",
+        flush=True,
+    )
+
+
+def _ingest(session: Session, stack: BenchStack, wrk: str, api_processes: int) -> None:
+    result = run_ingest(stack, wrk, config.INGEST_SECONDS)
+    session.raw["ingest"] = asdict(result)
+    rows = report.ingest_rows(result, api_processes)
+    session.rows += rows
+    for row in rows:
+        print(f"   {row.result} ({row.detail}); peak RSS {result.rss_mb}", flush=True)
+    session.note_problems("ingest", result.problems)
+
+
+def _e2e(
+    session: Session, stack: BenchStack, mode: str, workers: int, emails: int, wrk: str
+) -> None:
+    result = run_e2e(stack, mode, workers, emails, wrk)
+    session.e2e.append(result)
+    session.raw.setdefault("e2e", []).append(
+        {
+            **asdict(result),
+            "emails_per_s": result.emails_per_s,
+            "ingest_per_s": result.ingest_per_s,
+            "drain_per_s": result.drain_per_s,
+        }
+    )
+    row = report.e2e_row(result)
+    session.rows.append(row)
+    print(f"   {row.result} ({row.detail}); peak RSS {result.rss_mb}", flush=True)
+    session.note_problems(result.name, result.problems)
+
+
+def _logs(session: Session, stack: BenchStack) -> None:
+    result = run_logs(stack)
+    session.raw["logs"] = asdict(result)
+    rows = report.logs_rows(result)
+    session.rows += rows
+    for row in rows:
+        print(f"   {row.run}: {row.result} ({row.detail})", flush=True)
+    session.note_problems("logs", result.problems)
+
+
+def _rss(session: Session) -> None:
+    """The peak RSS rows, over the end-to-end runs (API and workers both busy)."""
+    peaks = {
+        f"{name}@{result.name}": mb for result in session.e2e for name, mb in result.rss_mb.items()
+    }
+    session.rows += report.rss_rows(peaks)
+
+
+def run_all(args: argparse.Namespace, session: Session) -> None:
+    runs: list[str] = args.only
+    wrk = ensure_wrk() if {"ingest", "e2e-single"} & set(runs) else ""
+    postfix = ensure_postfix()
+    if "limit" in runs:
+        session.attempt("limit", lambda: _limit(session, postfix))
+    if not set(runs) - {"limit"}:
+        return
+    stack = BenchStack(postfix, api_processes=args.api_processes)
+    try:
+        stack.start()
+        if "ingest" in runs:
+            session.attempt("ingest", lambda: _ingest(session, stack, wrk, args.api_processes))
+        for mode in ("single", "batch"):
+            if f"e2e-{mode}" not in runs:
+                continue
+            for workers in args.worker_processes:
+                session.attempt(
+                    f"e2e {mode}, {workers} worker{'s' if workers > 1 else ''}",
+                    partial(_e2e, session, stack, mode, workers, args.emails, wrk),
+                )
+            scaling = report.scaling_row(mode, session.e2e)
+            if scaling is not None:
+                session.rows.append(scaling)
+        _rss(session)
+        if "logs" in runs:
+            session.attempt("logs", lambda: _logs(session, stack))
+    finally:
+        keep = bool(session.problems)
+        stack.close(keep_logs=keep)
+        if keep:
+            print(f"\nthe processes' logs are in {stack.tmp}", flush=True)
+
+
+def save(session: Session, args: argparse.Namespace, started: datetime, took: float) -> str:
+    config.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    document = {
+        "started": started.isoformat(),
+        "seconds": round(took, 1),
+        "machine": machine.describe(),
+        "options": {
+            "runs": args.only,
+            "emails": args.emails,
+            "api_processes": args.api_processes,
+            "worker_processes": args.worker_processes,
+            "smtp_pool_size": config.SMTP_POOL_SIZE,
+            "worker_concurrency": config.WORKER_CONCURRENCY,
+            "http_connections": config.HTTP_CONNECTIONS,
+        },
+        "rows": [row.as_json() for row in session.rows],
+        "results": session.raw,
+        "problems": session.problems,
+    }
+    text = json.dumps(document, indent=2, default=str, ensure_ascii=False) + "\n"
+    path = config.RESULTS_DIR / f"{started.strftime('%Y%m%dT%H%M%SZ')}.json"
+    path.write_text(text, encoding="utf-8")
+    (config.RESULTS_DIR / "latest.json").write_text(text, encoding="utf-8")
+    return str(path.relative_to(config.ROOT))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)
+    started = datetime.now(UTC)
+    began = time.monotonic()
+    session = Session()
+    print(
+        f"bench: {', '.join(args.only)}; {args.emails:,} emails per e2e run, "
+        f"{args.api_processes} API process(es), workers {args.worker_processes}",
+        flush=True,
+    )
+    try:
+        run_all(args, session)
+    except KeyboardInterrupt:
+        print("interrupted: everything started has been stopped", file=sys.stderr)
+        return 130
+    except ToolMissing as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 2
+    took = time.monotonic() - began
+    print(f"\n{report.table(session.rows)}\n")
+    busy = {
+        run: b
+        for run, b in session.raw.get("machine_busy_before", {}).items()
+        if b > machine.QUIET_BUSY
+    }
+    if busy:
+        listed = ", ".join(f"{run} {b:.0%}" for run, b in busy.items())
+        print(f"warning: the machine was busy before some runs ({listed}): figures are low")
+    for problem in session.problems:
+        print(f"problem: {problem}")
+    path = save(session, args, started, took)
+    print(f"total {took:.0f} s; written to {path} and bench/results/latest.json")
+    return 1 if session.problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

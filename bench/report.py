@@ -1,0 +1,162 @@
+"""The results table: one row per figure, with its target and PASS/MISS."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bench.config import (
+    LIMIT_MESSAGE_BYTES,
+    TARGET_E2E_BATCH,
+    TARGET_E2E_SINGLE,
+    TARGET_INGEST_P99_MS,
+    TARGET_INGEST_RPS,
+    TARGET_LOG_P99_MS,
+    TARGET_RSS_MB,
+)
+from bench.e2e import E2EResult
+from bench.ingest import IngestResult
+from bench.limit import LimitResult
+from bench.logs import LogsResult
+
+PASS, MISS, SKIP, ERROR, INFO = "PASS", "MISS", "SKIP", "ERROR", ""
+
+
+@dataclass(frozen=True)
+class Row:
+    run: str
+    result: str
+    detail: str = ""
+    target: str = ""
+    verdict: str = INFO
+
+    def as_json(self) -> dict[str, str]:
+        return {
+            "run": self.run,
+            "result": self.result,
+            "detail": self.detail,
+            "target": self.target,
+            "verdict": self.verdict,
+        }
+
+
+def _verdict(ok: bool) -> str:
+    return PASS if ok else MISS
+
+
+def limit_rows(r: LimitResult) -> list[Row]:
+    how = f"{r.messages:,} messages of {LIMIT_MESSAGE_BYTES:,} B, {r.sessions} sessions"
+    return [
+        Row("limit: smtp-source → smtp-sink, reused conns", f"{r.reused_per_s:,.0f} msg/s", how),
+        Row("limit: same, one conn per message", f"{r.per_message_per_s:,.0f} msg/s", how),
+    ]
+
+
+def e2e_row(r: E2EResult) -> Row:
+    target = TARGET_E2E_BATCH if r.mode == "batch" else TARGET_E2E_SINGLE
+    if r.skipped:
+        return Row(r.name, r.skipped, "", f"≥ {target:,.0f} emails/s", SKIP)
+    if r.complete:
+        detail = f"{r.sent:,} in {r.seconds:.1f} s; ingest {r.ingest_per_s:,.0f}/s"
+        if r.drain_per_s:
+            detail += f", then {r.drain_per_s:,.0f}/s"
+    else:
+        detail = f"INCOMPLETE: {r.sent:,}/{r.emails:,} sent by the {r.seconds:.0f} s deadline"
+        detail += f"; {r.stored:,} stored"
+    if r.failed:
+        detail += f"; {r.failed:,} failed"
+    ok = r.complete and not r.problems and r.emails_per_s >= target
+    return Row(
+        r.name, f"{r.emails_per_s:,.0f} emails/s", detail, f"≥ {target:,.0f} emails/s", _verdict(ok)
+    )
+
+
+def scaling_row(mode: str, results: list[E2EResult]) -> Row | None:
+    """2 worker processes against 1, when both ran."""
+    by_workers = {r.workers: r for r in results if r.mode == mode and not r.skipped}
+    one, two = by_workers.get(1), by_workers.get(2)
+    if one is None or two is None or one.emails_per_s == 0:
+        return None
+    ratio = two.emails_per_s / one.emails_per_s
+    return Row(
+        f"e2e {mode}: 2 workers vs 1",
+        f"x {ratio:.2f}",
+        f"{one.emails_per_s:,.0f} → {two.emails_per_s:,.0f} emails/s",
+        "> x 1.00",
+        _verdict(ratio > 1.0),
+    )
+
+
+def ingest_rows(r: IngestResult, api_processes: int) -> list[Row]:
+    w = r.wrk
+    if w is None:
+        return []
+    what = f"ingest POST /send, {api_processes} API proc, no worker"
+    detail = f"{w.requests:,} in {w.duration_s:.0f} s; non-2xx {w.non_2xx}"
+    if w.socket_errors:
+        detail += f"; socket errors {w.socket_errors}"
+    return [
+        Row(
+            what,
+            f"{w.rps:,.0f} req/s",
+            detail,
+            f"≥ {TARGET_INGEST_RPS:,.0f} req/s",
+            _verdict(w.rps >= TARGET_INGEST_RPS and not r.problems),
+        ),
+        Row(
+            "ingest latency",
+            f"p99 {w.p99_ms:.1f} ms",
+            f"p50 {w.p50_ms:.1f} ms, p90 {w.p90_ms:.1f} ms, max {w.max_ms:.0f} ms",
+            f"p99 ≤ {TARGET_INGEST_P99_MS:.0f} ms",
+            _verdict(w.p99_ms <= TARGET_INGEST_P99_MS),
+        ),
+    ]
+
+
+def logs_rows(r: LogsResult) -> list[Row]:
+    rows = []
+    for q in r.queries:
+        detail = f"p50 {q.p50_ms:.1f} ms, max {q.max_ms:.0f} ms, {q.requests} requests"
+        if q.errors:
+            detail += f", {q.errors} errors"
+        rows.append(
+            Row(
+                f"GET /logs/email {q.name}",
+                f"p99 {q.p99_ms:.1f} ms",
+                detail,
+                f"p99 ≤ {TARGET_LOG_P99_MS:.0f} ms",
+                _verdict(q.p99_ms <= TARGET_LOG_P99_MS and not q.errors),
+            )
+        )
+    return rows
+
+
+def rss_rows(peaks: dict[str, float]) -> list[Row]:
+    """Peak RSS of the API and of the workers, the largest over the runs that had them."""
+    rows = []
+    for role in ("api", "worker"):
+        # keys look like "worker-1@e2e batch, 2 workers"
+        values = [mb for name, mb in peaks.items() if name.split("@")[0].split("-")[0] == role]
+        if values:
+            rows.append(
+                Row(
+                    f"peak RSS, {role} process",
+                    f"{max(values):.0f} MB",
+                    "largest VmHWM over the runs (one process)",
+                    f"< {TARGET_RSS_MB:.0f} MB",
+                    _verdict(max(values) < TARGET_RSS_MB),
+                )
+            )
+    return rows
+
+
+def table(rows: list[Row]) -> str:
+    """A Markdown table whose columns also line up in a terminal."""
+    header = ("run", "result", "detail", "target", "verdict")
+    cells = [header, *[(r.run, r.result, r.detail, r.target, r.verdict) for r in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    lines = [
+        "| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |"
+        for row in cells
+    ]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines)

@@ -1,0 +1,87 @@
+"""Group commit: concurrent emails share a transaction, and a failed group stores nothing."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from mailroom.emails import service
+from mailroom.emails.intake import MAX_GROUP, Intake
+from mailroom.emails.schemas import SendEmailRequest
+from mailroom.queue.jobs import DeliveryJob, Job
+from mailroom.settings import Settings
+
+pytestmark = pytest.mark.usefixtures("clean")
+
+
+class Dispatched:
+    def __init__(self) -> None:
+        self.calls: list[list[Job]] = []
+
+    async def __call__(self, jobs: Sequence[Job]) -> bool:
+        self.calls.append(list(jobs))
+        return True
+
+
+def _row(settings: Settings, n: int) -> tuple[dict[str, object], DeliveryJob]:
+    request = SendEmailRequest.model_validate(
+        {"to": f"user{n}@example.com", "subject": "s", "text": "t"}
+    )
+    now = datetime.now(UTC)
+    email = service._new_email(request, settings, None, None, now)
+    return service._columns(email), service._first_job(email, now)
+
+
+async def _transactions(sessions: async_sessionmaker[AsyncSession]) -> tuple[int, int]:
+    async with sessions() as session:
+        rows, xids = (
+            await session.execute(text("SELECT count(*), count(DISTINCT xmin::text) FROM emails"))
+        ).one()
+    return int(rows), int(xids)
+
+
+async def test_emails_stored_together_share_one_transaction_and_one_dispatch(
+    sessions: async_sessionmaker[AsyncSession], settings: Settings
+) -> None:
+    dispatched = Dispatched()
+    intake = Intake(sessions, dispatched)
+    items = [_row(settings, n) for n in range(30)]
+    await asyncio.gather(*(intake.store(row, job) for row, job in items))
+    assert await _transactions(sessions) == (30, 1)
+    assert [len(call) for call in dispatched.calls] == [30]
+    assert {j.job_id for j in dispatched.calls[0]} == {job.job_id for _, job in items}
+
+
+async def test_a_group_is_at_most_max_group_emails(
+    sessions: async_sessionmaker[AsyncSession], settings: Settings
+) -> None:
+    dispatched = Dispatched()
+    intake = Intake(sessions, dispatched)
+    items = [_row(settings, n) for n in range(MAX_GROUP + 5)]
+    await asyncio.gather(*(intake.store(row, job) for row, job in items))
+    assert await _transactions(sessions) == (MAX_GROUP + 5, 2)
+
+
+async def test_a_failed_group_fails_every_caller_and_stores_nothing(
+    sessions: async_sessionmaker[AsyncSession], settings: Settings
+) -> None:
+    dispatched = Dispatched()
+    intake = Intake(sessions, dispatched)
+    items = [_row(settings, n) for n in range(3)]
+    duplicate = (dict(items[0][0]), items[0][1])  # the same primary key twice
+    outcomes = await asyncio.gather(
+        *(intake.store(row, job) for row, job in [*items, duplicate]), return_exceptions=True
+    )
+    assert all(isinstance(o, IntegrityError) for o in outcomes), outcomes
+    assert await _transactions(sessions) == (0, 0)
+    assert dispatched.calls == []
+    # The next group is not affected.
+    row, job = _row(settings, 99)
+    await intake.store(row, job)
+    assert (await _transactions(sessions))[0] == 1
