@@ -30,6 +30,7 @@ from mailroom.devinbox.store import Inbox
 from mailroom.settings import Settings, load_settings
 from mailroom.transport.smtp import SmtpConfig, SmtpTransport
 from mailroom.worker.runner import DeliveryWorker
+from tests.support.loggers import forget_cached_loggers
 from tests.support.smtp_server import SmtpTestServer
 
 SERVER_URL = os.environ.get(
@@ -134,6 +135,12 @@ async def clean(
     await _drop_redis_keys(redis_client, namespace)
     yield
     await _drop_redis_keys(redis_client, namespace)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_loggers() -> None:
+    # A CLI test configures logging for real; later capture_logs must still see events.
+    forget_cached_loggers()
 
 
 @pytest.fixture(scope="session", autouse=True)

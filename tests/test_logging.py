@@ -13,7 +13,6 @@ import io
 import json
 import logging
 import secrets
-import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -25,7 +24,6 @@ import structlog
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from structlog._config import BoundLoggerLazyProxy
 
 from mailroom.api.app import create_app
 from mailroom.auth.scopes import Scope
@@ -33,6 +31,7 @@ from mailroom.auth.service import create_key
 from mailroom.log_config import _redact, configure_logging, mask_address
 from mailroom.settings import Settings
 from tests.conftest import running_worker
+from tests.support.loggers import forget_cached_loggers
 from tests.support.smtp_server import SmtpTestServer
 from tests.support.waiting import eventually
 
@@ -49,16 +48,6 @@ _TUNED_LOGGERS = (
     "mail.log",
     "alembic",
 )
-
-
-def _forget_cached_loggers() -> None:
-    """Undo structlog's cache_logger_on_first_use for Mailroom's module-level loggers."""
-    for name, module in list(sys.modules.items()):
-        if name != "mailroom" and not name.startswith("mailroom."):
-            continue
-        for value in list(vars(module).values()):
-            if isinstance(value, BoundLoggerLazyProxy):
-                vars(value).pop("bind", None)
 
 
 @dataclass
@@ -97,7 +86,7 @@ def json_log(settings_factory: Callable[..., Settings]) -> Iterator[Captured]:
         for logger in [logging.getLogger(name)]
     }
     structlog_config = structlog.get_config()
-    _forget_cached_loggers()
+    forget_cached_loggers()
 
     configure_logging(settings_factory(log_format="json"))
     [handler] = root.handlers
@@ -117,7 +106,7 @@ def json_log(settings_factory: Callable[..., Settings]) -> Iterator[Captured]:
             logger.handlers[:] = handlers
             logger.propagate = propagate
         structlog.configure(**structlog_config)
-        _forget_cached_loggers()
+        forget_cached_loggers()
 
 
 @dataclass(frozen=True)

@@ -240,8 +240,11 @@ async def test_the_job_of_a_scheduled_email_waits_in_redis_until_send_at(
 
 async def test_an_immediate_send_is_not_delayed(client: httpx.AsyncClient, queue: Queue) -> None:
     accepted = await _send(client, VALID)
-    job = await queue.getJob(f"{accepted['id']}-1")
+    # A plain POST /send goes out in a batch job shared with concurrent requests (see intake).
+    job = await queue.getJob(f"batch-{accepted['id']}-1")
     assert job is not None
+    assert job.name == "deliver-batch"
+    assert job.data["emailIds"] == [accepted["id"]]
     assert job.opts.get("delay", 0) == 0
     assert await queue.getJobState(job.id) in ("waiting", "wait")
 

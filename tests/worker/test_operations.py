@@ -232,13 +232,13 @@ async def test_a_cancelled_queued_email_is_never_delivered_by_a_real_worker(
     dispatcher = Dispatcher(settings)
     try:
         # Its job is still in Redis, waiting for a worker.
-        assert await dispatcher.queue.getJob(f"{cancelled['id']}-1") is not None
+        assert await dispatcher.queue.getJob(f"batch-{cancelled['id']}-1") is not None
         async with running_worker(settings, smtp_server):
             after = (await client.post("/send", json={**body, "subject": "After"})).json()
 
             async def state() -> tuple[str, bool]:
                 email = (await client.get(f"/emails/{after['id']}")).json()
-                job = await dispatcher.queue.getJob(f"{cancelled['id']}-1")
+                job = await dispatcher.queue.getJob(f"batch-{cancelled['id']}-1")
                 return email["status"], job is None
 
             # The later email went out, and the cancelled one's job has been processed.

@@ -50,7 +50,7 @@ def create_app(settings: Settings | None = None, *, inbox: Inbox | None = None) 
             dispatcher=dispatcher,
             keys=KeyChecker(sessions, ttl=settings.api_key_cache_seconds),
             rate_limiter=rate_limiter,
-            intake=Intake(sessions, dispatcher.dispatch),
+            intake=Intake(sessions, dispatcher.dispatch, batch_job_size=settings.batch_job_size),
             inbox=inbox,
         )
         folding = asyncio.create_task(fold_forever(sessions), name="fold-counters")

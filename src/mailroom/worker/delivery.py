@@ -206,6 +206,8 @@ def _log_outcome(attempt: AttemptResult, recorded: service.Recorded) -> str:
     result, email = attempt.result, attempt.claimed.email
     fields = {
         "email_id": str(email.id),
+        # Its own request's id: a batch job may carry emails of many requests.
+        "request_id": email.request_id,
         "attempt": attempt.claimed.attempt,
         "to": [mask_address(r) for r in email.recipients[:5]],
         "outcome": result.outcome.value,
