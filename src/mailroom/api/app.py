@@ -69,6 +69,9 @@ def create_app(settings: Settings | None = None, *, inbox: Inbox | None = None) 
         version=__version__,
         summary="Queued email delivery with a complete, queryable log.",
         lifespan=lifespan,
+        # Mailroom exports its own Prometheus metrics. FastAPI's OpenTelemetry hooks would
+        # otherwise look up the (unconfigured) providers on every request: 4 % of its CPU.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     install_error_handlers(app)
     app.include_router(emails.send_router)
