@@ -93,6 +93,7 @@ class BenchStack:
                 "LOG_LEVEL": "WARNING",
                 "LOG_FORMAT": "json",
                 "WORKER_HEARTBEAT_FILE": str(heartbeat) if heartbeat else "",
+                "WORKER_METRICS_PORT": "0",  # several workers on one host
             }
         )
         return env

@@ -137,6 +137,7 @@ class Stack:
                 "LOG_LEVEL": "WARNING",
                 "LOG_FORMAT": "json",
                 "WORKER_HEARTBEAT_FILE": heartbeat,
+                "WORKER_METRICS_PORT": "0",  # several workers on one host
             }
         )
         return env

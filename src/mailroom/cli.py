@@ -39,8 +39,10 @@ def _run(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
 
 def _register_subcommands() -> None:
     from mailroom.auth.cli import keys_app
+    from mailroom.emails.cli import emails_app
 
     app.add_typer(keys_app, name="keys")
+    app.add_typer(emails_app, name="emails")
 
 
 @app.command()

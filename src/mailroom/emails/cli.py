@@ -1,0 +1,134 @@
+"""`mailroom emails …`: retry, cancel and requeue emails from a shell (as the API does)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, TypeVar
+
+import typer
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+    from mailroom.queue.dispatcher import Dispatcher
+
+# The database and queue layers are imported inside the commands (see auth/cli.py).
+
+T = TypeVar("T")
+
+emails_app = typer.Typer(help="Retry, cancel and requeue emails.", no_args_is_help=True)
+
+
+def _run(work: Callable[[async_sessionmaker[AsyncSession], Dispatcher], Awaitable[T]]) -> T:
+    from mailroom.cli import load_cli_settings
+    from mailroom.db.engine import create_engine, create_session_factory
+    from mailroom.errors import MailroomError
+    from mailroom.queue.dispatcher import Dispatcher
+
+    settings = load_cli_settings()
+
+    async def main() -> T:
+        engine = create_engine(settings, pool_size=2)
+        dispatcher = Dispatcher(settings)
+        try:
+            return await work(create_session_factory(engine), dispatcher)
+        finally:
+            await dispatcher.aclose()
+            await engine.dispose()
+
+    try:
+        return asyncio.run(main())
+    except MailroomError as exc:
+        typer.echo(exc.message, err=True)
+        raise typer.Exit(1) from None
+
+
+def _email_id(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        typer.echo(f"{value[:64]!r} is not an email id", err=True)
+        raise typer.Exit(2) from None
+
+
+EmailIdArgument = Annotated[str, typer.Argument(help="The id POST /send returned")]
+
+
+@emails_app.command("retry")
+def retry(email_id: EmailIdArgument) -> None:
+    """Send a failed email again (its attempts so far stay in its history)."""
+    parsed = _email_id(email_id)
+    from mailroom.emails import service
+    from mailroom.unit_of_work import unit_of_work
+
+    async def work(sessions: async_sessionmaker[AsyncSession], dispatcher: Dispatcher) -> str:
+        async with unit_of_work(sessions, dispatcher.dispatch) as uow:
+            item = await service.retry_email(uow, parsed)
+        return item.status.value
+
+    typer.echo(f"Email {parsed} is {_run(work)} again.")
+
+
+@emails_app.command("cancel")
+def cancel(email_id: EmailIdArgument) -> None:
+    """Cancel a scheduled, queued or retrying email: it will never be sent."""
+    parsed = _email_id(email_id)
+    from mailroom.emails import service
+    from mailroom.unit_of_work import unit_of_work
+
+    async def work(sessions: async_sessionmaker[AsyncSession], dispatcher: Dispatcher) -> str:
+        async with unit_of_work(sessions, dispatcher.dispatch) as uow:
+            item = await service.cancel_email(uow, parsed)
+        return item.status.value
+
+    typer.echo(f"Email {parsed} is {_run(work)}.")
+
+
+@emails_app.command("requeue")
+def requeue(
+    since: Annotated[
+        datetime | None, typer.Option(help="Created at or after (ISO 8601; UTC if no offset)")
+    ] = None,
+    until: Annotated[datetime | None, typer.Option(help="Created before (ISO 8601)")] = None,
+    to: Annotated[str | None, typer.Option(help="Only emails with this recipient")] = None,
+    error_class: Annotated[
+        str | None, typer.Option(help="The last error: 4xx, 5xx or connection")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, help="Requeue at most this many")] = 10_000,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Count them; change nothing")] = False,
+) -> None:
+    """Send again the failed emails these filters select (as POST /emails/requeue)."""
+    from pydantic import ValidationError
+
+    from mailroom.emails import service
+    from mailroom.emails.schemas import RequeueRequest, RequeueResult
+    from mailroom.errors import field_errors
+
+    try:
+        request = RequeueRequest(
+            since=since,
+            until=until,
+            to=to,
+            error_class=error_class,  # validated here: 4xx, 5xx or connection
+            limit=limit,
+            dry_run=dry_run,
+        )
+    except ValidationError as exc:
+        for problem in field_errors(exc.errors()):
+            typer.echo(f"--{problem['field'].replace('_', '-')}: {problem['message']}", err=True)
+        raise typer.Exit(2) from None
+
+    async def work(
+        sessions: async_sessionmaker[AsyncSession], dispatcher: Dispatcher
+    ) -> RequeueResult:
+        return await service.requeue_failed(sessions, dispatcher.dispatch, request)
+
+    result = _run(work)
+    if result.dry_run:
+        typer.echo(f"{result.matched} failed emails match; nothing was changed (--dry-run).")
+        return
+    more = " More match: run it again for the rest." if result.has_more else ""
+    typer.echo(f"Requeued {result.requeued} of {result.matched} matching failed emails.{more}")
