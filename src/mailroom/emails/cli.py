@@ -57,34 +57,32 @@ def _email_id(value: str) -> uuid.UUID:
 EmailIdArgument = Annotated[str, typer.Argument(help="The id POST /send returned")]
 
 
-@emails_app.command("retry")
-def retry(email_id: EmailIdArgument) -> None:
-    """Send a failed email again (its attempts so far stay in its history)."""
+def _move(email_id: str, action: str) -> str:
+    """Retry or cancel one email; returns its new status."""
     parsed = _email_id(email_id)
     from mailroom.emails import service
     from mailroom.unit_of_work import unit_of_work
 
+    move = service.retry_email if action == "retry" else service.cancel_email
+
     async def work(sessions: async_sessionmaker[AsyncSession], dispatcher: Dispatcher) -> str:
         async with unit_of_work(sessions, dispatcher.dispatch) as uow:
-            item = await service.retry_email(uow, parsed)
+            item = await move(uow, parsed)
         return item.status.value
 
-    typer.echo(f"Email {parsed} is {_run(work)} again.")
+    return _run(work)
+
+
+@emails_app.command("retry")
+def retry(email_id: EmailIdArgument) -> None:
+    """Send a failed email again (its attempts so far stay in its history)."""
+    typer.echo(f"Email {email_id} is {_move(email_id, 'retry')} again.")
 
 
 @emails_app.command("cancel")
 def cancel(email_id: EmailIdArgument) -> None:
     """Cancel a scheduled, queued or retrying email: it will never be sent."""
-    parsed = _email_id(email_id)
-    from mailroom.emails import service
-    from mailroom.unit_of_work import unit_of_work
-
-    async def work(sessions: async_sessionmaker[AsyncSession], dispatcher: Dispatcher) -> str:
-        async with unit_of_work(sessions, dispatcher.dispatch) as uow:
-            item = await service.cancel_email(uow, parsed)
-        return item.status.value
-
-    typer.echo(f"Email {parsed} is {_run(work)}.")
+    typer.echo(f"Email {email_id} is {_move(email_id, 'cancel')}.")
 
 
 @emails_app.command("requeue")

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from mailroom.emails.addresses import parse_mailbox
+from mailroom.emails.instants import in_utc, iso_8601_only
 from mailroom.emails.repository import LogFilter, Position
 from mailroom.emails.states import EmailStatus
 
@@ -149,27 +150,14 @@ class LogQuery(BaseModel):
             ) from None
         return value
 
-    @field_validator("since", "until", mode="before")
-    @classmethod
-    def _iso_8601_only(cls, value: object) -> object:
-        # pydantic would also read "1700000000" as a Unix time; the API promises ISO 8601.
-        if isinstance(value, int | float) or (
-            isinstance(value, str) and value.strip().lstrip("+-").replace(".", "", 1).isdigit()
-        ):
-            raise ValueError("must be an ISO 8601 date or date-time, e.g. 2026-11-27T10:00:00Z")
-        return value
+    _times_are_iso_8601 = field_validator("since", "until", mode="before")(iso_8601_only)
 
     @field_validator("since", "until")
     @classmethod
     def _instant(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
         if value is None:
             return None
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=ZoneInfo(info.data.get("tz", "UTC")))
-        try:
-            value = value.astimezone(UTC)
-        except OverflowError:
-            raise ValueError("is out of range") from None
+        value = in_utc(value, ZoneInfo(info.data.get("tz", "UTC")))
         since = info.data.get("since")
         if info.field_name == "until" and since is not None and since >= value:
             raise ValueError("must be later than since")

@@ -29,6 +29,7 @@ from mailroom.emails.attachments import (
     encode_content,
     safe_filename,
 )
+from mailroom.emails.instants import in_utc, iso_8601_only
 from mailroom.emails.states import EmailStatus
 
 MAX_RECIPIENTS = 50
@@ -220,15 +221,7 @@ class SendEmailRequest(_Schema):
                 raise ValueError(f"header {name!r} {exc}") from None
         return value
 
-    @field_validator("send_at", mode="before")
-    @classmethod
-    def _iso_8601_only(cls, value: object) -> object:
-        # pydantic would also read 1700000000 as a Unix time; the API promises ISO 8601.
-        if isinstance(value, int | float) or (
-            isinstance(value, str) and value.strip().lstrip("+-").replace(".", "", 1).isdigit()
-        ):
-            raise ValueError("must be an ISO 8601 date-time with an offset")
-        return value
+    _send_at_is_iso_8601 = field_validator("send_at", mode="before")(iso_8601_only)
 
     @field_validator("send_at")
     @classmethod
@@ -240,10 +233,7 @@ class SendEmailRequest(_Schema):
                 "needs an offset or Z (e.g. 2026-12-01T09:00:00+01:00): "
                 "a bare local time is ambiguous"
             )
-        try:
-            value = value.astimezone(UTC)
-        except OverflowError:
-            raise ValueError("is out of range") from None
+        value = in_utc(value)
         now = datetime.now(UTC)
         if value <= now:
             raise ValueError("must be in the future (leave it out to send now)")
@@ -360,26 +350,13 @@ class RequeueRequest(_Schema):
         default=MAX_REQUEUE, ge=1, le=MAX_REQUEUE, description="Requeue at most this many"
     )
 
-    @field_validator("since", "until", mode="before")
-    @classmethod
-    def _iso_8601_only(cls, value: object) -> object:
-        if isinstance(value, int | float) or (
-            isinstance(value, str) and value.strip().lstrip("+-").replace(".", "", 1).isdigit()
-        ):
-            raise ValueError("must be an ISO 8601 date or date-time, e.g. 2026-11-27T10:00:00Z")
-        return value
+    _times_are_iso_8601 = field_validator("since", "until", mode="before")(iso_8601_only)
 
     @field_validator("since", "until")
     @classmethod
     def _instant(cls, value: datetime | None) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)  # as GET /logs/email reads it with tz=UTC
-        try:
-            return value.astimezone(UTC)
-        except OverflowError:
-            raise ValueError("is out of range") from None
+        # Without an offset: UTC, as GET /logs/email reads it with its default tz.
+        return None if value is None else in_utc(value)
 
     @field_validator("to")
     @classmethod
