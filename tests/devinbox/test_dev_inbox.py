@@ -10,7 +10,9 @@ from mailroom.devinbox.store import Inbox
 from mailroom.settings import Settings
 from mailroom.transport.base import Envelope, Outcome
 from mailroom.transport.smtp import SmtpConfig, SmtpTransport
-from tests.conftest import api_client
+from tests.conftest import api_client, running_worker
+from tests.support.smtp_server import SmtpTestServer
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.usefixtures("clean")
 
@@ -67,3 +69,30 @@ async def test_the_inbox_route_exists_only_in_dev_mode(client: httpx.AsyncClient
     response = await client.get("/dev/inbox")
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "not_found"
+
+
+async def test_under_mailroom_dev_a_sandbox_email_lands_in_the_dev_inbox(
+    client: httpx.AsyncClient, settings: Settings, smtp_server: SmtpTestServer
+) -> None:
+    # As `mailroom dev` wires it: real mail to the SMTP server, sandbox mail to the inbox.
+    inbox = Inbox()
+    server = await start_smtp_server(CaptureHandler(inbox), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    sandbox = SmtpTransport(SmtpConfig(host="127.0.0.1", port=port))
+    try:
+        async with running_worker(settings, smtp_server, sandbox_transport=sandbox):
+            body = {"to": "jane@example.com", "subject": "Sandboxed", "text": "Hi"}
+            sent = await client.post("/send", json=body, headers={"X-Sandbox": "true"})
+            assert sent.status_code == 202, sent.text
+
+            async def captured() -> list[str]:
+                return [str(m.parsed()["Subject"]) for m in inbox]
+
+            await eventually(captured, lambda s: s == ["Sandboxed"], what="the dev inbox")
+    finally:
+        await sandbox.aclose()
+        server.close()
+        await server.wait_closed()
+    assert smtp_server.handler.messages() == []
+    detail = (await client.get(f"/emails/{sent.json()['id']}")).json()
+    assert (detail["status"], detail["sandbox"]) == ("sent", True)
