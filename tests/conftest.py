@@ -27,6 +27,7 @@ from mailroom.auth.service import create_key
 from mailroom.db.engine import create_engine, create_session_factory
 from mailroom.db.migrate import migrate
 from mailroom.devinbox.store import Inbox
+from mailroom.queue.dispatcher import Dispatcher
 from mailroom.settings import Settings, load_settings
 from mailroom.transport.smtp import SmtpConfig, SmtpTransport
 from mailroom.worker.runner import DeliveryWorker
@@ -135,6 +136,14 @@ async def clean(
     await _drop_redis_keys(redis_client, namespace)
     yield
     await _drop_redis_keys(redis_client, namespace)
+
+
+@pytest.fixture
+async def dispatcher(settings: Settings) -> AsyncIterator[Dispatcher]:
+    """The BullMQ dispatcher the API uses, to queue jobs and look at the ones queued."""
+    dispatcher = Dispatcher(settings)
+    yield dispatcher
+    await dispatcher.aclose()
 
 
 @pytest.fixture(autouse=True)

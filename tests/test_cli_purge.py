@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-import structlog
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from typer.testing import CliRunner, Result
 
 from mailroom.cli import app
 from mailroom.emails.models import DeliveryAttempt, Email
-from mailroom.settings import Settings, get_settings
+from mailroom.settings import Settings
+from tests.support.cli import cli_environment
 from tests.support.factories import email_row, insert_emails
 
 runner = CliRunner()
@@ -25,18 +24,8 @@ Sessions = async_sessionmaker[AsyncSession]
 
 @pytest.fixture(autouse=True)
 def _cli_environment(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> Iterator[None]:
-    """The command reads DATABASE_URL; it also configures logging, which is undone after."""
-    monkeypatch.setenv("DATABASE_URL", settings.database_url)
-    monkeypatch.delenv("PURGE_BATCH_SIZE", raising=False)
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    structlog_config = structlog.get_config()
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    structlog.configure(**structlog_config)
+    with cli_environment(monkeypatch, settings, PURGE_BATCH_SIZE=None):
+        yield
 
 
 async def _purge(*args: str) -> Result:

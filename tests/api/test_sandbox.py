@@ -8,7 +8,6 @@ in-process SMTP server (or a port where nothing listens) shows.
 from __future__ import annotations
 
 import asyncio
-import logging
 import secrets
 import socket
 from collections.abc import AsyncIterator, Iterator
@@ -17,18 +16,18 @@ from typing import Any
 
 import httpx
 import pytest
-import structlog
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from typer.testing import CliRunner, Result
 
 from mailroom.auth.scopes import Scope
 from mailroom.cli import app
-from mailroom.settings import Settings, get_settings
+from mailroom.settings import Settings
 from mailroom.transport.smtp import SmtpConfig, SmtpTransport
 from mailroom.worker.runner import DeliveryWorker
 from tests.api.shapes import assert_error
 from tests.conftest import api_client, make_key, running_worker
+from tests.support.cli import cli_environment
 from tests.support.factories import make_sandbox_key, stored_emails
 from tests.support.smtp_server import SmtpTestServer
 from tests.support.waiting import eventually
@@ -260,18 +259,9 @@ runner = CliRunner()
 
 
 @pytest.fixture
-def cli_environment(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> Iterator[None]:
-    """The commands read DATABASE_URL; they also configure logging, which is undone after."""
-    monkeypatch.setenv("DATABASE_URL", settings.database_url)
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    structlog_config = structlog.get_config()
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    structlog.configure(**structlog_config)
+def _cli_environment(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> Iterator[None]:
+    with cli_environment(monkeypatch, settings):
+        yield
 
 
 async def _cli(*args: str) -> Result:
@@ -288,7 +278,7 @@ def _sandbox_cell(listing: str, name: str) -> str:
     return row[start:end].strip()
 
 
-@pytest.mark.usefixtures("cli_environment")
+@pytest.mark.usefixtures("_cli_environment")
 async def test_keys_create_sandbox_makes_a_sandbox_key_that_keys_list_shows(
     settings: Settings, sessions: async_sessionmaker[AsyncSession], smtp_server: SmtpTestServer
 ) -> None:
@@ -323,7 +313,7 @@ async def test_keys_create_sandbox_makes_a_sandbox_key_that_keys_list_shows(
     assert smtp_server.handler.connections == 0
 
 
-@pytest.mark.usefixtures("cli_environment")
+@pytest.mark.usefixtures("_cli_environment")
 async def test_keys_create_sandbox_keeps_the_scopes_given(settings: Settings, clean: None) -> None:
     result = await _cli(
         "keys", "create", "--name", f"ci-{secrets.token_hex(6)}", "--sandbox", "--scopes", "send"

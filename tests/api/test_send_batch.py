@@ -94,13 +94,6 @@ async def _stored(sessions: async_sessionmaker[AsyncSession]) -> dict[uuid.UUID,
     return await stored_emails(sessions)
 
 
-@pytest.fixture
-async def dispatcher(settings: Settings) -> AsyncIterator[Dispatcher]:
-    dispatcher = Dispatcher(settings)
-    yield dispatcher
-    await dispatcher.aclose()
-
-
 async def _queued_jobs(dispatcher: Dispatcher) -> list[Any]:
     jobs: list[Any] = await dispatcher.queue.getJobs(list(JOB_STATES))
     return jobs

@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import secrets
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-import structlog
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from typer.testing import CliRunner, Result
 
 from mailroom.cli import app
-from mailroom.settings import Settings, get_settings
+from mailroom.settings import Settings
 from tests.conftest import api_client
+from tests.support.cli import cli_environment
 
 VALID: dict[str, Any] = {"to": "jane@example.com", "subject": "Hello", "text": "Hi there"}
 
@@ -25,17 +24,8 @@ runner = CliRunner()
 
 @pytest.fixture(autouse=True)
 def _cli_environment(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> Iterator[None]:
-    """The commands read DATABASE_URL; they also configure logging, which is undone after."""
-    monkeypatch.setenv("DATABASE_URL", settings.database_url)
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    structlog_config = structlog.get_config()
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    structlog.configure(**structlog_config)
+    with cli_environment(monkeypatch, settings):
+        yield
 
 
 async def _cli(*args: str) -> Result:

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import uuid
 from collections.abc import Iterator
 
 import pytest
-import structlog
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from typer.testing import CliRunner, Result
@@ -16,7 +14,8 @@ from typer.testing import CliRunner, Result
 from mailroom.cli import app
 from mailroom.emails.models import Email
 from mailroom.queue.dispatcher import Dispatcher
-from mailroom.settings import Settings, get_settings
+from mailroom.settings import Settings
+from tests.support.cli import cli_environment
 from tests.support.factories import email_in, insert_emails
 
 pytestmark = pytest.mark.usefixtures("clean")
@@ -26,20 +25,14 @@ Sessions = async_sessionmaker[AsyncSession]
 
 @pytest.fixture(autouse=True)
 def _cli_environment(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> Iterator[None]:
-    """The commands read the environment; they also configure logging, undone after."""
-    monkeypatch.setenv("DATABASE_URL", settings.database_url)
-    monkeypatch.setenv("REDIS_URL", settings.redis_url)
-    monkeypatch.setenv("QUEUE_PREFIX", settings.queue_prefix)
-    monkeypatch.setenv("QUEUE_NAME", settings.queue_name)
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    structlog_config = structlog.get_config()
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    structlog.configure(**structlog_config)
+    with cli_environment(
+        monkeypatch,
+        settings,
+        REDIS_URL=settings.redis_url,
+        QUEUE_PREFIX=settings.queue_prefix,
+        QUEUE_NAME=settings.queue_name,
+    ):
+        yield
 
 
 async def _mailroom(*args: str) -> Result:

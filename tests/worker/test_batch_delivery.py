@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -40,6 +39,7 @@ from tests.conftest import api_client, running_worker, smtp_transport_for
 from tests.support.factories import batch_items, stored_emails
 from tests.support.smtp_server import ScriptedHandler, SmtpTestServer
 from tests.support.waiting import eventually
+from tests.worker.conftest import make_deliverer
 
 pytestmark = pytest.mark.usefixtures("clean")
 
@@ -50,40 +50,9 @@ JOB_STATES = ("waiting", "delayed", "active", "paused", "prioritized")
 
 
 @pytest.fixture
-async def dispatcher(settings: Settings) -> AsyncIterator[Dispatcher]:
-    dispatcher = Dispatcher(settings)
-    yield dispatcher
-    await dispatcher.aclose()
-
-
-@pytest.fixture
-def memory() -> MemoryTransport:
-    return MemoryTransport()
-
-
-def _deliverer(
-    sessions: async_sessionmaker[AsyncSession],
-    dispatcher: Dispatcher,
-    settings: Settings,
-    transport: Any,
-) -> Deliverer:
-    return Deliverer(
-        sessions=sessions,
-        dispatcher=dispatcher,
-        transport=transport,
-        settings=settings,
-        rng=random.Random(7),
-    )
-
-
-@pytest.fixture
-def deliverer(
-    sessions: async_sessionmaker[AsyncSession],
-    dispatcher: Dispatcher,
-    settings: Settings,
-    memory: MemoryTransport,
-) -> Deliverer:
-    return _deliverer(sessions, dispatcher, settings, memory)
+def memory(transport: MemoryTransport) -> MemoryTransport:
+    """The shared `transport` fixture (the deliverer's), by the name these tests use."""
+    return transport
 
 
 @pytest.fixture
@@ -304,7 +273,8 @@ async def test_refusals_and_deferrals_in_one_batch_each_get_their_own_outcome(
     ok, gone, later, part = ids
     assert batch.email_ids == (ok, gone, later, part)
 
-    result = await _deliverer(sessions, dispatcher, settings, smtp_transport).deliver_batch(batch)
+    deliverer = make_deliverer(sessions, dispatcher, settings, smtp_transport)
+    result = await deliverer.deliver_batch(batch)
     assert result == "failed=1 retrying=1 sent=2"
 
     emails = await stored_emails(sessions, ids)
@@ -368,7 +338,7 @@ async def test_a_batch_is_sent_concurrently_and_recorded_in_one_transaction(
     ids, [batch] = await _accept_batch(sessions, settings, key_id, batch_items(6))
     transport = HoldingTransport({f"batch{n}@example.com" for n in range(6)})
     delivering = asyncio.ensure_future(
-        _deliverer(sessions, dispatcher, settings, transport).deliver_batch(batch)
+        make_deliverer(sessions, dispatcher, settings, transport).deliver_batch(batch)
     )
     try:
         # Every send is under way at once, before any of them has been answered.
@@ -521,8 +491,10 @@ async def test_overlapping_batch_jobs_running_at_once_send_each_email_once(
         DeliveryBatch(tuple(ids)),
     ]
     # One Deliverer is one worker process running jobs concurrently; several are several.
-    one = _deliverer(sessions, dispatcher, settings, memory)
-    workers = [one if shared else _deliverer(sessions, dispatcher, settings, memory) for _ in jobs]
+    one = make_deliverer(sessions, dispatcher, settings, memory)
+    workers = [
+        one if shared else make_deliverer(sessions, dispatcher, settings, memory) for _ in jobs
+    ]
     labels = await asyncio.gather(
         *(w.deliver_batch(j) for w, j in zip(workers, jobs, strict=True)),
         *(w.deliver(DeliveryJob(i, attempt=1)) for w, i in zip(workers, ids[::10], strict=True)),
@@ -557,7 +529,7 @@ async def test_a_batch_cancelled_mid_send_keeps_finished_results_and_hands_back_
     held = {ids[1], ids[3]}
     transport = HoldingTransport({"batch1@example.com", "batch3@example.com"})
     delivering = asyncio.ensure_future(
-        _deliverer(sessions, dispatcher, settings, transport).deliver_batch(batch)
+        make_deliverer(sessions, dispatcher, settings, transport).deliver_batch(batch)
     )
 
     async def progress() -> tuple[int, int]:
@@ -587,7 +559,7 @@ async def test_a_batch_cancelled_mid_send_keeps_finished_results_and_hands_back_
 
     # Their retries go out with the same Message-ID and are then sent.
     await _make_due(sessions, *held)
-    retrier = _deliverer(sessions, dispatcher, settings, memory)
+    retrier = make_deliverer(sessions, dispatcher, settings, memory)
     for job in jobs:
         assert await retrier.deliver(DeliveryJob.from_data(job.data)) == "sent"
     emails = await stored_emails(sessions, ids)
@@ -651,7 +623,7 @@ async def test_a_batch_cancelled_while_recording_keeps_the_real_results(
     ids, [batch] = await _accept_batch(sessions, settings, key_id, batch_items(3))
     transport = HoldingTransport({"batch0@example.com", "batch1@example.com", "batch2@example.com"})
     delivering = asyncio.ensure_future(
-        _deliverer(sessions, dispatcher, settings, transport).deliver_batch(batch)
+        make_deliverer(sessions, dispatcher, settings, transport).deliver_batch(batch)
     )
     await eventually(lambda: _value(transport.holding), lambda n: n == 3, what="3 in flight")
     # Every send is answered, but the rows are locked: recording the answers has to wait.
@@ -723,7 +695,7 @@ async def test_the_sweeper_redispatches_a_batch_redis_lost_as_single_jobs(
         f"the second sweep re-dispatched {again} emails whose single jobs Redis holds"
     )
 
-    deliverer = _deliverer(sessions, dispatcher, settings, memory)
+    deliverer = make_deliverer(sessions, dispatcher, settings, memory)
     for job in jobs:
         assert await deliverer.deliver(DeliveryJob.from_data(job.data)) == "sent"
     assert len(memory.attempts) == 4

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import random
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
@@ -24,34 +23,6 @@ from mailroom.worker.delivery import Deliverer
 from mailroom.worker.sweeper import Sweeper
 
 pytestmark = pytest.mark.usefixtures("clean")
-
-
-@pytest.fixture
-async def dispatcher(settings: Settings) -> AsyncIterator[Dispatcher]:
-    dispatcher = Dispatcher(settings)
-    yield dispatcher
-    await dispatcher.aclose()
-
-
-@pytest.fixture
-def transport() -> MemoryTransport:
-    return MemoryTransport()
-
-
-@pytest.fixture
-def deliverer(
-    sessions: async_sessionmaker[AsyncSession],
-    dispatcher: Dispatcher,
-    transport: MemoryTransport,
-    settings: Settings,
-) -> Deliverer:
-    return Deliverer(
-        sessions=sessions,
-        dispatcher=dispatcher,
-        transport=transport,
-        settings=settings,
-        rng=random.Random(7),
-    )
 
 
 async def _accept(

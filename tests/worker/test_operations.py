@@ -7,9 +7,8 @@ worker against the in-process SMTP server.
 
 from __future__ import annotations
 
-import random
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -32,45 +31,9 @@ from mailroom.worker.sweeper import Sweeper
 from tests.conftest import running_worker
 from tests.support.smtp_server import SmtpTestServer
 from tests.support.waiting import eventually
+from tests.worker.conftest import make_deliverer
 
 pytestmark = pytest.mark.usefixtures("clean")
-
-
-@pytest.fixture
-async def dispatcher(settings: Settings) -> AsyncIterator[Dispatcher]:
-    dispatcher = Dispatcher(settings)
-    yield dispatcher
-    await dispatcher.aclose()
-
-
-@pytest.fixture
-def transport() -> MemoryTransport:
-    return MemoryTransport()
-
-
-def _deliverer(
-    sessions: async_sessionmaker[AsyncSession],
-    dispatcher: Dispatcher,
-    transport: MemoryTransport,
-    settings: Settings,
-) -> Deliverer:
-    return Deliverer(
-        sessions=sessions,
-        dispatcher=dispatcher,
-        transport=transport,
-        settings=settings,
-        rng=random.Random(7),
-    )
-
-
-@pytest.fixture
-def deliverer(
-    sessions: async_sessionmaker[AsyncSession],
-    dispatcher: Dispatcher,
-    transport: MemoryTransport,
-    settings: Settings,
-) -> Deliverer:
-    return _deliverer(sessions, dispatcher, transport, settings)
 
 
 async def _accept(
@@ -338,7 +301,7 @@ async def test_a_retry_gets_a_fresh_budget_of_max_attempts(
     transport: MemoryTransport,
 ) -> None:
     settings = settings_factory(max_attempts=2)
-    deliverer = _deliverer(sessions, dispatcher, transport, settings)
+    deliverer = make_deliverer(sessions, dispatcher, settings, transport)
     email = await _accept(sessions, dispatcher, settings)
     transport.script(*(reply(451, "4.3.0 Try again later") for _ in range(4)))
 
@@ -401,7 +364,7 @@ async def test_a_connection_failure_exhausted_then_retried_and_sent(
     transport: MemoryTransport,
 ) -> None:
     settings = settings_factory(max_attempts=1)
-    deliverer = _deliverer(sessions, dispatcher, transport, settings)
+    deliverer = make_deliverer(sessions, dispatcher, settings, transport)
     email = await _accept(sessions, dispatcher, settings)
     transport.script(connection_lost())
     assert await deliverer.deliver(DeliveryJob(email.id, attempt=1)) == "failed"
