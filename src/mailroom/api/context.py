@@ -22,6 +22,9 @@ class RequestContext:
     caller: Principal | None = None
     send_checked: bool = False
     response_headers: dict[str, str] = field(default_factory=dict)
+    # Emails this request stored (not replayed): the metrics count them once its 202 has
+    # left, which is after the commit.
+    emails_accepted: int = 0
 
 
 def request_context(scope: Scope) -> RequestContext:

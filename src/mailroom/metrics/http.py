@@ -6,14 +6,13 @@ template (``/emails/{email_id}``), never by the path a client sent, and paths no
 serves share one label: a client cannot create series.
 
 Emails are counted as accepted where the ``202`` leaves, which is after their
-transaction committed (a failed commit is a ``503`` and counts nothing); an idempotent
-replay (``Idempotent-Replayed: true``) created nothing and counts nothing. A batch's
-count is the ``accepted`` of its answer.
+transaction committed (a failed commit is a ``503`` and counts nothing): the route
+notes in the request's context how many it stored (none for an idempotent replay),
+and this counts them once the answer is a ``202``.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 from weakref import WeakKeyDictionary
@@ -23,6 +22,7 @@ from prometheus_client import Counter, Histogram
 from starlette.routing import compile_path
 from starlette.types import Message, Scope
 
+from mailroom.api.context import request_context
 from mailroom.metrics.registry import API_REGISTRY
 
 log = structlog.get_logger(__name__)
@@ -30,8 +30,7 @@ log = structlog.get_logger(__name__)
 UNMATCHED_ROUTE = "unmatched"  # the label of every path no route serves
 OTHER_METHOD = "other"
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-_SEND, _SEND_BATCH = "/send", "/send/batch"
-_REPLAYED = b"idempotent-replayed"
+_ENDPOINTS = {"/send": "single", "/send/batch": "batch"}
 
 _LABELS = ("method", "route", "status")
 HTTP_REQUESTS = Counter(
@@ -98,24 +97,15 @@ def _published_templates(app: Any) -> list[tuple[re.Pattern[str], str]]:
 class RequestMetrics:
     """What one request adds to the metrics: fed each message sent, then ``finished``."""
 
-    __slots__ = ("_batch_body", "_replayed", "_scope", "_status")
+    __slots__ = ("_scope", "_status")
 
     def __init__(self, scope: Scope) -> None:
         self._scope = scope
         self._status = 500  # if the application fails before it answers
-        self._replayed = False
-        self._batch_body: list[bytes] | None = None
 
     def sent(self, message: Message) -> None:
         if message["type"] == "http.response.start":
             self._status = int(message["status"])
-            self._replayed = any(
-                name.lower() == _REPLAYED for name, _ in message.get("headers", ())
-            )
-            if self._accepting() and route_template(self._scope) == _SEND_BATCH:
-                self._batch_body = []
-        elif message["type"] == "http.response.body" and self._batch_body is not None:
-            self._batch_body.append(message.get("body", b""))
 
     def finished(self, seconds: float) -> None:
         method = self._scope["method"] if self._scope["method"] in _METHODS else OTHER_METHOD
@@ -123,23 +113,6 @@ class RequestMetrics:
         status = str(self._status)
         HTTP_REQUESTS.labels(method, route, status).inc()
         HTTP_REQUEST_DURATION.labels(method, route, status).observe(seconds)
-        if not self._accepting():
-            return
-        if route == _SEND:
-            EMAILS_ACCEPTED.labels("single").inc()
-        elif route == _SEND_BATCH and self._batch_body is not None:
-            EMAILS_ACCEPTED.labels("batch").inc(_batch_accepted(b"".join(self._batch_body)))
-
-    def _accepting(self) -> bool:
-        return self._status == 202 and not self._replayed and self._scope["method"] == "POST"
-
-
-def _batch_accepted(body: bytes) -> int:
-    try:
-        accepted = json.loads(body).get("accepted")
-    except (ValueError, AttributeError):
-        accepted = None
-    if isinstance(accepted, int) and not isinstance(accepted, bool) and accepted >= 0:
-        return accepted
-    log.warning("metrics.batch_unreadable", hint="a 202 from POST /send/batch without `accepted`")
-    return 0
+        accepted = request_context(self._scope).emails_accepted
+        if self._status == 202 and accepted and route in _ENDPOINTS:
+            EMAILS_ACCEPTED.labels(_ENDPOINTS[route]).inc(accepted)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Path, Response, status
+from fastapi import APIRouter, Header, Path, Request, Response, status
 
+from mailroom.api.context import request_context
 from mailroom.api.deps import RequestId, Session, SettingsDep, State, UoW
 from mailroom.api.errors import AUTH_RESPONSES, ErrorResponse
 from mailroom.api.security import EmailsWriter, GuardedRoute, LogsReader, SendCaller
@@ -67,6 +68,7 @@ send_router = APIRouter(tags=["emails"], route_class=GuardedRoute)
     },
 )
 async def send(
+    request: Request,
     caller: SendCaller,
     body: SendEmailRequest,
     uow: UoW,
@@ -94,6 +96,8 @@ async def send(
     )
     if acceptance.replayed:
         response.headers["Idempotent-Replayed"] = "true"
+    else:
+        request_context(request.scope).emails_accepted = 1
     return acceptance.response
 
 
@@ -120,6 +124,7 @@ async def send(
     },
 )
 async def send_batch(
+    request: Request,
     caller: SendCaller,
     body: SendBatchRequest,
     uow: UoW,
@@ -147,6 +152,8 @@ async def send_batch(
     )
     if acceptance.replayed:
         response.headers["Idempotent-Replayed"] = "true"
+    else:
+        request_context(request.scope).emails_accepted = acceptance.response.accepted
     return acceptance.response
 
 
