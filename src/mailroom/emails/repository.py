@@ -199,6 +199,31 @@ async def claim(
     return claimed
 
 
+_RENEW = text(
+    """
+    UPDATE emails AS e SET lease_expires_at = now() + CAST(:lease AS interval)
+    FROM unnest(CAST(:ids AS uuid[]), CAST(:attempts AS integer[])) AS h(id, attempt)
+    WHERE e.id = h.id AND e.status = :sending AND e.attempts = h.attempt
+    """
+)
+
+
+async def renew_leases(
+    session: AsyncSession, held: Sequence[tuple[uuid.UUID, int]], lease: timedelta
+) -> None:
+    """Extend the leases of emails this worker still holds (the same attempt, still sending)."""
+    if held:
+        await session.execute(
+            _RENEW,
+            {
+                "ids": [email_id for email_id, _ in held],
+                "attempts": [attempt for _, attempt in held],
+                "lease": lease,
+                "sending": RECLAIMABLE_STATUS.value,
+            },
+        )
+
+
 def _email(row: Any) -> Email:
     """A detached Email from a row holding every column of the table."""
     return Email(**{c.key: row[c.name] for c in _EMAILS.c})

@@ -15,7 +15,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from mailroom.coalescer import Coalescer
-from mailroom.emails import service
+from mailroom.emails import repository, service
 from mailroom.emails.message import build_message, envelope_addresses
 from mailroom.emails.repository import Claimed
 from mailroom.emails.service import AttemptResult
@@ -74,6 +74,26 @@ class Deliverer:
             self._record_together, max_items=_COALESCE_MAX_JOBS
         )
 
+    async def _keep_leases(self, claimed: list[Claimed]) -> None:
+        """Renew these emails' leases every third of SENDING_LEASE until cancelled.
+
+        A batch's emails are all claimed at once and then wait their turn for a pooled
+        connection; behind a slow provider that wait could outlast the lease, and another
+        worker would take an email over and send it a second time. Renewed, a lease
+        expires only when its worker is gone. (A renewal after an email was recorded
+        changes nothing: it is no longer `sending`.)
+        """
+        lease = timedelta(seconds=self._settings.sending_lease)
+        held = [(c.email.id, c.attempt) for c in claimed]
+        while True:
+            await asyncio.sleep(self._settings.sending_lease / 3)
+            try:
+                async with self._sessions() as session:
+                    await repository.renew_leases(session, held, lease)
+                    await session.commit()
+            except Exception as exc:  # noqa: BLE001 - try again next round
+                log.warning("lease.renew_failed", emails=len(held), error=type(exc).__name__)
+
     async def deliver(self, job: DeliveryJob) -> str:
         """Run one job; returns what became of it (a short label for BullMQ's result)."""
         with structlog.contextvars.bound_contextvars(
@@ -105,6 +125,13 @@ class Deliverer:
             # Finished, owned by another worker, or not due yet: a duplicate job.
             log.debug("email.claim_skipped", emails=len(email_ids))
             return []
+        keeper = asyncio.ensure_future(self._keep_leases(claimed))
+        try:
+            return await self._deliver_claimed(claimed)
+        finally:
+            keeper.cancel()
+
+    async def _deliver_claimed(self, claimed: list[Claimed]) -> list[str]:
         for c in claimed:
             if c.reclaimed:
                 log.warning("email.reclaimed", email_id=str(c.email.id), attempt=c.attempt)
