@@ -11,6 +11,7 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from mailroom.emails import repository, service
+from mailroom.emails.intake import Intake
 from mailroom.emails.models import Email
 from mailroom.emails.schemas import SendEmailRequest
 from mailroom.queue.dispatcher import Dispatcher
@@ -266,16 +267,16 @@ async def test_the_sweeper_forgets_idempotency_keys_after_24_hours(
             await session.execute(select(ApiKey.id).where(ApiKey.key_hash == hash_key(api_key)))
         ).scalar_one()
     request = SendEmailRequest.model_validate({"to": "a@example.com", "subject": "s", "text": "t"})
+    intake = Intake(sessions, dispatcher.dispatch, batch_job_size=settings.batch_job_size)
     for name in ("old", "new"):
-        async with unit_of_work(sessions, dispatcher.dispatch) as uow:
-            await service.send_email(
-                uow,
-                request,
-                settings=settings,
-                request_id=None,
-                api_key_id=key_id,
-                idempotency_key=f"sweep-{name}",
-            )
+        await service.send_email(
+            intake,
+            request,
+            settings=settings,
+            request_id=None,
+            api_key_id=key_id,
+            idempotency_key=f"sweep-{name}",
+        )
     async with sessions() as session:
         await session.execute(
             text(

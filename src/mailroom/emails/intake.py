@@ -19,12 +19,14 @@ make small emails wait behind megabytes.
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
+
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from mailroom.coalescer import Coalescer
 from mailroom.emails import repository
 from mailroom.queue.jobs import DeliveryBatch, DeliveryJob, Job
-from mailroom.unit_of_work import Dispatch, unit_of_work
+from mailroom.unit_of_work import Dispatch, UnitOfWork, unit_of_work
 
 MAX_GROUP = 200  # emails per transaction
 
@@ -43,6 +45,10 @@ class Intake:
         self._dispatch = dispatch
         self._batch_job_size = batch_job_size
         self._groups: Coalescer[_Item, None] = Coalescer(self._store, max_items=MAX_GROUP)
+
+    def transaction(self) -> AbstractAsyncContextManager[UnitOfWork]:
+        """A transaction of its own, for a request that cannot share one."""
+        return unit_of_work(self._sessions, self._dispatch)
 
     async def store(self, row: dict[str, object], job: DeliveryJob) -> None:
         """Return once the email is committed and its job dispatched (or handed to the sweeper)."""

@@ -78,7 +78,7 @@ class Acceptance:
 
 
 async def send_email(
-    uow: UnitOfWork,
+    intake: Intake,
     request: SendEmailRequest,
     *,
     settings: Settings,
@@ -86,22 +86,44 @@ async def send_email(
     api_key_id: uuid.UUID,
     idempotency_key: str | None,
     sandbox: bool = False,
-    intake: Intake | None = None,
 ) -> Acceptance:
     """POST /send: accept the email, or replay the answer to an earlier identical request.
 
-    With an ``intake``, a plain request (no Idempotency-Key, no attachments) is stored
-    in a transaction shared with the requests arriving at the same time (see intake).
+    A plain request (no Idempotency-Key, no attachments) is stored in a transaction
+    shared with the requests arriving at the same time (see intake); the others get
+    one of their own.
     """
     problems = _attachment_problems(request, settings)
     if problems:
         raise PayloadTooLarge(_too_large_message(problems), details=problems)
-    if intake is not None and idempotency_key is None and not request.attachments:
+    if idempotency_key is None and not request.attachments:
         now = datetime.now(UTC)
         email = _new_email(request, settings, request_id, api_key_id, now, sandbox=sandbox)
         await intake.store(_columns(email), _first_job(email, now))
         _log_accepted(email)
         return Acceptance(_accepted(email), replayed=False)
+    async with intake.transaction() as uow:
+        return await _send_alone(
+            uow,
+            request,
+            settings=settings,
+            request_id=request_id,
+            api_key_id=api_key_id,
+            idempotency_key=idempotency_key,
+            sandbox=sandbox,
+        )
+
+
+async def _send_alone(
+    uow: UnitOfWork,
+    request: SendEmailRequest,
+    *,
+    settings: Settings,
+    request_id: str | None,
+    api_key_id: uuid.UUID,
+    idempotency_key: str | None,
+    sandbox: bool,
+) -> Acceptance:
     if idempotency_key is not None:
         # Sandbox or not is part of what was asked: a real send after a sandbox try
         # with the same key is a different request, not a replay.

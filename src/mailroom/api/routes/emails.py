@@ -71,7 +71,6 @@ async def send(
     request: Request,
     caller: SendCaller,
     body: SendEmailRequest,
-    uow: UoW,
     settings: SettingsDep,
     request_id: RequestId,
     response: Response,
@@ -85,14 +84,13 @@ async def send(
     delivered or its failure is recorded. Follow it with `GET /emails/{id}`.
     """
     acceptance = await service.send_email(
-        uow,
+        state.intake,
         body,
         settings=settings,
         request_id=request_id,
         api_key_id=caller.key_id,
         idempotency_key=idempotency_key,
         sandbox=sandbox or caller.sandbox,
-        intake=state.intake,
     )
     if acceptance.replayed:
         response.headers["Idempotent-Replayed"] = "true"
