@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis.asyncio as redis
 from asgi_lifespan import LifespanManager
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -371,3 +372,24 @@ async def test_send_is_accepted_without_limits_while_redis_is_down(
         responses = [await client.post("/send", json=VALID) for _ in range(3)]
     assert [r.status_code for r in responses] == [202, 202, 202]
     assert all("RateLimit-Limit" not in r.headers for r in responses)
+
+
+async def test_the_limiter_reloads_its_script_after_redis_forgot_it(
+    settings_factory: Callable[..., Settings], redis_client: redis.Redis
+) -> None:
+    limiter = SendRateLimiter(settings_factory())
+    identity = f"key:{secrets.token_hex(4)}"
+    try:
+        first = await limiter.hit(identity, "5/minute")
+        await redis_client.script_flush()  # as a Redis restart does
+        second = await limiter.hit(identity, "5/minute")
+        # Concurrent hits share one pipeline; each is counted once.
+        rest = await asyncio.gather(*(limiter.hit(identity, "5/minute") for _ in range(4)))
+    finally:
+        await limiter.aclose()
+    assert first is not None and second is not None
+    assert (first.remaining, second.remaining) == (4, 3)
+    answers = [r for r in rest if r is not None]
+    assert len(answers) == 4
+    assert sorted(r.allowed for r in answers) == [False, True, True, True]
+    assert min(r.remaining for r in answers) == 0
