@@ -92,10 +92,7 @@ async def send(
         idempotency_key=idempotency_key,
         sandbox=sandbox or caller.sandbox,
     )
-    if acceptance.replayed:
-        response.headers["Idempotent-Replayed"] = "true"
-    else:
-        request_context(request.scope).emails_accepted = 1
+    _answered(request, response, replayed=acceptance.replayed, accepted=1)
     return acceptance.response
 
 
@@ -148,11 +145,18 @@ async def send_batch(
         idempotency_key=idempotency_key,
         sandbox=sandbox or caller.sandbox,
     )
-    if acceptance.replayed:
+    _answered(
+        request, response, replayed=acceptance.replayed, accepted=acceptance.response.accepted
+    )
+    return acceptance.response
+
+
+def _answered(request: Request, response: Response, *, replayed: bool, accepted: int) -> None:
+    """Mark a replay for the client; otherwise note the emails stored, for the metrics."""
+    if replayed:
         response.headers["Idempotent-Replayed"] = "true"
     else:
-        request_context(request.scope).emails_accepted = acceptance.response.accepted
-    return acceptance.response
+        request_context(request.scope).emails_accepted = accepted
 
 
 EmailId = Annotated[
