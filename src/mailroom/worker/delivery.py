@@ -92,7 +92,11 @@ class Deliverer:
                     await repository.renew_leases(session, held, lease)
                     await session.commit()
             except Exception as exc:  # noqa: BLE001 - try again next round
-                log.warning("lease.renew_failed", emails=len(held), error=type(exc).__name__)
+                log.warning(
+                    "lease.renew_failed",
+                    emails=len(held),
+                    error=str(exc)[:300] or type(exc).__name__,
+                )
 
     async def deliver(self, job: DeliveryJob) -> str:
         """Run one job; returns what became of it (a short label for BullMQ's result)."""

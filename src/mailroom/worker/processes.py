@@ -10,6 +10,7 @@ that cannot start does not spin. Child i serves its metrics on WORKER_METRICS_PO
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
@@ -39,9 +40,28 @@ class _Child:
     def start(self) -> None:
         # A session of its own: a Ctrl-C at the terminal reaches the supervisor only,
         # which passes it on once, rather than every process receiving it directly.
-        self.popen = subprocess.Popen(self.argv, start_new_session=True, env=self.env)  # noqa: S603
+        self.popen = subprocess.Popen(  # noqa: S603
+            self.argv,
+            start_new_session=True,
+            env=self.env,
+            preexec_fn=_stop_when_the_supervisor_dies,
+        )
         self.started = time.monotonic()
         self.restart_at = None
+
+
+def _stop_when_the_supervisor_dies() -> None:
+    """In the child, before exec: SIGTERM (a clean drain) if the supervisor is killed.
+
+    Without it, a supervisor killed outright (kill -9, the OOM killer) would leave its
+    workers running unsupervised, in sessions of their own. Linux only; elsewhere the
+    workers simply outlive it.
+    """
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+_PR_SET_PDEATHSIG = 1
 
 
 def run_worker_processes(processes: int, concurrency: int | None, *, metrics_port: int = 0) -> int:
