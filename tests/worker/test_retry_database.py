@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from mailroom.worker.delivery import _retry_database
 
@@ -57,3 +57,21 @@ async def test_a_non_connection_error_is_not_retried() -> None:
     with pytest.raises(ValueError, match="a bug"):
         await _retry_database(write, budget=5)
     assert calls == 1
+
+
+class _Deadlock(Exception):
+    sqlstate = "40P01"
+
+
+async def test_a_deadlock_is_run_again() -> None:
+    calls = 0
+
+    async def write() -> str:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise DBAPIError("UPDATE emails", {}, _Deadlock("deadlock detected"))
+        return "recorded"
+
+    assert await _retry_database(write, budget=5) == "recorded"
+    assert calls == 2

@@ -199,11 +199,20 @@ async def claim(
     return claimed
 
 
+# Rows locked elsewhere (an attempt being recorded right now) are skipped, never waited
+# for: a renewal that waited could deadlock with a record taking the same rows in
+# another order, and the record ends the lease anyway. = ANY(ARRAY(…)) runs the
+# selection once.
 _RENEW = text(
     """
-    UPDATE emails AS e SET lease_expires_at = now() + CAST(:lease AS interval)
-    FROM unnest(CAST(:ids AS uuid[]), CAST(:attempts AS integer[])) AS h(id, attempt)
-    WHERE e.id = h.id AND e.status = :sending AND e.attempts = h.attempt
+    UPDATE emails SET lease_expires_at = now() + CAST(:lease AS interval)
+    WHERE id = ANY(ARRAY(
+        SELECT e.id FROM emails AS e
+        JOIN unnest(CAST(:ids AS uuid[]), CAST(:attempts AS integer[])) AS h(id, attempt)
+            ON e.id = h.id AND e.attempts = h.attempt
+        WHERE e.status = :sending
+        FOR UPDATE OF e SKIP LOCKED
+    ))
     """
 )
 

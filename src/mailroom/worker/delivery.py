@@ -267,6 +267,14 @@ def _log_outcome(attempt: AttemptResult, recorded: service.Recorded) -> str:
     return status
 
 
+_TRY_AGAIN = frozenset({"40P01", "40001"})  # deadlock_detected, serialization_failure
+
+
+def _sqlstate(exc: DBAPIError) -> str | None:
+    code = getattr(exc.orig, "sqlstate", None)
+    return code if isinstance(code, str) else None
+
+
 async def _retry_database(operation: Callable[[], Awaitable[T]], *, budget: float) -> T:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + budget
@@ -278,7 +286,9 @@ async def _retry_database(operation: Callable[[], Awaitable[T]], *, budget: floa
         except (OperationalError, InterfaceError, OSError) as exc:
             retryable = exc
         except DBAPIError as exc:
-            if not exc.connection_invalidated:
+            # A deadlock or serialization failure rolled the whole transaction back:
+            # running it again is the documented remedy.
+            if not exc.connection_invalidated and _sqlstate(exc) not in _TRY_AGAIN:
                 raise
             retryable = exc
         remaining = deadline - loop.time()
