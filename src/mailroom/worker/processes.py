@@ -36,6 +36,7 @@ class _Child:
     restart_delay: float = 1.0
     restart_at: float | None = None
     env: dict[str, str] | None = None
+    signalled: bool = field(init=False, default=False)  # told to stop
 
     def start(self) -> None:
         # A session of its own: a Ctrl-C at the terminal reaches the supervisor only,
@@ -48,6 +49,7 @@ class _Child:
         )
         self.started = time.monotonic()
         self.restart_at = None
+        self.signalled = False
 
 
 def _stop_when_the_supervisor_dies() -> None:
@@ -70,14 +72,14 @@ def run_worker_processes(processes: int, concurrency: int | None, *, metrics_por
     if concurrency is not None:
         argv += ["--concurrency", str(concurrency)]
     children = [_Child(argv, env=_metrics_env(metrics_port, i)) for i in range(processes)]
-    stopping = False
+    stop_signal: int | None = None
 
     def stop(signum: int, frame: FrameType | None) -> None:
-        nonlocal stopping
-        stopping = True
-        for child in children:
-            if child.popen.poll() is None:
-                child.popen.send_signal(signum)
+        # Only noted here: the loop passes it on. A signal that lands while a child is
+        # being started would otherwise miss that child, and the supervisor would wait
+        # for it forever.
+        nonlocal stop_signal
+        stop_signal = signum
 
     for child in children:
         child.start()
@@ -86,8 +88,12 @@ def run_worker_processes(processes: int, concurrency: int | None, *, metrics_por
     try:
         while True:
             now = time.monotonic()
+            stopping = stop_signal is not None
             for child in children:
                 code = child.popen.poll()
+                if stop_signal is not None and code is None and not child.signalled:
+                    child.popen.send_signal(stop_signal)
+                    child.signalled = True
                 if code is None or stopping:
                     continue
                 if child.restart_at is None:
