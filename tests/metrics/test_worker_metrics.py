@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import socket
 import sys
@@ -19,6 +18,7 @@ from mailroom.transport.memory import MemoryTransport
 from mailroom.worker.runner import DeliveryWorker
 from tests.conftest import smtp_transport_for
 from tests.metrics.scrape import free_port, value
+from tests.support.processes import worker_env
 from tests.support.smtp_server import SmtpTestServer
 from tests.support.waiting import eventually
 
@@ -151,19 +151,13 @@ async def test_worker_processes_each_serve_metrics_on_a_port_of_their_own(
     settings: Settings, smtp_server: SmtpTestServer
 ) -> None:
     port = _two_free_ports()
-    env = {
-        **os.environ,
-        "DATABASE_URL": settings.database_url,
-        "REDIS_URL": settings.redis_url,
-        "QUEUE_PREFIX": settings.queue_prefix,
-        "QUEUE_NAME": settings.queue_name,
-        "SMTP_HOST": smtp_server.host,
-        "SMTP_PORT": str(smtp_server.port),
-        "SMTP_SECURITY": "none",
-        "WORKER_HEARTBEAT_FILE": "",
-        "WORKER_METRICS_PORT": str(port),
-        "LOG_LEVEL": "WARNING",
-    }
+    env = worker_env(
+        settings,
+        smtp_server,
+        WORKER_HEARTBEAT_FILE="",
+        WORKER_METRICS_PORT=str(port),
+        LOG_LEVEL="WARNING",
+    )
     supervisor = await asyncio.create_subprocess_exec(
         *(sys.executable, "-m", "mailroom", "worker", "--processes", "2"),
         env=env,

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from mailroom.emails.models import Email
 from mailroom.settings import Settings
+from tests.support.processes import worker_env
 from tests.support.smtp_server import SmtpTestServer
 from tests.support.waiting import eventually
 
@@ -45,19 +46,13 @@ async def test_the_supervisor_runs_restarts_and_stops_its_worker_processes(
     sessions: async_sessionmaker[AsyncSession],
     smtp_server: SmtpTestServer,
 ) -> None:
-    env = {
-        **os.environ,
-        "DATABASE_URL": settings.database_url,
-        "REDIS_URL": settings.redis_url,
-        "QUEUE_PREFIX": settings.queue_prefix,
-        "QUEUE_NAME": settings.queue_name,
-        "SMTP_HOST": smtp_server.host,
-        "SMTP_PORT": str(smtp_server.port),
-        "SMTP_SECURITY": "none",
-        "WORKER_HEARTBEAT_FILE": "",
-        "WORKER_METRICS_PORT": "0",
-        "LOG_FORMAT": "json",
-    }
+    env = worker_env(
+        settings,
+        smtp_server,
+        WORKER_HEARTBEAT_FILE="",
+        WORKER_METRICS_PORT="0",
+        LOG_FORMAT="json",
+    )
     supervisor = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sys
 from collections.abc import Callable
@@ -16,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from mailroom.emails.models import Email
 from mailroom.settings import Settings
 from tests.conftest import running_worker
+from tests.support.processes import worker_env
 from tests.support.smtp_server import SmtpTestServer
 from tests.support.waiting import eventually
 
@@ -26,21 +26,6 @@ async def _sent(sessions: async_sessionmaker[AsyncSession]) -> int:
     async with sessions() as session:
         stmt = select(func.count()).select_from(Email).where(Email.status == "sent")
         return int((await session.execute(stmt)).scalar_one())
-
-
-def _worker_env(settings: Settings, smtp_server: SmtpTestServer, **extra: str) -> dict[str, str]:
-    """The environment of a `mailroom worker` process wired to this test's services."""
-    return {
-        **os.environ,
-        "DATABASE_URL": settings.database_url,
-        "REDIS_URL": settings.redis_url,
-        "QUEUE_PREFIX": settings.queue_prefix,
-        "QUEUE_NAME": settings.queue_name,
-        "SMTP_HOST": smtp_server.host,
-        "SMTP_PORT": str(smtp_server.port),
-        "SMTP_SECURITY": "none",
-        **extra,
-    }
 
 
 async def _start_worker(
@@ -65,7 +50,7 @@ async def test_sigterm_stops_the_worker_cleanly_after_its_deliveries(
     sessions: async_sessionmaker[AsyncSession],
     smtp_server: SmtpTestServer,
 ) -> None:
-    env = _worker_env(settings, smtp_server, LOG_FORMAT="json")
+    env = worker_env(settings, smtp_server, LOG_FORMAT="json")
     worker = await _start_worker(env, concurrency=4, output=asyncio.subprocess.PIPE)
     try:
         for i in range(10):
@@ -93,7 +78,7 @@ async def test_sigkill_mid_run_loses_nothing(
     # A short lease so the killed worker's emails are taken over within the test.
     settings = settings_factory(sending_lease=3, sweep_interval=0.5, sweep_grace=1)
     smtp_server.handler.data_delay = 0.05  # keep sends in flight when the kill lands
-    env = _worker_env(settings, smtp_server, SENDING_LEASE="3", LOG_LEVEL="WARNING")
+    env = worker_env(settings, smtp_server, SENDING_LEASE="3", LOG_LEVEL="WARNING")
     for i in range(40):
         body = {"to": f"user{i}@example.com", "subject": "s", "text": "t"}
         assert (await client.post("/send", json=body)).status_code == 202
