@@ -148,9 +148,11 @@ async def claim(
                 ),
             ),
         )
-        # Rows locked in one order by every claimer: overlapping batches cannot deadlock.
+        # Rows locked in id order, as every writer of several emails does (see _FINISH):
+        # overlapping batches cannot deadlock. NO KEY UPDATE, the lock an UPDATE takes,
+        # does not wait on the key-share locks of attempt inserts.
         .order_by(Email.id)
-        .with_for_update()
+        .with_for_update(key_share=True)
         .cte("target")
     )
     table = cast(Table, Email.__table__)
@@ -200,9 +202,8 @@ async def claim(
 
 
 # Rows locked elsewhere (an attempt being recorded right now) are skipped, never waited
-# for: a renewal that waited could deadlock with a record taking the same rows in
-# another order, and the record ends the lease anyway. = ANY(ARRAY(…)) runs the
-# selection once.
+# for: a renewal holds nothing worth waiting for, and the record ends the lease anyway.
+# = ANY(ARRAY(…)) runs the selection once.
 _RENEW = text(
     """
     UPDATE emails SET lease_expires_at = now() + CAST(:lease AS interval)
@@ -211,7 +212,7 @@ _RENEW = text(
         JOIN unnest(CAST(:ids AS uuid[]), CAST(:attempts AS integer[])) AS h(id, attempt)
             ON e.id = h.id AND e.attempts = h.attempt
         WHERE e.status = :sending
-        FOR UPDATE OF e SKIP LOCKED
+        FOR NO KEY UPDATE OF e SKIP LOCKED
     ))
     """
 )
@@ -362,8 +363,17 @@ class Finished:
 _FINISH_SOURCE = EmailStatus.SENDING
 assert all(t.sources == {_FINISH_SOURCE} for t in (DELIVER, DEFER, FAIL))
 
+# The emails are locked first, in id order, like the claim's: a claim that has already
+# locked (and skipped) some of them waits on this statement instead of forming a cycle
+# with it. Without the ordered lock the UPDATE took rows in the join's order, and a
+# claim holding one of them while waiting on another deadlocked with it.
 _FINISH = text(
     """
+    WITH locked AS MATERIALIZED (
+        SELECT id FROM emails WHERE id = ANY(CAST(:ids AS uuid[]))
+        ORDER BY id
+        FOR NO KEY UPDATE
+    )
     UPDATE emails AS e SET
         status = v.status,
         lease_expires_at = NULL,
@@ -381,6 +391,7 @@ _FINISH = text(
         CAST(:error_message AS text[])
     ) AS v(id, attempt, status, next_attempt_at, finished_at, error_code, error_enhanced,
            error_message)
+    JOIN locked ON locked.id = v.id
     WHERE e.id = v.id AND e.status = :source AND e.attempts = v.attempt
     RETURNING e.id
     """
