@@ -32,6 +32,9 @@ def load_cli_settings() -> Settings:
 
 
 def _run(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    from mailroom.gc_tuning import tune_for_serving
+
+    tune_for_serving()
     # uvloop (it comes with uvicorn[standard]): a faster event loop for the API and worker.
     with contextlib.suppress(KeyboardInterrupt):
         uvloop.run(main())

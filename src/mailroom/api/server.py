@@ -29,6 +29,16 @@ def api_server(app: FastAPI, host: str, port: int) -> uvicorn.Server:
     return uvicorn.Server(uvicorn.Config(app, host=host, port=port, **_OPTIONS))
 
 
+def served_app() -> FastAPI:
+    """The app of one of several API processes (uvicorn imports this in each of them)."""
+    from mailroom.api.app import create_app
+    from mailroom.gc_tuning import tune_for_serving
+
+    app = create_app()
+    tune_for_serving()
+    return app
+
+
 def run_api_processes(host: str, port: int, processes: int) -> None:
     """Serve from ``processes`` processes sharing one socket, restarted if they die.
 
@@ -39,7 +49,7 @@ def run_api_processes(host: str, port: int, processes: int) -> None:
     """
     with multiprocess_directory():
         uvicorn.run(
-            "mailroom.api.app:create_app",
+            "mailroom.api.server:served_app",
             factory=True,
             host=host,
             port=port,
