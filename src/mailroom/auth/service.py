@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Sequence
@@ -108,6 +109,7 @@ class KeyChecker:
         self._ttl = ttl
         self._cache: dict[str, tuple[Principal, float]] = {}
         self._touched: dict[uuid.UUID, float] = {}
+        self._loading: dict[str, asyncio.Future[Principal | None]] = {}
 
     async def check(self, presented: str) -> Principal | None:
         if not looks_like_key(presented):
@@ -118,7 +120,7 @@ class KeyChecker:
         if cached is not None and cached[1] > now:
             principal: Principal | None = cached[0]
         else:
-            principal = await self._load(digest)
+            principal = await self._load_once(digest)
             if principal is None:
                 self._cache.pop(digest, None)
                 return None
@@ -131,6 +133,27 @@ class KeyChecker:
             self._touched[principal.key_id] = now
             await self._touch(principal.key_id)
         return principal
+
+    async def _load_once(self, digest: str) -> Principal | None:
+        """Load a key once for every request that finds it missing or expired meanwhile.
+
+        When the cached entry of a busy key expires, every request in flight finds it
+        expired at once; each loading it for itself took a pooled connection apiece, and
+        the requests storing emails waited behind them (the ingest benchmark's p99).
+        """
+        loading = self._loading.get(digest)
+        if loading is None:
+            loading = asyncio.ensure_future(self._load(digest))
+            self._loading[digest] = loading
+            loading.add_done_callback(lambda done: self._loaded(digest, done))
+        # Shielded: a request that goes away does not cancel the others' load.
+        return await asyncio.shield(loading)
+
+    def _loaded(self, digest: str, done: asyncio.Future[Principal | None]) -> None:
+        if self._loading.get(digest) is done:
+            del self._loading[digest]
+        if not done.cancelled():
+            done.exception()  # retrieved here too, in case every waiter went away
 
     async def _load(self, digest: str) -> Principal | None:
         async with self._sessions() as session:
