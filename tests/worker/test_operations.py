@@ -23,6 +23,7 @@ from mailroom.errors import Conflict
 from mailroom.queue.dispatcher import Dispatcher
 from mailroom.queue.jobs import DeliveryBatch, DeliveryJob
 from mailroom.settings import Settings
+from mailroom.transport.base import Envelope, SendResult
 from mailroom.transport.memory import MemoryTransport, connection_lost, reply
 from mailroom.transport.sandbox import SANDBOX_REPLY
 from mailroom.unit_of_work import unit_of_work
@@ -110,6 +111,42 @@ async def test_a_scheduled_email_is_not_claimed_before_it_is_due_and_is_once_due
     assert _attempts(stored) == [(1, "accepted")]
     [envelope] = transport.delivered
     assert email.message_id.encode() in envelope.message
+
+
+class ClockedTransport:
+    """Accepts every message and notes when each one was handed over."""
+
+    def __init__(self) -> None:
+        self.sent_at: list[datetime] = []
+
+    async def send(self, envelope: Envelope) -> SendResult:
+        self.sent_at.append(datetime.now(UTC))
+        return reply(250, "2.0.0 OK")
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def test_a_scheduled_email_claimed_early_is_not_sent_before_its_send_at(
+    sessions: async_sessionmaker[AsyncSession],
+    dispatcher: Dispatcher,
+    settings: Settings,
+) -> None:
+    # Within the claim's slack: a job firing now may claim it, but the send must wait.
+    send_at = datetime.now(UTC) + timedelta(seconds=1)
+    email = await _accept(sessions, dispatcher, settings, sendAt=send_at.isoformat())
+    clocked = ClockedTransport()
+    deliverer = make_deliverer(sessions, dispatcher, settings, clocked)
+
+    assert await deliverer.deliver(DeliveryJob(email.id, attempt=1)) == "sent"
+
+    [handed_over] = clocked.sent_at
+    assert handed_over >= send_at
+    stored = await _load(sessions, email.id)
+    assert stored.sent_at is not None and stored.sent_at >= send_at
+    # The wait is not part of the attempt: it starts when the send does.
+    [attempt] = stored.delivery_attempts
+    assert attempt.started_at >= send_at
 
 
 async def test_a_batch_job_skips_its_scheduled_email_and_sends_the_rest(

@@ -43,9 +43,10 @@ from mailroom.emails.states import (
 )
 
 _CLAIM_SOURCES = sorted(s.value for s in CLAIM.sources)
-# A job may fire a little before its email is due (BullMQ rounds delays); anything
-# earlier than this is a stale duplicate and must not cut the backoff short.
-_EARLY_CLAIM_SLACK = timedelta(seconds=2)
+# A job may fire a little before its email is due (BullMQ rounds delays, clocks differ);
+# anything earlier than this is a stale duplicate and must not cut the backoff short. A
+# scheduled email claimed early still waits for its sendAt (the worker's _not_before).
+EARLY_CLAIM_SLACK = timedelta(seconds=2)
 
 
 async def add_emails(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
@@ -139,7 +140,7 @@ async def claim(
                     Email.status.in_(_CLAIM_SOURCES),
                     or_(
                         Email.next_attempt_at.is_(None),
-                        Email.next_attempt_at <= func.now() + _EARLY_CLAIM_SLACK,
+                        Email.next_attempt_at <= func.now() + EARLY_CLAIM_SLACK,
                     ),
                 ),
                 and_(

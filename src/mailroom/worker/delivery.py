@@ -175,6 +175,7 @@ class Deliverer:
         return [[c for i in ids if (c := by_id.pop(i, None)) is not None] for ids in jobs]
 
     async def _attempt(self, claimed: Claimed) -> AttemptResult:
+        await _not_before(claimed.email.send_at)
         started = _now()
         try:
             result = await self._send(claimed)
@@ -227,6 +228,20 @@ class Deliverer:
             parts.append(recorded[start : start + len(job)])
             start += len(job)
         return parts
+
+
+async def _not_before(send_at: datetime | None) -> None:
+    """Hold a scheduled email claimed a little early until its sendAt.
+
+    The claim takes emails due within EARLY_CLAIM_SLACK, so that a job firing a moment
+    early is not wasted; a sendAt is a promise, so the send itself waits the rest. The
+    wait is capped by the slack: a clock behind the database's cannot hold it longer.
+    """
+    if send_at is None:
+        return
+    remaining = (send_at - _now()).total_seconds()
+    if remaining > 0:
+        await asyncio.sleep(min(remaining, repository.EARLY_CLAIM_SLACK.total_seconds()))
 
 
 def _interrupted(claimed: Claimed, started: datetime) -> AttemptResult:
