@@ -75,3 +75,66 @@ async def test_a_cancelled_caller_does_not_stop_the_run_for_the_others() -> None
     assert await second == 2
     with pytest.raises(asyncio.CancelledError):
         await first
+
+
+# -- serial: one run at a time; what arrives meanwhile shares the next ---------------------
+
+
+async def test_serial_calls_arriving_during_a_run_share_the_next_one() -> None:
+    release = asyncio.Event()
+    started = asyncio.Event()
+    runs: list[list[int]] = []
+
+    async def held(items: list[int]) -> list[int]:
+        runs.append(items)
+        if len(runs) == 1:
+            started.set()
+            await release.wait()
+        return [i * 10 for i in items]
+
+    coalescer = Coalescer(held, max_items=100, serial=True)
+    first = asyncio.ensure_future(coalescer.submit(1))
+    await started.wait()
+    # Each of these arrives in a turn of its own, while the first run is held.
+    later = []
+    for i in (2, 3, 4):
+        later.append(asyncio.ensure_future(coalescer.submit(i)))
+        await asyncio.sleep(0)
+    assert runs == [[1]]  # nothing runs alongside the first
+    release.set()
+    assert await first == 10
+    assert await asyncio.gather(*later) == [20, 30, 40]
+    assert runs == [[1], [2, 3, 4]]
+
+
+async def test_serial_a_failed_run_does_not_stop_the_next() -> None:
+    release = asyncio.Event()
+    started = asyncio.Event()
+    runs: list[list[int]] = []
+
+    async def first_fails(items: list[int]) -> list[int]:
+        runs.append(items)
+        if len(runs) == 1:
+            started.set()
+            await release.wait()
+            raise RuntimeError("database away")
+        return [i * 10 for i in items]
+
+    coalescer = Coalescer(first_fails, max_items=100, serial=True)
+    failing = asyncio.ensure_future(coalescer.submit(1))
+    await started.wait()
+    queued = asyncio.ensure_future(coalescer.submit(2))
+    release.set()
+    with pytest.raises(RuntimeError):
+        await failing
+    assert await queued == 20
+    assert await coalescer.submit(3) == 30
+    assert runs == [[1], [2], [3]]
+
+
+async def test_serial_runs_take_at_most_max_items_one_after_another() -> None:
+    recorder = Recorder()
+    coalescer = Coalescer(recorder.run, max_items=2, serial=True)
+    results = await asyncio.gather(*(coalescer.submit(i) for i in range(5)))
+    assert results == [0, 10, 20, 30, 40]
+    assert recorder.runs == [[0, 1], [2, 3], [4]]

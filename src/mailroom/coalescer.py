@@ -24,9 +24,18 @@ Run = Callable[[list[I]], Awaitable[Sequence[O]]]
 
 
 class Coalescer(Generic[I, O]):
-    def __init__(self, run: Run[I, O], *, max_items: int) -> None:
+    """Calls made in the same turn of the event loop share a run.
+
+    ``serial``: at most one run at a time, and the calls made while it runs share the
+    next one (group commit). For calls that arrive one by one, a turn apart, this
+    still batches them, where the default would give each its own concurrent run.
+    """
+
+    def __init__(self, run: Run[I, O], *, max_items: int, serial: bool = False) -> None:
         self._run = run
         self._max = max_items
+        self._serial = serial
+        self._running = False
         self._pending: list[tuple[I, asyncio.Future[O]]] = []
         self._scheduled = False
 
@@ -42,6 +51,13 @@ class Coalescer(Generic[I, O]):
     def _start(self) -> None:
         # Called once the jobs woken in the same turn of the loop have all submitted.
         self._scheduled = False
+        if self._serial:
+            if not self._running and self._pending:
+                batch, self._pending = self._pending[: self._max], self._pending[self._max :]
+                self._running = True
+                task = asyncio.get_running_loop().create_task(self._flush(batch))
+                task.add_done_callback(self._next)
+            return
         while self._pending:
             batch, self._pending = self._pending[: self._max], self._pending[self._max :]
             task = asyncio.get_running_loop().create_task(self._flush(batch))
@@ -60,6 +76,11 @@ class Coalescer(Generic[I, O]):
         for (_, future), result in zip(batch, results, strict=True):
             if not future.done():
                 future.set_result(result)
+
+    def _next(self, task: asyncio.Task[None]) -> None:
+        _consume(task)
+        self._running = False
+        self._start()
 
 
 def _consume(task: asyncio.Task[None]) -> None:

@@ -70,8 +70,10 @@ class Deliverer:
         self._claims: Coalescer[tuple[uuid.UUID, ...], list[Claimed]] = Coalescer(
             self._claim_together, max_items=_COALESCE_MAX_JOBS
         )
+        # Serial: answers arriving while a record runs share the next one, so recording
+        # each answer as it comes costs few transactions.
         self._records: Coalescer[tuple[AttemptResult, ...], list[service.Recorded]] = Coalescer(
-            self._record_together, max_items=_COALESCE_MAX_JOBS
+            self._record_together, max_items=_COALESCE_MAX_JOBS, serial=True
         )
 
     async def _keep_leases(self, claimed: list[Claimed]) -> None:
@@ -140,27 +142,38 @@ class Deliverer:
             if c.reclaimed:
                 log.warning("email.reclaimed", email_id=str(c.email.id), attempt=c.attempt)
         started = _now()
-        attempts = [asyncio.ensure_future(self._attempt(c)) for c in claimed]
+        sends = [asyncio.ensure_future(self._send_and_record(c, started)) for c in claimed]
+        # Every send runs to its end (a stop cancels them all, and each hands its email
+        # back); only then does a failure to record propagate.
+        outcomes = await asyncio.gather(*sends, return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        return [o for o in outcomes if not isinstance(o, BaseException)]
+
+    async def _send_and_record(self, claimed: Claimed, started: datetime) -> str:
+        """Send one claimed email and record the answer as soon as it comes.
+
+        A batch's answers are not held for its slowest email: an answer recorded late is
+        an email sent twice if the worker dies meanwhile (its lease expires and another
+        worker sends it again).
+        """
         try:
-            await asyncio.gather(*attempts)
+            attempt = await self._attempt(claimed)
         except asyncio.CancelledError:
-            # Shutting down mid-send: keep the answers that came, log the rest as
-            # interrupted, and hand those emails back for a retry rather than leave
-            # them until their lease expires.
-            done = [
-                a.result() if a.done() and not a.cancelled() else _interrupted(c, started)
-                for c, a in zip(claimed, attempts, strict=True)
-            ]
-            await asyncio.shield(self._record(done))
+            # Stopped before the server answered: hand the email back for a retry (as
+            # interrupted) rather than leave it until its lease expires.
+            await asyncio.shield(self._record([_interrupted(claimed, started)]))
             raise
         # The server has answered: a stop now must not roll the record back (the email
         # would stay `sending` with no attempt, and be sent again once its lease expired).
-        recording = asyncio.ensure_future(self._record([a.result() for a in attempts]))
+        recording = asyncio.ensure_future(self._record([attempt]))
         try:
-            return await asyncio.shield(recording)
+            [status] = await asyncio.shield(recording)
         except asyncio.CancelledError:
             await recording
             raise
+        return status
 
     async def _claim(self, email_ids: Sequence[uuid.UUID]) -> list[Claimed]:
         return await self._claims.submit(tuple(email_ids))
