@@ -518,6 +518,37 @@ async def test_overlapping_batch_jobs_running_at_once_send_each_email_once(
 # -- shutdown mid-batch ------------------------------------------------------------------------
 
 
+async def test_an_answer_is_recorded_while_the_rest_of_its_batch_is_still_sending(
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    dispatcher: Dispatcher,
+    key_id: uuid.UUID,
+) -> None:
+    # A worker killed now must not send the answered emails again: they are already
+    # recorded, not waiting for the batch's slowest email.
+    ids, [batch] = await _accept_batch(sessions, settings, key_id, batch_items(5))
+    held = {ids[1], ids[3]}
+    transport = HoldingTransport({"batch1@example.com", "batch3@example.com"})
+    delivering = asyncio.ensure_future(
+        make_deliverer(sessions, dispatcher, settings, transport).deliver_batch(batch)
+    )
+    try:
+
+        async def statuses() -> dict[uuid.UUID, str]:
+            return {i: e.status for i, e in (await stored_emails(sessions, ids)).items()}
+
+        found = await eventually(
+            statuses,
+            lambda s: all(s[i] == "sent" for i in ids if i not in held),
+            what="the three answered emails recorded as sent",
+        )
+        assert transport.holding == 2
+        assert all(found[i] == "sending" for i in held)
+    finally:
+        transport.release.set()
+    assert await delivering == "sent=5"
+
+
 async def test_a_batch_cancelled_mid_send_keeps_finished_results_and_hands_back_the_rest(
     settings: Settings,
     sessions: async_sessionmaker[AsyncSession],
