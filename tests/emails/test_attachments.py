@@ -509,7 +509,7 @@ def test_an_encoded_word_in_a_content_id_is_refused(html_body: str | None) -> No
 def test_an_encoded_word_in_a_subject_header_or_name_is_refused(fields: dict[str, Any]) -> None:
     from pydantic import ValidationError
 
-    from mailroom.emails.schemas import SendEmailRequest
+    from mailroom.emails.schemas.requests import SendEmailRequest
 
     with pytest.raises(ValidationError, match="encoded-word"):
         SendEmailRequest.model_validate(

@@ -2,8 +2,8 @@
 
 The triggers on ``emails`` append deltas to ``email_count_deltas``;
 ``mailroom_fold_counts()`` (``counters.fold_once``) moves them into ``email_counts``
-(per 15-minute bucket and status) and ``email_status_totals``. ``repository.count_emails``
-(pagination total) and ``repository.count_created_between`` (daily report) read the
+(per 15-minute bucket and status) and ``email_status_totals``. ``log_repository.count_emails``
+(pagination total) and ``log_repository.count_created_between`` (daily report) read the
 folded tables and the deltas not folded yet together. Every check here compares them
 with what a plain ``count(*)`` over ``emails`` says, and with a ledger kept in Python of
 what the test did (which alone knows the purged rows), before and after folds.
@@ -37,10 +37,10 @@ from sqlalchemy.ext.asyncio import (
 
 from mailroom.db.engine import create_engine, create_session_factory
 from mailroom.db.migrate import migrate
-from mailroom.emails import buckets, repository
+from mailroom.emails import buckets, log_repository
 from mailroom.emails.counters import fold_once
 from mailroom.emails.log_query import day_bounds
-from mailroom.emails.repository import LogFilter, StatusCounts
+from mailroom.emails.log_repository import LogFilter, StatusCounts
 from mailroom.emails.states import EmailStatus
 from mailroom.settings import Settings
 
@@ -407,12 +407,12 @@ async def answers(
     """What count_emails and count_created_between say, each checked against the ledger."""
     said: list[int | StatusCounts] = []
     for log_filter in filters:
-        counted = await repository.count_emails(session, log_filter)
+        counted = await log_repository.count_emails(session, log_filter)
         expected = ledger.matching(log_filter)
         assert counted == expected, f"count_emails({log_filter}) = {counted}, not {expected}"
         said.append(counted)
     for start, end in ranges:
-        report = await repository.count_created_between(session, start, end)
+        report = await log_repository.count_created_between(session, start, end)
         expected_report = ledger.report(start, end)
         assert report == expected_report, (
             f"count_created_between({start}, {end}) = {report}, expected {expected_report} "
@@ -785,10 +785,10 @@ async def test_concurrent_writers_and_folds_keep_the_counters_exact(settings: Se
             await assert_counters_match(connection, ledger)
         await fold_and_check(sessions, ledger)
         async with sessions() as session:
-            everything = await repository.count_emails(session, LogFilter())
+            everything = await log_repository.count_emails(session, LogFilter())
             assert everything == len(ledger.present)
             start, end = buckets.floor(window), buckets.ceil(window + timedelta(hours=2))
-            assert await repository.count_created_between(session, start, end) == ledger.report(
+            assert await log_repository.count_created_between(session, start, end) == ledger.report(
                 start, end
             )
     finally:
@@ -838,7 +838,7 @@ async def test_two_transactions_writing_statuses_in_opposite_orders_do_not_deadl
         await engine.dispose()
     async with sessions() as session:
         await assert_counters_match(session, ledger)
-        assert await repository.count_emails(session, LogFilter()) == 4
+        assert await log_repository.count_emails(session, LogFilter()) == 4
     await fold_and_check(sessions, ledger)
 
 
@@ -879,10 +879,12 @@ async def test_one_fold_at_a_time(
             async with sessions() as session:
                 # Were it not for the advisory lock, this would wait on the holder's rows.
                 await session.execute(text("SET LOCAL lock_timeout = '2s'"))
-                assert await repository.fold_counts(session) == 0
+                assert await log_repository.fold_counts(session) == 0
                 # The holder's fold is not committed: readers still add up the deltas.
                 await assert_counters_match(session, ledger)
-                assert await repository.count_emails(session, LogFilter()) == len(ledger.present)
+                assert await log_repository.count_emails(session, LogFilter()) == len(
+                    ledger.present
+                )
             assert await asyncio.wait_for(fold_once(sessions), timeout=10) == 0
             if ending == "rollback":
                 await holder.rollback()  # the deltas are back, for the next fold
@@ -917,7 +919,7 @@ async def test_a_fold_leaves_uncommitted_deltas_for_the_next(
     async with sessions() as session:
         assert await delta_rows(session) > 0, "A's deltas should wait for the next fold"
         await assert_counters_match(session, ledger)
-        assert await repository.count_emails(session, LogFilter()) == len(ledger.present)
+        assert await log_repository.count_emails(session, LogFilter()) == len(ledger.present)
     await fold_and_check(sessions, ledger)
 
 
@@ -991,7 +993,7 @@ async def test_a_delta_committed_while_a_fold_runs_is_not_lost(
     async with sessions() as session:
         assert await delta_rows(session) > 0, "deltas committed during the fold should wait"
         await assert_counters_match(session, ledger)
-        assert await repository.count_emails(session, LogFilter()) == len(ledger.present)
+        assert await log_repository.count_emails(session, LogFilter()) == len(ledger.present)
     await fold_and_check(sessions, ledger)
     await fold_and_check(sessions, ledger)  # nothing left: folds 0, still exact
 

@@ -13,9 +13,9 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from mailroom.emails import service
+from mailroom.emails import new_emails
 from mailroom.emails.intake import MAX_GROUP, Intake
-from mailroom.emails.schemas import SendEmailRequest
+from mailroom.emails.schemas.requests import SendEmailRequest
 from mailroom.queue.jobs import DeliveryBatch, DeliveryJob, Job
 from mailroom.settings import Settings
 
@@ -37,8 +37,8 @@ def _row(settings: Settings, n: int) -> tuple[dict[str, object], DeliveryJob]:
         {"to": f"user{n}@example.com", "subject": "s", "text": "t"}
     )
     now = datetime.now(UTC)
-    email = service._new_email(request, settings, None, None, now)
-    return service._columns(email), service._first_job(email, now)
+    email = new_emails.new_email(request, settings, None, None, now)
+    return new_emails.columns(email), new_emails.first_job(email, now)
 
 
 async def _transactions(sessions: async_sessionmaker[AsyncSession]) -> tuple[int, int]:

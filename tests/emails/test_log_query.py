@@ -22,7 +22,7 @@ from mailroom.emails.log_query import (
     decode_cursor,
     encode_cursor,
 )
-from mailroom.emails.repository import LogFilter, Position
+from mailroom.emails.log_repository import LogFilter, Position
 from mailroom.emails.states import EmailStatus
 
 BERLIN = ZoneInfo("Europe/Berlin")

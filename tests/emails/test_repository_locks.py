@@ -19,8 +19,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from mailroom.emails import repository
-from mailroom.emails.repository import AttemptRecord, Finished
+from mailroom.emails import delivery_repository
+from mailroom.emails.delivery_repository import AttemptRecord, Finished
 from mailroom.emails.states import DELIVER
 from tests.support.factories import email_in, insert_emails, stored_emails
 from tests.support.waiting import eventually
@@ -110,7 +110,7 @@ async def test_recording_waits_for_the_lowest_id_before_locking_a_higher_one(
     async with sessions() as session:
         pid = await _backend_pid(session)
         recording = asyncio.ensure_future(
-            repository.finish_attempts(session, [_delivered(high), _delivered(low)])
+            delivery_repository.finish_attempts(session, [_delivered(high), _delivered(low)])
         )
         try:
             await eventually(lambda: _waiting(sessions, pid), bool, what="the record to wait")
@@ -137,13 +137,15 @@ async def test_a_claim_and_a_record_of_the_same_emails_both_finish(
 
     async with sessions() as claiming, sessions() as recording:
 
-        async def claim() -> list[repository.Claimed]:
-            claimed = await repository.claim(claiming, [low, high], timedelta(seconds=30))
+        async def claim() -> list[delivery_repository.Claimed]:
+            claimed = await delivery_repository.claim(claiming, [low, high], timedelta(seconds=30))
             await claiming.commit()
             return claimed
 
         async def record() -> set[uuid.UUID]:
-            owned = await repository.finish_attempts(recording, [_delivered(high), _delivered(low)])
+            owned = await delivery_repository.finish_attempts(
+                recording, [_delivered(high), _delivered(low)]
+            )
             await recording.commit()
             return owned
 

@@ -23,16 +23,16 @@ from structlog.testing import capture_logs
 
 from mailroom.auth.scopes import Scope
 from mailroom.auth.service import create_key
-from mailroom.emails import purge_repository, repository, retention
+from mailroom.emails import log_repository, purge_repository, retention
 from mailroom.emails.counters import fold_once
 from mailroom.emails.log_query import day_bounds
+from mailroom.emails.log_repository import LogFilter, StatusCounts
 from mailroom.emails.models import (
     DeliveryAttempt,
     Email,
     EmailAttachment,
     IdempotencyKey,
 )
-from mailroom.emails.repository import LogFilter, StatusCounts
 from mailroom.emails.retention import PURGEABLE_STATUSES, parse_duration, parse_statuses
 from mailroom.emails.states import EmailStatus
 from mailroom.settings import Settings
@@ -406,10 +406,10 @@ async def test_the_report_of_a_purged_day_is_unchanged_and_the_total_drops(
     async def counts() -> tuple[StatusCounts, int, int, int]:
         async with sessions() as session:
             return (
-                await repository.count_created_between(session, start, end),
-                await repository.count_emails(session, LogFilter()),
-                await repository.count_emails(session, whole_day),
-                await repository.count_emails(session, unaligned),
+                await log_repository.count_created_between(session, start, end),
+                await log_repository.count_emails(session, LogFilter()),
+                await log_repository.count_emails(session, whole_day),
+                await log_repository.count_emails(session, unaligned),
             )
 
     report, *totals = await counts()

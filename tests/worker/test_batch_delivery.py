@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from mailroom.auth.keys import hash_key
 from mailroom.auth.models import ApiKey
-from mailroom.emails import service
+from mailroom.emails import accepting, delivery
 from mailroom.emails.models import Email
 from mailroom.queue.dispatcher import Dispatcher
 from mailroom.queue.jobs import BATCH_JOB_NAME, JOB_NAME, DeliveryBatch, DeliveryJob, Job
@@ -76,7 +76,7 @@ async def _accept_batch(
         return True
 
     async with unit_of_work(sessions, keep) as uow:
-        acceptance = await service.send_batch(
+        acceptance = await accepting.send_batch(
             uow,
             items,
             settings=settings,
@@ -426,7 +426,7 @@ async def test_a_batch_job_skips_emails_already_sent_or_owned_elsewhere(
     assert await deliverer.deliver(DeliveryJob(already_sent, attempt=1)) == "sent"
     # Another worker holds a live claim on this one.
     async with unit_of_work(sessions, dispatcher.dispatch) as uow:
-        [claimed] = await service.claim_for_delivery(uow, [owned_elsewhere], settings=settings)
+        [claimed] = await delivery.claim_for_delivery(uow, [owned_elsewhere], settings=settings)
     assert claimed.attempt == 1
 
     assert await deliverer.deliver_batch(batch) == "sent=3 skipped=2"

@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from mailroom.emails import repository, service
+from mailroom.emails import accepting, delivery, log_repository
 from mailroom.emails.intake import Intake
 from mailroom.emails.models import Email
-from mailroom.emails.schemas import SendEmailRequest
+from mailroom.emails.schemas.requests import SendEmailRequest
 from mailroom.queue.dispatcher import Dispatcher
 from mailroom.queue.jobs import DeliveryJob
 from mailroom.settings import Settings
@@ -33,13 +33,13 @@ async def _accept(
         {"to": ["jane@example.com", "Carl <carl@example.com>"], "subject": "Hi", "text": "Hello"}
     )
     async with unit_of_work(sessions, dispatcher.dispatch) as uow:
-        email = await service.accept_email(uow, request, settings=settings, request_id="req-1")
+        email = await accepting.accept_email(uow, request, settings=settings, request_id="req-1")
     return email.id
 
 
 async def _load(sessions: async_sessionmaker[AsyncSession], email_id: uuid.UUID) -> Email:
     async with sessions() as session:
-        email = await repository.get_email(session, email_id, with_attempts=True)
+        email = await log_repository.get_email(session, email_id, with_attempts=True)
     assert email is not None
     return email
 
@@ -204,7 +204,7 @@ async def test_an_abandoned_claim_is_taken_over_and_the_lost_attempt_recorded(
     email_id = await _accept(sessions, dispatcher, settings)
     # A worker claims the email and dies before it records anything.
     async with unit_of_work(sessions, dispatcher.dispatch) as uow:
-        [claimed] = await service.claim_for_delivery(uow, [email_id], settings=settings)
+        [claimed] = await delivery.claim_for_delivery(uow, [email_id], settings=settings)
     assert claimed.attempt == 1
 
     # While its lease holds, nobody else may take it.
@@ -269,7 +269,7 @@ async def test_the_sweeper_forgets_idempotency_keys_after_24_hours(
     request = SendEmailRequest.model_validate({"to": "a@example.com", "subject": "s", "text": "t"})
     intake = Intake(sessions, dispatcher.dispatch, batch_job_size=settings.batch_job_size)
     for name in ("old", "new"):
-        await service.send_email(
+        await accepting.send_email(
             intake,
             request,
             settings=settings,

@@ -16,9 +16,9 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from mailroom.emails import repository, service
+from mailroom.emails import accepting, delivery, log_repository, operations
 from mailroom.emails.models import Email
-from mailroom.emails.schemas import SendEmailRequest
+from mailroom.emails.schemas.requests import SendEmailRequest
 from mailroom.errors import Conflict
 from mailroom.queue.dispatcher import Dispatcher
 from mailroom.queue.jobs import DeliveryBatch, DeliveryJob
@@ -49,14 +49,14 @@ async def _accept(
         {"to": "jane@example.com", "subject": "Hi", "text": "Hello", **fields}
     )
     async with unit_of_work(sessions, dispatcher.dispatch) as uow:
-        return await service.accept_email(
+        return await accepting.accept_email(
             uow, request, settings=settings, request_id="req-ops", sandbox=sandbox
         )
 
 
 async def _load(sessions: async_sessionmaker[AsyncSession], email_id: uuid.UUID) -> Email:
     async with sessions() as session:
-        email = await repository.get_email(session, email_id, with_attempts=True)
+        email = await log_repository.get_email(session, email_id, with_attempts=True)
     assert email is not None
     return email
 
@@ -209,7 +209,7 @@ async def test_the_sweeper_leaves_a_cancelled_email_alone(
     email = await _accept(sessions, dispatcher, settings)
     await dispatcher.queue.remove(f"{email.id}-1")
     async with unit_of_work(sessions, dispatcher.dispatch) as uow:
-        await service.cancel_email(uow, email.id)
+        await operations.cancel_email(uow, email.id)
     # Even were it to look overdue, its status keeps it out of the sweep.
     await _set(sessions, email.id, next_attempt_at=datetime.now(UTC) - timedelta(hours=1))
 
@@ -265,7 +265,7 @@ async def test_a_cancelled_retrying_email_is_not_sent_by_its_retry_job(
     assert await dispatcher.queue.getJob(f"{email.id}-2") is not None
 
     async with unit_of_work(sessions, dispatcher.dispatch) as uow:
-        item = await service.cancel_email(uow, email.id)
+        item = await operations.cancel_email(uow, email.id)
     assert item.status == "cancelled"
 
     assert await deliverer.deliver(DeliveryJob(email.id, attempt=2)) == "skipped"
@@ -290,7 +290,7 @@ async def test_cancelled_emails_are_skipped_by_their_batch_and_scheduled_jobs(
     )
     for email in (dropped, later):
         async with unit_of_work(sessions, dispatcher.dispatch) as uow:
-            await service.cancel_email(uow, email.id)
+            await operations.cancel_email(uow, email.id)
     # The scheduled one's time comes: its delayed job fires.
     await _set(sessions, later.id, send_at=datetime.now(UTC) - timedelta(seconds=1))
 
@@ -310,12 +310,12 @@ async def test_an_email_being_sent_cannot_be_cancelled(
 ) -> None:
     email = await _accept(sessions, dispatcher, settings)
     async with unit_of_work(sessions, dispatcher.dispatch) as uow:
-        [claimed] = await service.claim_for_delivery(uow, [email.id], settings=settings)
+        [claimed] = await delivery.claim_for_delivery(uow, [email.id], settings=settings)
     assert claimed.email.status == "sending"
 
     with pytest.raises(Conflict) as raised:
         async with unit_of_work(sessions, dispatcher.dispatch) as uow:
-            await service.cancel_email(uow, email.id)
+            await operations.cancel_email(uow, email.id)
     assert raised.value.details == {"status": "sending"}
     assert (await _load(sessions, email.id)).status == "sending"
 
@@ -327,7 +327,7 @@ async def _retry(
     sessions: async_sessionmaker[AsyncSession], dispatcher: Dispatcher, email_id: uuid.UUID
 ) -> None:
     async with unit_of_work(sessions, dispatcher.dispatch) as uow:
-        item = await service.retry_email(uow, email_id)
+        item = await operations.retry_email(uow, email_id)
     assert item.status == "queued" and item.failed_at is None
 
 

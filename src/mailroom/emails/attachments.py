@@ -1,6 +1,6 @@
 """Attachments as the API takes them: decoded, named safely, typed, and measured.
 
-Sizes are checked against the settings by the service (413 with the attachment
+Sizes are checked against the settings when the email is accepted (413 with the attachment
 named); everything else about an attachment is checked here (422).
 """
 

@@ -60,10 +60,10 @@ EmailIdArgument = Annotated[str, typer.Argument(help="The id POST /send returned
 def _move(email_id: str, action: str) -> str:
     """Retry or cancel one email; returns its new status."""
     parsed = _email_id(email_id)
-    from mailroom.emails import service
+    from mailroom.emails import operations
     from mailroom.unit_of_work import unit_of_work
 
-    move = service.retry_email if action == "retry" else service.cancel_email
+    move = operations.retry_email if action == "retry" else operations.cancel_email
 
     async def work(sessions: async_sessionmaker[AsyncSession], dispatcher: Dispatcher) -> str:
         async with unit_of_work(sessions, dispatcher.dispatch) as uow:
@@ -101,8 +101,9 @@ def requeue(
     """Send again the failed emails these filters select (as POST /emails/requeue)."""
     from pydantic import ValidationError
 
-    from mailroom.emails import service
-    from mailroom.emails.schemas import RequeueRequest, RequeueResult
+    from mailroom.emails import operations
+    from mailroom.emails.schemas.requests import RequeueRequest
+    from mailroom.emails.schemas.responses import RequeueResult
     from mailroom.errors import field_errors
 
     try:
@@ -122,7 +123,7 @@ def requeue(
     async def work(
         sessions: async_sessionmaker[AsyncSession], dispatcher: Dispatcher
     ) -> RequeueResult:
-        return await service.requeue_failed(sessions, dispatcher.dispatch, request)
+        return await operations.requeue_failed(sessions, dispatcher.dispatch, request)
 
     result = _run(work)
     if result.dry_run:

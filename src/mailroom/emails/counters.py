@@ -12,7 +12,7 @@ import asyncio
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from mailroom.emails import repository
+from mailroom.emails import log_repository
 
 log = structlog.get_logger(__name__)
 
@@ -21,7 +21,7 @@ FOLD_INTERVAL = 1.0  # seconds
 
 async def fold_once(sessions: async_sessionmaker[AsyncSession]) -> int:
     async with sessions() as session:
-        folded = await repository.fold_counts(session)
+        folded = await log_repository.fold_counts(session)
         await session.commit()
     return folded
 

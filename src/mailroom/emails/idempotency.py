@@ -24,11 +24,6 @@ TTL = timedelta(hours=24)
 MAX_KEY_LENGTH = 255
 
 
-def valid_key(value: str) -> bool:
-    """1 to 255 printable ASCII characters."""
-    return 1 <= len(value) <= MAX_KEY_LENGTH and all(" " <= c <= "~" for c in value)
-
-
 def request_fingerprint(body: dict[str, Any]) -> str:
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()

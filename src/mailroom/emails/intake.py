@@ -7,10 +7,10 @@ INSERT and a COMMIT round trip, and a pass through the ORM's session machinery,
 off each request. A group that fails (the database went away) fails every
 request in it with the same error, and none of their emails is stored.
 
-The emails of a group due now also go out as batch jobs (as POST /send/batch's
-do): one job per BATCH_JOB_SIZE emails rather than one each, which is what the
-queue and the worker spend most of their time on per email. Under light load a
-group is one email, and its batch job carries just that one.
+The emails of a group due now also go out as batch jobs, split as POST /send/batch's
+are (``new_emails.first_jobs``): one job per BATCH_JOB_SIZE emails rather than one
+each, which is what the queue and the worker spend most of their time on per email.
+Under light load a group is one email, and its batch job carries just that one.
 
 Requests with an Idempotency-Key or attachments keep a transaction of their own:
 the first must reserve its key in the same transaction, and the second should not
@@ -24,13 +24,12 @@ from contextlib import AbstractAsyncContextManager
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from mailroom.coalescer import Coalescer
-from mailroom.emails import repository
-from mailroom.queue.jobs import DeliveryBatch, DeliveryJob, Job
+from mailroom.emails import transitions_repository
+from mailroom.emails.new_emails import Stored, first_jobs
+from mailroom.queue.jobs import DeliveryJob
 from mailroom.unit_of_work import Dispatch, UnitOfWork, unit_of_work
 
 MAX_GROUP = 200  # emails per transaction
-
-_Item = tuple[dict[str, object], DeliveryJob]
 
 
 class Intake:
@@ -44,7 +43,7 @@ class Intake:
         self._sessions = sessions
         self._dispatch = dispatch
         self._batch_job_size = batch_job_size
-        self._groups: Coalescer[_Item, None] = Coalescer(self._store, max_items=MAX_GROUP)
+        self._groups: Coalescer[Stored, None] = Coalescer(self._store, max_items=MAX_GROUP)
 
     def transaction(self) -> AbstractAsyncContextManager[UnitOfWork]:
         """A transaction of its own, for a request that cannot share one."""
@@ -54,22 +53,11 @@ class Intake:
         """Return once the email is committed and its job dispatched (or handed to the sweeper)."""
         await self._groups.submit((row, job))
 
-    async def _store(self, items: list[_Item]) -> list[None]:
-        jobs = self._jobs(items)
+    async def _store(self, items: list[Stored]) -> list[None]:
+        # Emails of many requests: their batch jobs carry no single request's id.
+        jobs = first_jobs(items, batch_job_size=self._batch_job_size)
         async with unit_of_work(self._sessions, self._dispatch) as uow:
-            await repository.add_emails(uow.session, [row for row, _ in items])
+            await transitions_repository.add_emails(uow.session, [row for row, _ in items])
             for job in jobs:
                 uow.dispatch_after_commit(job)
         return [None] * len(items)
-
-    def _jobs(self, items: list[_Item]) -> list[Job]:
-        """Scheduled emails keep their delayed job; the others share batch jobs."""
-        jobs: list[Job] = [job for _, job in items if job.delay > 0]
-        due = [(row, job) for row, job in items if job.delay <= 0]
-        for start in range(0, len(due), self._batch_job_size):
-            chunk = due[start : start + self._batch_job_size]
-            batch = DeliveryBatch(tuple(job.email_id for _, job in chunk))
-            for row, _ in chunk:
-                row["batch_job_id"] = batch.job_id  # for the sweeper (see Dispatcher.absent)
-            jobs.append(batch)
-        return jobs

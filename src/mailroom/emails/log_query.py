@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from mailroom.emails.addresses import parse_mailbox
 from mailroom.emails.instants import in_utc, iso_8601_only
-from mailroom.emails.repository import LogFilter, Position
+from mailroom.emails.log_repository import LogFilter, Position
 from mailroom.emails.states import EmailStatus
 
 MAX_LIMIT = 100

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     BigInteger,
@@ -18,6 +18,7 @@ from sqlalchemy import (
     LargeBinary,
     SmallInteger,
     String,
+    Table,
     Text,
     UniqueConstraint,
     func,
@@ -81,6 +82,11 @@ class Email(Base):
     delivery_attempts: Mapped[list[DeliveryAttempt]] = relationship(
         back_populates="email", order_by="DeliveryAttempt.attempt_number", lazy="raise"
     )
+
+    @classmethod
+    def from_row(cls, row: Any) -> Email:
+        """A detached Email from a row holding every column of the table (a Core RETURNING)."""
+        return cls(**{c.key: row[c.name] for c in cast(Table, cls.__table__).c})
 
     __table_args__ = (
         CheckConstraint(f"status IN ({_STATUSES})", name="status_known"),

@@ -21,8 +21,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from mailroom.emails.repository import LogFilter, count_emails
-from mailroom.emails.states import EmailStatus
+from mailroom.emails.log import emails_by_status
 
 log = structlog.get_logger(__name__)
 
@@ -34,12 +33,7 @@ SOURCE_TIMEOUT = 2.0  # seconds; Prometheus' own scrape timeout is 10 s by defau
 async def email_counts(sessions: async_sessionmaker[AsyncSession]) -> dict[str, int]:
     """Emails present in each status."""
     async with sessions() as session:
-        # One snapshot for every status, so that they add up to the emails present.
-        await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
-        return {
-            status.value: await count_emails(session, LogFilter(statuses=(status,)))
-            for status in EmailStatus
-        }
+        return await emails_by_status(session)
 
 
 async def job_counts(queue: Any) -> dict[str, int]:

@@ -16,7 +16,7 @@ from mailroom.metrics.registry import WORKER_REGISTRY
 from mailroom.transport.base import Outcome, SendResult
 
 if TYPE_CHECKING:
-    from mailroom.emails.service import AttemptResult, Recorded
+    from mailroom.emails.delivery import AttemptResult, Recorded
 
 # Why an email failed for good, from its last attempt. A reply's class (5xx: refused;
 # 4xx: deferred until the attempts ran out), else: config (Mailroom's own SMTP settings

@@ -8,17 +8,18 @@ import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 import structlog
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_delay
+from tenacity.wait import wait_exponential
 
 from mailroom.coalescer import Coalescer
-from mailroom.emails import repository, service
+from mailroom.emails import delivery
+from mailroom.emails.delivery import EARLY_CLAIM_SLACK, AttemptResult, Claimed, Recorded
 from mailroom.emails.message import build_message, envelope_addresses
-from mailroom.emails.repository import Claimed
-from mailroom.emails.service import AttemptResult
 from mailroom.log_config import mask_address
 from mailroom.metrics.delivery import record_delivery
 from mailroom.queue.dispatcher import Dispatcher
@@ -72,7 +73,7 @@ class Deliverer:
         )
         # Serial: answers arriving while a record runs share the next one, so recording
         # each answer as it comes costs few transactions.
-        self._records: Coalescer[tuple[AttemptResult, ...], list[service.Recorded]] = Coalescer(
+        self._records: Coalescer[tuple[AttemptResult, ...], list[Recorded]] = Coalescer(
             self._record_together, max_items=_COALESCE_MAX_JOBS, serial=True
         )
 
@@ -91,7 +92,7 @@ class Deliverer:
             await asyncio.sleep(self._settings.sending_lease / 3)
             try:
                 async with self._sessions() as session:
-                    await repository.renew_leases(session, held, lease)
+                    await delivery.renew_leases(session, held, lease)
                     await session.commit()
             except Exception as exc:  # noqa: BLE001 - try again next round
                 log.warning(
@@ -181,7 +182,7 @@ class Deliverer:
     async def _claim_together(self, jobs: list[tuple[uuid.UUID, ...]]) -> list[list[Claimed]]:
         wanted = list(dict.fromkeys(i for ids in jobs for i in ids))
         async with unit_of_work(self._sessions, self._dispatcher.dispatch) as uow:
-            claimed = await service.claim_for_delivery(uow, wanted, settings=self._settings)
+            claimed = await delivery.claim_for_delivery(uow, wanted, settings=self._settings)
         by_id = {c.email.id: c for c in claimed}
         # An email claimed once goes to the first job that asked for it; a duplicate
         # job in the same run gets nothing, as it would have on its own.
@@ -219,7 +220,7 @@ class Deliverer:
         if not attempts:
             return []
 
-        async def record() -> list[service.Recorded]:
+        async def record() -> list[Recorded]:
             return await self._records.submit(tuple(attempts))
 
         # The SMTP server has answered; losing that answer to a PostgreSQL blip would
@@ -227,15 +228,13 @@ class Deliverer:
         recorded = await _retry_database(record, budget=self._settings.sending_lease / 2)
         return [_log_outcome(a, r) for a, r in zip(attempts, recorded, strict=True)]
 
-    async def _record_together(
-        self, jobs: list[tuple[AttemptResult, ...]]
-    ) -> list[list[service.Recorded]]:
+    async def _record_together(self, jobs: list[tuple[AttemptResult, ...]]) -> list[list[Recorded]]:
         attempts = [a for job in jobs for a in job]
         async with unit_of_work(self._sessions, self._dispatcher.dispatch) as uow:
-            recorded = await service.record_attempts(
+            recorded = await delivery.record_attempts(
                 uow, attempts, settings=self._settings, rng=self._rng
             )
-        parts: list[list[service.Recorded]] = []
+        parts: list[list[Recorded]] = []
         start = 0
         for job in jobs:
             parts.append(recorded[start : start + len(job)])
@@ -254,14 +253,14 @@ async def _not_before(send_at: datetime | None) -> None:
         return
     remaining = (send_at - _now()).total_seconds()
     if remaining > 0:
-        await asyncio.sleep(min(remaining, repository.EARLY_CLAIM_SLACK.total_seconds()))
+        await asyncio.sleep(min(remaining, EARLY_CLAIM_SLACK.total_seconds()))
 
 
 def _interrupted(claimed: Claimed, started: datetime) -> AttemptResult:
     return AttemptResult(claimed, _INTERRUPTED, started_at=started, finished_at=_now())
 
 
-def _log_outcome(attempt: AttemptResult, recorded: service.Recorded) -> str:
+def _log_outcome(attempt: AttemptResult, recorded: Recorded) -> str:
     result, email = attempt.result, attempt.claimed.email
     fields = {
         "email_id": str(email.id),
@@ -303,32 +302,51 @@ def _sqlstate(exc: DBAPIError) -> str | None:
     return code if isinstance(code, str) else None
 
 
+def _worth_retrying(exc: BaseException) -> bool:
+    if isinstance(exc, (OperationalError, InterfaceError, OSError)):
+        return True
+    # A deadlock or serialization failure rolled the whole transaction back: running it
+    # again is the documented remedy.
+    return isinstance(exc, DBAPIError) and (
+        exc.connection_invalidated or _sqlstate(exc) in _TRY_AGAIN
+    )
+
+
+def _log_retrying(state: RetryCallState) -> None:
+    error = state.outcome.exception() if state.outcome else None
+    log.warning(
+        "db.retrying", error=type(error).__name__, retry_in_s=round(state.upcoming_sleep, 2)
+    )
+
+
 async def _retry_database(operation: Callable[[], Awaitable[T]], *, budget: float) -> T:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + budget
-    delay = 0.2
-    while True:
-        retryable: Exception
-        try:
-            return await operation()
-        except (OperationalError, InterfaceError, OSError) as exc:
-            retryable = exc
-        except DBAPIError as exc:
-            # A deadlock or serialization failure rolled the whole transaction back:
-            # running it again is the documented remedy.
-            if not exc.connection_invalidated and _sqlstate(exc) not in _TRY_AGAIN:
-                raise
-            retryable = exc
-        remaining = deadline - loop.time()
-        if remaining <= 0:
-            log.error(
-                "db.retry_gave_up",
-                error=type(retryable).__name__,
-                budget_s=budget,
-                hint="the email stays `sending` until its lease expires, then is retried",
-            )
-            raise retryable
-        wait = min(delay, remaining)  # use the whole budget, not just the waits that fit
-        log.warning("db.retrying", error=type(retryable).__name__, retry_in_s=round(wait, 2))
-        await asyncio.sleep(wait)
-        delay = min(delay * 2, 5.0)
+    """Run ``operation``, again after each database fault, for up to ``budget`` seconds.
+
+    Waits 0.2 s, then twice as long each time (at most 5 s), the last wait cut to what
+    is left: the whole budget is used, not just the waits that fit in it.
+    """
+    backoff = wait_exponential(multiplier=0.2, max=5.0)
+
+    def wait(state: RetryCallState) -> float:
+        remaining = budget - (state.seconds_since_start or 0.0)
+        return max(0.0, min(backoff(state), remaining))
+
+    def give_up(state: RetryCallState) -> NoReturn:
+        error = state.outcome.exception() if state.outcome else None
+        assert error is not None  # only a failed attempt is retried
+        log.error(
+            "db.retry_gave_up",
+            error=type(error).__name__,
+            budget_s=budget,
+            hint="the email stays `sending` until its lease expires, then is retried",
+        )
+        raise error
+
+    retrying = AsyncRetrying(
+        retry=retry_if_exception(_worth_retrying),
+        stop=stop_after_delay(budget),
+        wait=wait,
+        before_sleep=_log_retrying,
+        retry_error_callback=give_up,
+    )
+    return await retrying(operation)

@@ -14,7 +14,7 @@ import asyncio
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from mailroom.emails import service
+from mailroom.emails import delivery
 from mailroom.queue.dispatcher import Dispatcher
 from mailroom.settings import Settings
 from mailroom.unit_of_work import unit_of_work
@@ -39,7 +39,7 @@ class Sweeper:
     async def sweep_once(self) -> int:
         """Re-dispatch what Redis lost; returns how many jobs that was."""
         async with unit_of_work(self._sessions, self._dispatcher.dispatch) as uow:
-            candidates = await service.sweep(uow, settings=self._settings, lock_key=SWEEPER_LOCK)
+            candidates = await delivery.sweep(uow, settings=self._settings, lock_key=SWEEPER_LOCK)
         # Overdue is not lost: behind a deep backlog a job may still be waiting in Redis.
         lost = await self._dispatcher.absent(candidates)
         if lost and await self._dispatcher.dispatch(lost):

@@ -11,16 +11,14 @@ from mailroom.api.context import request_context
 from mailroom.api.deps import RequestId, Session, SettingsDep, State, UoW
 from mailroom.api.errors import AUTH_RESPONSES, ErrorResponse
 from mailroom.api.security import EmailsWriter, GuardedRoute, LogsReader, SendCaller
-from mailroom.emails import idempotency, service
-from mailroom.emails.schemas import (
+from mailroom.emails import accepting, idempotency, log, operations
+from mailroom.emails.schemas.requests import RequeueRequest, SendBatchRequest, SendEmailRequest
+from mailroom.emails.schemas.responses import (
     EmailDetail,
     EmailLogItem,
-    RequeueRequest,
     RequeueResult,
     SendAccepted,
     SendBatchAccepted,
-    SendBatchRequest,
-    SendEmailRequest,
 )
 from mailroom.errors import NotFound
 
@@ -83,7 +81,7 @@ async def send(
     The response comes once the email is committed to the log: from then on it is
     delivered or its failure is recorded. Follow it with `GET /emails/{id}`.
     """
-    acceptance = await service.send_email(
+    acceptance = await accepting.send_email(
         state.intake,
         body,
         settings=settings,
@@ -136,7 +134,7 @@ async def send_batch(
     request against the rate limit. If no email in the batch is valid, nothing is
     stored and the answer is 422 listing every problem.
     """
-    acceptance = await service.send_batch(
+    acceptance = await accepting.send_batch(
         uow,
         body.emails,
         settings=settings,
@@ -193,7 +191,7 @@ async def retry_email(email_id: EmailId, uow: UoW) -> EmailLogItem:
     Its attempts so far stay in its history and the new ones continue their numbering;
     the Message-ID stays the same. Any other status is a `409`.
     """
-    return await service.retry_email(uow, _parse_id(email_id))
+    return await operations.retry_email(uow, _parse_id(email_id))
 
 
 @router.post(
@@ -208,7 +206,7 @@ async def cancel_email(email_id: EmailId, uow: UoW) -> EmailLogItem:
 
     An email being sent right now (`sending`), or already `sent` or `failed`, is a `409`.
     """
-    return await service.cancel_email(uow, _parse_id(email_id))
+    return await operations.cancel_email(uow, _parse_id(email_id))
 
 
 @router.post(
@@ -229,7 +227,7 @@ async def requeue(body: RequeueRequest, state: State) -> RequeueResult:
     500, each dispatched once committed; `hasMore` says whether more matched than
     `limit`.
     """
-    return await service.requeue_failed(state.sessions, state.dispatcher.dispatch, body)
+    return await operations.requeue_failed(state.sessions, state.dispatcher.dispatch, body)
 
 
 # Last: /emails/{email_id} would otherwise answer for /emails/requeue's other methods.
@@ -241,4 +239,4 @@ async def requeue(body: RequeueRequest, state: State) -> RequeueResult:
     dependencies=[LogsReader],
 )
 async def get_email(email_id: EmailId, session: Session) -> EmailDetail:
-    return await service.get_email(session, _parse_id(email_id))
+    return await log.get_email(session, _parse_id(email_id))

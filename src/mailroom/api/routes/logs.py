@@ -10,9 +10,9 @@ from fastapi import APIRouter, Query
 from mailroom.api.deps import Session
 from mailroom.api.errors import AUTH_RESPONSES, ErrorResponse
 from mailroom.api.security import LogsReader
-from mailroom.emails import service
+from mailroom.emails import log
 from mailroom.emails.log_query import LogQuery
-from mailroom.emails.schemas import EmailLogPage
+from mailroom.emails.schemas.responses import EmailLogPage
 
 router = APIRouter(tags=["logs"], dependencies=[LogsReader])
 
@@ -29,4 +29,4 @@ router = APIRouter(tags=["logs"], dependencies=[LogsReader])
 async def email_log(query: Annotated[LogQuery, Query()], session: Session) -> EmailLogPage:
     """Page with `page` (and `limit`), or follow `pagination.nextCursor` with `cursor`
     (stable and fast at any depth). `summary` counts the emails created today in `tz`."""
-    return await service.list_log(session, query, now=datetime.now(UTC))
+    return await log.list_log(session, query, now=datetime.now(UTC))

@@ -1,14 +1,12 @@
-"""What the API accepts and returns for emails. Validation rules live here, one per field."""
+"""What the API accepts for emails. Validation rules live here, one per field."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
@@ -18,7 +16,6 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic.alias_generators import to_camel
 
 from mailroom.emails.addresses import header_safe, parse_mailbox
 from mailroom.emails.attachments import (
@@ -30,12 +27,11 @@ from mailroom.emails.attachments import (
     safe_filename,
 )
 from mailroom.emails.instants import in_utc, iso_8601_only
-from mailroom.emails.states import EmailStatus
+from mailroom.emails.schemas import CamelSchema
 
 MAX_RECIPIENTS = 50
 MAX_SCHEDULE_DAYS = 30
-MAX_REQUEUE = 10_000  # per request; requeued in transactions of REQUEUE_BATCH
-REQUEUE_BATCH = 500
+MAX_REQUEUE = 10_000  # per request; requeued in transactions of operations.REQUEUE_BATCH
 MAX_SUBJECT_LENGTH = 998  # RFC 5322's line limit
 MAX_HEADERS = 50
 MAX_HEADER_NAME_LENGTH = 76
@@ -72,10 +68,6 @@ Addr = Annotated[str, AfterValidator(_mailbox)]
 AddrList = Annotated[list[Addr], BeforeValidator(_one_or_many)]
 
 
-class _Schema(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
-
-
 def _filename(value: str) -> str:
     return safe_filename(value)
 
@@ -95,7 +87,7 @@ Base64Content = Annotated[
 ]
 
 
-class AttachmentIn(_Schema):
+class AttachmentIn(CamelSchema):
     """A file to attach; with `contentId`, an inline image the HTML shows as cid:…"""
 
     model_config = ConfigDict(extra="forbid")
@@ -133,7 +125,7 @@ class AttachmentIn(_Schema):
         return content_type_for(filename, value)
 
 
-class SendEmailRequest(_Schema):
+class SendEmailRequest(CamelSchema):
     """An email to queue. ``to``, ``cc``, ``bcc`` and ``replyTo`` take one address or a list."""
 
     model_config = ConfigDict(
@@ -256,21 +248,14 @@ class SendEmailRequest(_Schema):
         return self
 
 
-class SendAccepted(_Schema):
-    id: uuid.UUID
-    status: EmailStatus
-    message_id: str
-    created_at: datetime
-
-
 MAX_BATCH = 500
 
-# Items are validated one by one by the service, so that one bad email does not
+# Items are validated one by one when accepted (see accepting), so that one bad email does not
 # reject the other 499; the OpenAPI document still describes each as a SendEmailRequest.
 _BatchItem = Annotated[Any, WithJsonSchema({"$ref": "#/components/schemas/SendEmailRequest"})]
 
 
-class SendBatchRequest(_Schema):
+class SendBatchRequest(CamelSchema):
     """Up to 500 emails, each validated, stored and answered on its own."""
 
     model_config = ConfigDict(
@@ -292,38 +277,10 @@ class SendBatchRequest(_Schema):
     )
 
 
-class FieldError(_Schema):
-    field: str
-    message: str
-
-
-class BatchItemError(_Schema):
-    code: str
-    message: str
-    details: list[FieldError]
-
-
-class BatchItemResult(_Schema):
-    """The answer for ``emails[index]``: queued (with its id) or rejected (with why)."""
-
-    index: int
-    id: uuid.UUID | None = None
-    status: EmailStatus | None = None
-    message_id: str | None = None
-    created_at: datetime | None = None
-    error: BatchItemError | None = None
-
-
-class SendBatchAccepted(_Schema):
-    accepted: int = Field(description="Emails stored and queued")
-    rejected: int = Field(description="Emails refused; each item's `error` says why")
-    data: list[BatchItemResult] = Field(description="One result per email, in request order")
-
-
 ErrorClass = Literal["4xx", "5xx", "connection"]
 
 
-class RequeueRequest(_Schema):
+class RequeueRequest(CamelSchema):
     """Which failed emails to send again; the same filters as GET /logs/email."""
 
     model_config = ConfigDict(
@@ -368,95 +325,3 @@ class RequeueRequest(_Schema):
         if self.since is not None and self.until is not None and self.since >= self.until:
             raise ValueError("until must be later than since")
         return self
-
-
-class RequeueResult(_Schema):
-    dry_run: bool
-    matched: int = Field(description="Failed emails the filters select")
-    requeued: int = Field(description="Put back in the queue by this request (0 on a dry run)")
-    has_more: bool = Field(description="More matched than `limit`: call again for the rest")
-
-
-class EmailError(_Schema):
-    code: int | None = Field(description="SMTP reply code, or null for a connection fault")
-    enhanced_code: str | None = Field(description="RFC 3463 enhanced status code, e.g. 5.1.1")
-    message: str | None
-
-
-class EmailLogItem(_Schema):
-    id: uuid.UUID
-    sender: str = Field(alias="from")
-    to: list[str]
-    cc: list[str]
-    bcc: list[str]
-    subject: str
-    status: EmailStatus
-    attempts: int
-    message_id: str
-    created_at: datetime
-    sent_at: datetime | None
-    failed_at: datetime | None
-    cancelled_at: datetime | None
-    send_at: datetime | None = Field(description="When it was asked to go out, if scheduled")
-    next_attempt_at: datetime | None
-    sandbox: bool = Field(description="Logged as sent, but never handed to an SMTP server")
-    error: EmailError | None
-
-
-class DeliveryAttemptItem(_Schema):
-    number: int
-    started_at: datetime
-    finished_at: datetime
-    outcome: str
-    code: int | None
-    enhanced_code: str | None
-    message: str | None
-    duration_ms: int
-    refused_recipients: list[dict[str, Any]] | None
-
-
-class AttachmentInfo(_Schema):
-    """An attachment as the log shows it: its name and size, never its content."""
-
-    filename: str
-    content_type: str
-    content_id: str | None
-    size: int = Field(description="Bytes, after decoding")
-
-
-class EmailDetail(EmailLogItem):
-    reply_to: list[str]
-    text: str | None
-    html: str | None
-    headers: dict[str, str]
-    request_id: str | None
-    attachments: list[AttachmentInfo]
-    delivery_attempts: list[DeliveryAttemptItem]
-
-
-class Pagination(_Schema):
-    page: int | None = Field(description="The page number, or null when paging by cursor")
-    limit: int
-    total: int
-    total_pages: int
-    has_more: bool
-    next_cursor: str | None
-
-
-class DailySummary(_Schema):
-    date: str = Field(description="Today's date in `timezone`, YYYY-MM-DD")
-    timezone: str
-    total: int
-    sent: int
-    failed: int
-    cancelled: int
-    pending: int = Field(
-        description="Not finished yet (scheduled, queued, sending or retrying): "
-        "total - sent - failed - cancelled"
-    )
-
-
-class EmailLogPage(_Schema):
-    data: list[EmailLogItem]
-    pagination: Pagination
-    summary: DailySummary

@@ -1,0 +1,196 @@
+"""Delivering: what the worker does with the database around each send.
+
+Claim the emails of a job (guarded, leased, with their attachments), renew the leases
+while the sends take, record each attempt and move its email on (sent, retrying with
+backoff, failed), and sweep for emails whose dispatch Redis may have lost. The worker
+sees the database only through these functions and the types re-exported here.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mailroom.emails import delivery_repository, idempotency, sweeper_repository
+from mailroom.emails.delivery_repository import (
+    EARLY_CLAIM_SLACK,
+    AttemptRecord,
+    Claimed,
+    Finished,
+    LastError,
+)
+from mailroom.emails.retry import Decision, decide
+from mailroom.emails.states import DEFER
+from mailroom.queue.jobs import DeliveryJob
+from mailroom.settings import Settings
+from mailroom.transport.base import Outcome, SendResult
+from mailroom.unit_of_work import UnitOfWork
+
+__all__ = [
+    "EARLY_CLAIM_SLACK",
+    "MAX_STORED_REPLY",
+    "AttemptResult",
+    "Claimed",
+    "Recorded",
+    "claim_for_delivery",
+    "record_attempts",
+    "renew_leases",
+    "sweep",
+]
+
+MAX_STORED_REPLY = 1000  # characters of server text kept per attempt
+
+
+async def claim_for_delivery(
+    uow: UnitOfWork, email_ids: Sequence[uuid.UUID], *, settings: Settings
+) -> list[Claimed]:
+    """Claim whichever of these emails are due; the others are finished or owned elsewhere."""
+    claimed = await delivery_repository.claim(
+        uow.session, email_ids, timedelta(seconds=settings.sending_lease)
+    )
+    with_files = [c.email.id for c in claimed if c.email.attachment_count]
+    if not with_files:
+        return claimed
+    files = await delivery_repository.load_attachments(uow.session, with_files)
+    return [replace(c, attachments=files.get(c.email.id, ())) for c in claimed]
+
+
+async def renew_leases(
+    session: AsyncSession, held: Sequence[tuple[uuid.UUID, int]], lease: timedelta
+) -> None:
+    """Extend the leases of the emails a worker still holds: (email id, attempt) each.
+
+    An email recorded meanwhile, or taken over, is no longer held and keeps its state.
+    """
+    await delivery_repository.renew_leases(session, held, lease)
+
+
+@dataclass(frozen=True)
+class AttemptResult:
+    """What one claimed email's attempt came to, ready to be recorded."""
+
+    claimed: Claimed
+    result: SendResult
+    started_at: datetime
+    finished_at: datetime
+
+
+@dataclass(frozen=True)
+class Recorded:
+    decision: Decision
+    applied: bool  # False: another worker took the email over meanwhile
+
+
+async def record_attempts(
+    uow: UnitOfWork,
+    attempts: Sequence[AttemptResult],
+    *,
+    settings: Settings,
+    rng: random.Random,
+) -> list[Recorded]:
+    """Log the attempts and move each email on, in one transaction, whatever their outcomes."""
+    decisions: list[Decision] = []
+    finished: list[Finished] = []
+    for a in attempts:
+        decision = decide(
+            a.result,
+            # Counted from the last manual retry: each retry gets MAX_ATTEMPTS afresh.
+            a.claimed.attempt - a.claimed.email.attempts_before_retry,
+            max_attempts=settings.max_attempts,
+            base=settings.retry_backoff_base,
+            cap=settings.retry_backoff_max,
+            rng=rng,
+        )
+        next_attempt_at = None
+        if decision.transition is DEFER and decision.delay is not None:
+            next_attempt_at = a.finished_at + timedelta(seconds=decision.delay)
+        decisions.append(decision)
+        finished.append(
+            Finished(
+                email_id=a.claimed.email.id,
+                transition=decision.transition,
+                attempt=_attempt_record(a),
+                error=_last_error(a.result),
+                next_attempt_at=next_attempt_at,
+            )
+        )
+    owned = await delivery_repository.finish_attempts(uow.session, finished)
+    recorded: list[Recorded] = []
+    for a, decision in zip(attempts, decisions, strict=True):
+        applied = a.claimed.email.id in owned
+        if applied and decision.transition is DEFER and decision.delay is not None:
+            uow.dispatch_after_commit(
+                DeliveryJob(
+                    a.claimed.email.id,
+                    attempt=a.claimed.attempt + 1,
+                    request_id=a.claimed.email.request_id,
+                    delay=decision.delay,
+                )
+            )
+        recorded.append(Recorded(decision, applied))
+    return recorded
+
+
+def _attempt_record(a: AttemptResult) -> AttemptRecord:
+    result = a.result
+    refused = [
+        {
+            "recipient": r.recipient,
+            "code": r.code,
+            "enhancedCode": r.enhanced_code,
+            "message": r.message[:MAX_STORED_REPLY],
+        }
+        for r in result.refused
+    ]
+    return AttemptRecord(
+        number=a.claimed.attempt,
+        started_at=a.started_at,
+        finished_at=a.finished_at,
+        outcome=result.outcome.value,
+        smtp_code=result.code,
+        enhanced_code=result.enhanced_code,
+        message=result.message[:MAX_STORED_REPLY] or None,
+        refused_recipients=refused or None,
+    )
+
+
+def _last_error(result: SendResult) -> LastError | None:
+    if result.outcome is Outcome.ACCEPTED:
+        if not result.refused:
+            return None
+        first = result.refused[0]
+        return LastError(
+            first.code,
+            first.enhanced_code,
+            f"Refused {first.recipient}: {first.message}"[:MAX_STORED_REPLY],
+        )
+    return LastError(result.code, result.enhanced_code, result.message[:MAX_STORED_REPLY] or None)
+
+
+async def sweep(uow: UnitOfWork, *, settings: Settings, lock_key: int) -> Sequence[DeliveryJob]:
+    """One sweeper pass (one sweeper at a time, by an advisory lock).
+
+    Returns the jobs of emails whose dispatch may have been lost (the caller re-dispatches
+    those Redis lacks), and forgets idempotency keys older than 24 hours.
+    """
+    if not await sweeper_repository.try_sweeper_lock(uow.session, lock_key):
+        return ()
+    stranded = await sweeper_repository.find_stranded(
+        uow.session, grace=timedelta(seconds=settings.sweep_grace), limit=settings.sweep_batch_size
+    )
+    jobs = [
+        DeliveryJob(
+            s.email_id,
+            attempt=s.next_attempt,
+            request_id=s.request_id,
+            queued_as=s.batch_job_id if s.next_attempt == 1 else None,
+        )
+        for s in stranded
+    ]
+    await idempotency.purge_expired(uow.session, now=datetime.now(UTC))
+    return jobs

@@ -1,0 +1,153 @@
+"""Reading the email log: one email with its attempts, pages of the log, today's report.
+
+Everything here only reads; ``emails_by_status`` is what the metrics' gauge shows.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mailroom.emails import log_repository
+from mailroom.emails.log_query import LogQuery, day_bounds, encode_cursor
+from mailroom.emails.log_repository import LogFilter, Position
+from mailroom.emails.models import Email
+from mailroom.emails.schemas.responses import (
+    AttachmentInfo,
+    DailySummary,
+    DeliveryAttemptItem,
+    EmailDetail,
+    EmailError,
+    EmailLogItem,
+    EmailLogPage,
+    Pagination,
+)
+from mailroom.emails.states import EmailStatus
+from mailroom.errors import NotFound
+
+
+async def get_email(session: AsyncSession, email_id: uuid.UUID) -> EmailDetail:
+    email = await log_repository.get_email(session, email_id, with_attempts=True)
+    if email is None:
+        raise NotFound(f"No email with id {email_id}")
+    files = (
+        await log_repository.attachment_info(session, email_id) if email.attachment_count else []
+    )
+    return EmailDetail(
+        **log_item(email).model_dump(),
+        reply_to=email.reply_to,
+        text=email.text_body,
+        html=email.html_body,
+        headers=email.headers,
+        request_id=email.request_id,
+        attachments=[
+            AttachmentInfo(
+                filename=f.filename,
+                content_type=f.content_type,
+                content_id=f.content_id,
+                size=f.size,
+            )
+            for f in files
+        ],
+        delivery_attempts=[
+            DeliveryAttemptItem(
+                number=a.attempt_number,
+                started_at=a.started_at,
+                finished_at=a.finished_at,
+                outcome=a.outcome,
+                code=a.smtp_code,
+                enhanced_code=a.enhanced_code,
+                message=a.message,
+                duration_ms=a.duration_ms,
+                refused_recipients=a.refused_recipients,
+            )
+            for a in email.delivery_attempts
+        ],
+    )
+
+
+def log_item(email: Email) -> EmailLogItem:
+    has_error = email.last_error_code is not None or email.last_error_message is not None
+    return EmailLogItem(
+        id=email.id,
+        sender=email.sender,
+        to=email.to_addrs,
+        cc=email.cc_addrs,
+        bcc=email.bcc_addrs,
+        subject=email.subject,
+        status=EmailStatus(email.status),
+        attempts=email.attempts,
+        message_id=email.message_id,
+        created_at=email.created_at,
+        sent_at=email.sent_at,
+        failed_at=email.failed_at,
+        cancelled_at=email.cancelled_at,
+        send_at=email.send_at,
+        next_attempt_at=email.next_attempt_at,
+        sandbox=email.sandbox,
+        error=EmailError(
+            code=email.last_error_code,
+            enhanced_code=email.last_error_enhanced,
+            message=email.last_error_message,
+        )
+        if has_error
+        else None,
+    )
+
+
+async def list_log(session: AsyncSession, query: LogQuery, *, now: datetime) -> EmailLogPage:
+    log_filter = query.log_filter()
+    after = query.position()
+    page = None if after is not None else (query.page or 1)
+    offset = 0 if page is None else (page - 1) * query.limit
+    # One row more than asked tells whether another page follows.
+    rows = await log_repository.list_emails(
+        session, log_filter, limit=query.limit + 1, offset=offset, after=after
+    )
+    has_more = len(rows) > query.limit
+    rows = rows[: query.limit]
+    total = await log_repository.count_emails(session, log_filter)
+    last = rows[-1] if rows else None
+    return EmailLogPage(
+        data=[log_item(e) for e in rows],
+        pagination=Pagination(
+            page=page,
+            limit=query.limit,
+            total=total,
+            total_pages=math.ceil(total / query.limit),
+            has_more=has_more,
+            next_cursor=encode_cursor(Position(last.created_at, last.id))
+            if has_more and last is not None
+            else None,
+        ),
+        summary=await daily_summary(session, query, now=now),
+    )
+
+
+async def daily_summary(session: AsyncSession, query: LogQuery, *, now: datetime) -> DailySummary:
+    zone = query.zone
+    today = now.astimezone(zone).date()
+    start, end = day_bounds(today, zone)
+    counts = await log_repository.count_created_between(session, start, end)
+    return DailySummary(
+        date=today.isoformat(),
+        timezone=query.tz,
+        total=counts.total,
+        sent=counts.sent,
+        failed=counts.failed,
+        cancelled=counts.cancelled,
+        pending=counts.total - counts.sent - counts.failed - counts.cancelled,
+    )
+
+
+async def emails_by_status(session: AsyncSession) -> dict[str, int]:
+    """Emails present in each status (from the counters, as ``pagination.total``)."""
+    # One snapshot for every status, so that they add up to the emails present.
+    await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+    return {
+        status.value: await log_repository.count_emails(session, LogFilter(statuses=(status,)))
+        for status in EmailStatus
+    }
