@@ -1,19 +1,22 @@
-"""Mailroom's exception tree. Every error a client can see is one of these.
+"""Mailroom's exception tree. Every error a client can see is one of these, and each
+``code`` is defined here once.
 
-    MailroomError                 base: an HTTP status, a stable ``code`` and a message
+    MailroomError                 500 internal_error    (base: a status, a stable code, a message)
     ├── InvalidRequest            422 validation_error  (``details`` lists each field)
     │   └── IdempotencyKeyReused  422 idempotency_key_reused (same key, different body)
     ├── MalformedRequest          400 malformed_request (body is not JSON, ...)
     ├── Unauthorized              401 unauthorized      (no key, unknown or revoked key)
     ├── Forbidden                 403 forbidden         (the key lacks the scope)
     ├── NotFound                  404 not_found
-    ├── Conflict                  409 conflict          (the email's status does not allow it)
     ├── MethodNotAllowed          405 method_not_allowed
+    ├── Conflict                  409 conflict          (the email's status does not allow it)
     ├── PayloadTooLarge           413 payload_too_large
     ├── RateLimited               429 rate_limited      (``retry_after`` seconds)
-    └── ServiceUnavailable        503 service_unavailable (a dependency is down)
+    ├── ServiceUnavailable        503 service_unavailable (a dependency is down)
+    │   └── NotReady              503 not_ready         (GET /ready: ``details`` says which)
+    └── HttpError                 any http_error        (another HTTP error of the framework)
 
-The API maps each to one JSON shape::
+Each leaves the API in one JSON shape (``body``)::
 
     {"error": {"code": "...", "message": "...", "details": ...}}
 """
@@ -28,14 +31,21 @@ class MailroomError(Exception):
     status_code: int = 500
     code: str = "internal_error"
 
-    def __init__(self, message: str, *, details: Any = None) -> None:
+    def __init__(
+        self, message: str, *, details: Any = None, headers: Mapping[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.details = details
+        self._headers = dict(headers) if headers else None
 
     @property
     def headers(self) -> dict[str, str] | None:
-        return None
+        return self._headers
+
+    def body(self) -> dict[str, Any]:
+        """The error as the API answers it."""
+        return {"error": {"code": self.code, "message": self.message, "details": self.details}}
 
 
 class InvalidRequest(MailroomError):
@@ -86,6 +96,10 @@ class ServiceUnavailable(MailroomError):
     code = "service_unavailable"
 
 
+class NotReady(ServiceUnavailable):
+    code = "not_ready"
+
+
 class PayloadTooLarge(MailroomError):
     status_code = 413
     code = "payload_too_large"
@@ -98,6 +112,18 @@ class RateLimited(MailroomError):
     def __init__(self, message: str, *, retry_after: int) -> None:
         super().__init__(message, details={"retryAfter": retry_after})
         self.retry_after = retry_after
+
+
+class HttpError(MailroomError):
+    """An HTTP error the framework raised that has no class of its own, with its status."""
+
+    code = "http_error"
+
+    def __init__(
+        self, status_code: int, message: str, *, headers: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(message, headers=headers)
+        self.status_code = status_code
 
 
 def field_errors(errors: Iterable[Mapping[str, Any]], prefix: str = "") -> list[dict[str, str]]:

@@ -12,7 +12,16 @@ from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from mailroom.errors import MailroomError, field_errors
+from mailroom.errors import (
+    HttpError,
+    InvalidRequest,
+    MailroomError,
+    MalformedRequest,
+    MethodNotAllowed,
+    NotFound,
+    ServiceUnavailable,
+    field_errors,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -35,42 +44,38 @@ AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def error_response(
-    status: int, code: str, message: str, details: Any = None, headers: dict[str, str] | None = None
-) -> JSONResponse:
-    body = {"error": {"code": code, "message": message, "details": details}}
-    return JSONResponse(body, status_code=status, headers=headers)
+def error_response(error: MailroomError) -> JSONResponse:
+    return JSONResponse(error.body(), status_code=error.status_code, headers=error.headers)
 
 
 async def _validation(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = list(exc.errors())
     if any(e.get("type") == "json_invalid" for e in errors):
-        return error_response(400, "malformed_request", "The request body is not valid JSON.")
+        return error_response(MalformedRequest("The request body is not valid JSON."))
     details = field_errors(errors)
     first = details[0] if details else {"field": "request", "message": "is invalid"}
     summary = f"{first['field']}: {first['message']}"
     if len(details) > 1:
         summary += f" (and {len(details) - 1} more)"
-    return error_response(422, "validation_error", f"Invalid request. {summary}", details)
+    return error_response(InvalidRequest(f"Invalid request. {summary}", details=details))
 
 
 async def _mailroom(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, MailroomError)
-    return error_response(exc.status_code, exc.code, exc.message, exc.details, exc.headers)
-
-
-_HTTP_CODES = {
-    404: ("not_found", "No such endpoint."),
-    405: ("method_not_allowed", "Method not allowed on this endpoint."),
-}
+    return error_response(exc)
 
 
 async def _http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    code, message = _HTTP_CODES.get(exc.status_code, ("http_error", str(exc.detail)))
-    headers = dict(exc.headers) if exc.headers else None
-    return error_response(exc.status_code, code, message, headers=headers)
+    error: MailroomError
+    if exc.status_code == 404:
+        error = NotFound("No such endpoint.", headers=exc.headers)
+    elif exc.status_code == 405:
+        error = MethodNotAllowed("Method not allowed on this endpoint.", headers=exc.headers)
+    else:
+        error = HttpError(exc.status_code, str(exc.detail), headers=exc.headers)
+    return error_response(error)
 
 
 async def _database_down(request: Request, exc: Exception) -> JSONResponse:
@@ -82,16 +87,16 @@ async def _database_down(request: Request, exc: Exception) -> JSONResponse:
         return await _unexpected(request, exc)
     log.error("database.unavailable", error=type(exc).__name__)
     return error_response(
-        503,
-        "service_unavailable",
-        "The database is unavailable; nothing was stored. Try again shortly.",
-        headers={"Retry-After": str(DATABASE_RETRY_AFTER)},
+        ServiceUnavailable(
+            "The database is unavailable; nothing was stored. Try again shortly.",
+            headers={"Retry-After": str(DATABASE_RETRY_AFTER)},
+        )
     )
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("request.failed", method=request.method, path=request.url.path)
-    return error_response(500, "internal_error", "Internal server error.")
+    return error_response(MailroomError("Internal server error."))
 
 
 def install_error_handlers(app: FastAPI) -> None:

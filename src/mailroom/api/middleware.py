@@ -10,17 +10,18 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mailroom.api.client_ip import Networks, client_ip
 from mailroom.api.context import request_context
+from mailroom.errors import MailroomError, PayloadTooLarge
 from mailroom.metrics.http import RequestMetrics
 
 log = structlog.get_logger("mailroom.api")
 
 
-async def _send_error(send: Send, status: int, code: str, message: str) -> None:
-    body = json.dumps({"error": {"code": code, "message": message, "details": None}}).encode()
+async def _send_error(send: Send, error: MailroomError) -> None:
+    body = json.dumps(error.body()).encode()
     await send(
         {
             "type": "http.response.start",
-            "status": status,
+            "status": error.status_code,
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
@@ -57,7 +58,7 @@ class BodyLimitMiddleware:
                 except ValueError:
                     declared = -1
                 if declared > max_bytes:
-                    await _send_error(send, 413, "payload_too_large", too_large)
+                    await _send_error(send, PayloadTooLarge(too_large))
                     return
         chunks: list[bytes] = []
         size = 0
@@ -68,7 +69,7 @@ class BodyLimitMiddleware:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > max_bytes:
-                await _send_error(send, 413, "payload_too_large", too_large)
+                await _send_error(send, PayloadTooLarge(too_large))
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):

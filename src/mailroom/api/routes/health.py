@@ -10,6 +10,7 @@ from sqlalchemy import text
 
 from mailroom.api.deps import State
 from mailroom.api.errors import ErrorResponse, error_response
+from mailroom.errors import NotReady
 
 router = APIRouter(tags=["health"])
 
@@ -44,5 +45,5 @@ async def ready(state: State) -> JSONResponse:
     }
     down = [name for name, value in report.items() if value != "ok"]
     if down:
-        return error_response(503, "not_ready", f"Not ready: {', '.join(down)} unreachable", report)
+        return error_response(NotReady(f"Not ready: {', '.join(down)} unreachable", details=report))
     return JSONResponse({"status": "ready", "checks": report})
