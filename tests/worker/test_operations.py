@@ -16,10 +16,9 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from mailroom.emails import accepting, delivery, log_repository, operations
+from mailroom.emails import accepting, log_repository, operations
 from mailroom.emails.models import Email
 from mailroom.emails.schemas.requests import SendEmailRequest
-from mailroom.errors import Conflict
 from mailroom.queue.dispatcher import Dispatcher
 from mailroom.queue.jobs import DeliveryBatch, DeliveryJob
 from mailroom.settings import Settings
@@ -303,21 +302,6 @@ async def test_cancelled_emails_are_skipped_by_their_batch_and_scheduled_jobs(
     for email in (dropped, later):
         stored = await _load(sessions, email.id)
         assert (stored.status, stored.attempts, stored.delivery_attempts) == ("cancelled", 0, [])
-
-
-async def test_an_email_being_sent_cannot_be_cancelled(
-    sessions: async_sessionmaker[AsyncSession], dispatcher: Dispatcher, settings: Settings
-) -> None:
-    email = await _accept(sessions, dispatcher, settings)
-    async with unit_of_work(sessions, dispatcher.dispatch) as uow:
-        [claimed] = await delivery.claim_for_delivery(uow, [email.id], settings=settings)
-    assert claimed.email.status == "sending"
-
-    with pytest.raises(Conflict) as raised:
-        async with unit_of_work(sessions, dispatcher.dispatch) as uow:
-            await operations.cancel_email(uow, email.id)
-    assert raised.value.details == {"status": "sending"}
-    assert (await _load(sessions, email.id)).status == "sending"
 
 
 # -- retried -----------------------------------------------------------------------------
