@@ -10,7 +10,7 @@ tables, so a bulk insert of 500 emails costs one grouped insert) append deltas t
 counters can neither serialise commits nor deadlock. ``mailroom_fold_counts()``, run
 every second by one process at a time, moves the deltas into ``email_counts`` and
 ``email_status_totals`` in one transaction; readers add the deltas not yet folded
-(see mailroom.emails.repository), so every count is exact at any moment.
+(see mailroom.emails.log_repository), so every count is exact at any moment.
 """
 
 from collections.abc import Sequence
