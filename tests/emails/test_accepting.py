@@ -12,44 +12,30 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from mailroom.auth.keys import hash_key
-from mailroom.auth.models import ApiKey
 from mailroom.emails import accepting
 from mailroom.emails.intake import Intake
 from mailroom.emails.schemas.requests import SendEmailRequest
 from mailroom.errors import IdempotencyKeyReused, InvalidRequest, PayloadTooLarge
-from mailroom.queue.jobs import DeliveryBatch, DeliveryJob, Job
+from mailroom.queue.jobs import DeliveryBatch, DeliveryJob
 from mailroom.settings import Settings
 from mailroom.unit_of_work import unit_of_work
+from tests.support import factories
 from tests.support.factories import batch_items, stored_emails
+from tests.support.jobs import KeptJobs
 
 pytestmark = pytest.mark.usefixtures("clean")
 
 
-class Dispatched:
-    """A dispatch that keeps the jobs handed to it, in order."""
-
-    def __init__(self) -> None:
-        self.jobs: list[Job] = []
-
-    async def __call__(self, jobs: Sequence[Job]) -> bool:
-        self.jobs.extend(jobs)
-        return True
-
-
 @pytest.fixture
 async def key_id(sessions: async_sessionmaker[AsyncSession], api_key: str) -> uuid.UUID:
-    async with sessions() as session:
-        found = await session.execute(select(ApiKey.id).where(ApiKey.key_hash == hash_key(api_key)))
-    return found.scalar_one()
+    return await factories.key_id(sessions, api_key)
 
 
 async def _send_batch(
     sessions: async_sessionmaker[AsyncSession],
-    dispatched: Dispatched,
+    dispatched: KeptJobs,
     settings: Settings,
     key_id: uuid.UUID,
     items: Sequence[object],
@@ -74,7 +60,7 @@ async def test_a_batch_stores_its_valid_emails_and_dispatches_them_in_batch_jobs
     send_at = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
     items: list[object] = [*batch_items(4), {"to": "not an address"}]
     items.insert(2, {**batch_items(1, prefix="later")[0], "sendAt": send_at})
-    dispatched = Dispatched()
+    dispatched = KeptJobs()
     acceptance = await _send_batch(sessions, dispatched, settings, key_id, items)
 
     response = acceptance.response
@@ -106,7 +92,7 @@ async def test_a_batch_with_no_valid_email_stores_nothing_and_names_every_proble
     settings: Settings,
     key_id: uuid.UUID,
 ) -> None:
-    dispatched = Dispatched()
+    dispatched = KeptJobs()
     items = [{"to": "jane@example.com"}, {"subject": "s", "text": "t"}]
     with pytest.raises(InvalidRequest) as raised:
         await _send_batch(sessions, dispatched, settings, key_id, items)
@@ -123,7 +109,7 @@ async def test_attachments_too_large_are_refused_before_anything_is_stored(
     key_id: uuid.UUID,
 ) -> None:
     settings = settings_factory(max_attachment_bytes=1024)
-    dispatched = Dispatched()
+    dispatched = KeptJobs()
     intake = Intake(sessions, dispatched, batch_job_size=settings.batch_job_size)
     content = base64.b64encode(b"x" * 2000).decode()
     request = SendEmailRequest.model_validate(
@@ -151,7 +137,7 @@ async def test_attachments_too_large_are_refused_before_anything_is_stored(
 async def test_an_idempotency_key_replays_the_first_answer_and_refuses_another_body(
     sessions: async_sessionmaker[AsyncSession], settings: Settings, key_id: uuid.UUID
 ) -> None:
-    dispatched = Dispatched()
+    dispatched = KeptJobs()
     intake = Intake(sessions, dispatched, batch_job_size=settings.batch_job_size)
 
     async def send(body: dict[str, object], *, sandbox: bool = False) -> accepting.Acceptance:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -17,29 +16,21 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from mailroom.emails import delivery
 from mailroom.emails.delivery import AttemptResult, Claimed
 from mailroom.emails.models import Email
-from mailroom.queue.jobs import DeliveryJob, Job
+from mailroom.queue.jobs import DeliveryJob
 from mailroom.settings import Settings
 from mailroom.transport.memory import reply
 from mailroom.unit_of_work import unit_of_work
 from mailroom.worker.sweeper import SWEEPER_LOCK
 from tests.support.factories import email_in, insert_emails, stored_emails
+from tests.support.jobs import KeptJobs
 
 pytestmark = pytest.mark.usefixtures("clean")
-
-
-class Dispatched:
-    def __init__(self) -> None:
-        self.jobs: list[Job] = []
-
-    async def __call__(self, jobs: Sequence[Job]) -> bool:
-        self.jobs.extend(jobs)
-        return True
 
 
 async def _claim(
     sessions: async_sessionmaker[AsyncSession], settings: Settings, *ids: uuid.UUID
 ) -> list[Claimed]:
-    async with unit_of_work(sessions, Dispatched()) as uow:
+    async with unit_of_work(sessions, KeptJobs()) as uow:
         return await delivery.claim_for_delivery(uow, ids, settings=settings)
 
 
@@ -80,7 +71,7 @@ async def test_a_deferral_is_recorded_and_its_next_attempt_dispatched_after_the_
     await insert_emails(sessions, email)
     [claimed] = await _claim(sessions, settings, email.id)
     now = datetime.now(UTC)
-    dispatched = Dispatched()
+    dispatched = KeptJobs()
     attempt = AttemptResult(claimed, reply(451, "4.7.1 Try later"), now, now)
     async with unit_of_work(sessions, dispatched) as uow:
         [recorded] = await delivery.record_attempts(
@@ -114,7 +105,7 @@ async def test_the_record_of_an_email_taken_over_is_not_applied(
     assert (taken_over.attempt, taken_over.reclaimed) == (2, True)
 
     now = datetime.now(UTC)
-    dispatched = Dispatched()
+    dispatched = KeptJobs()
     async with unit_of_work(sessions, dispatched) as uow:
         [late] = await delivery.record_attempts(
             uow,
@@ -137,9 +128,9 @@ async def test_one_sweeper_at_a_time(
     await insert_emails(sessions, overdue)
     async with sessions() as holder:
         await holder.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": SWEEPER_LOCK})
-        async with unit_of_work(sessions, Dispatched()) as uow:
+        async with unit_of_work(sessions, KeptJobs()) as uow:
             assert await delivery.sweep(uow, settings=settings, lock_key=SWEEPER_LOCK) == ()
         await holder.rollback()
-    async with unit_of_work(sessions, Dispatched()) as uow:
+    async with unit_of_work(sessions, KeptJobs()) as uow:
         jobs = await delivery.sweep(uow, settings=settings, lock_key=SWEEPER_LOCK)
     assert list(jobs) == [DeliveryJob(overdue.id, 1, overdue.request_id)]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -16,20 +15,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from mailroom.emails import new_emails
 from mailroom.emails.intake import MAX_GROUP, Intake
 from mailroom.emails.schemas.requests import SendEmailRequest
-from mailroom.queue.jobs import DeliveryBatch, DeliveryJob, Job
+from mailroom.queue.jobs import DeliveryBatch, DeliveryJob
 from mailroom.settings import Settings
+from tests.support.jobs import KeptJobs
 
 pytestmark = pytest.mark.usefixtures("clean")
 BATCH = 10
-
-
-class Dispatched:
-    def __init__(self) -> None:
-        self.calls: list[list[Job]] = []
-
-    async def __call__(self, jobs: Sequence[Job]) -> bool:
-        self.calls.append(list(jobs))
-        return True
 
 
 def _row(settings: Settings, n: int) -> tuple[dict[str, object], DeliveryJob]:
@@ -52,7 +43,7 @@ async def _transactions(sessions: async_sessionmaker[AsyncSession]) -> tuple[int
 async def test_emails_stored_together_share_one_transaction_and_batch_jobs(
     sessions: async_sessionmaker[AsyncSession], settings: Settings
 ) -> None:
-    dispatched = Dispatched()
+    dispatched = KeptJobs()
     intake = Intake(sessions, dispatched, batch_job_size=BATCH)
     items = [_row(settings, n) for n in range(25)]
     await asyncio.gather(*(intake.store(row, job) for row, job in items))
@@ -72,7 +63,7 @@ async def test_emails_stored_together_share_one_transaction_and_batch_jobs(
 async def test_a_scheduled_email_keeps_its_delayed_job(
     sessions: async_sessionmaker[AsyncSession], settings: Settings
 ) -> None:
-    dispatched = Dispatched()
+    dispatched = KeptJobs()
     intake = Intake(sessions, dispatched, batch_job_size=BATCH)
     row, job = _row(settings, 1)
     later = replace(job, delay=60.0)
@@ -86,7 +77,7 @@ async def test_a_scheduled_email_keeps_its_delayed_job(
 async def test_a_group_is_at_most_max_group_emails(
     sessions: async_sessionmaker[AsyncSession], settings: Settings
 ) -> None:
-    dispatched = Dispatched()
+    dispatched = KeptJobs()
     intake = Intake(sessions, dispatched, batch_job_size=BATCH)
     items = [_row(settings, n) for n in range(MAX_GROUP + 5)]
     await asyncio.gather(*(intake.store(row, job) for row, job in items))
@@ -96,7 +87,7 @@ async def test_a_group_is_at_most_max_group_emails(
 async def test_a_failed_group_fails_every_caller_and_stores_nothing(
     sessions: async_sessionmaker[AsyncSession], settings: Settings
 ) -> None:
-    dispatched = Dispatched()
+    dispatched = KeptJobs()
     intake = Intake(sessions, dispatched, batch_job_size=BATCH)
     items = [_row(settings, n) for n in range(3)]
     duplicate = (dict(items[0][0]), items[0][1])  # the same primary key twice

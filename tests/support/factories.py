@@ -94,6 +94,18 @@ def email_in(status: str, *, created_at: datetime | None = None, **overrides: An
     return email_row(created, status, **values)
 
 
+async def key_id(sessions: async_sessionmaker[AsyncSession], api_key: str) -> uuid.UUID:
+    """The id of an API key, from the key itself."""
+    from sqlalchemy import select
+
+    from mailroom.auth.keys import hash_key
+    from mailroom.auth.models import ApiKey
+
+    async with sessions() as session:
+        found = await session.execute(select(ApiKey.id).where(ApiKey.key_hash == hash_key(api_key)))
+    return found.scalar_one()
+
+
 async def make_sandbox_key(
     sessions: async_sessionmaker[AsyncSession], scopes: tuple[str, ...] | None = None
 ) -> str:

@@ -21,8 +21,6 @@ from aiosmtpd.smtp import Envelope as SmtpEnvelope
 from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from mailroom.auth.keys import hash_key
-from mailroom.auth.models import ApiKey
 from mailroom.emails import accepting, delivery
 from mailroom.emails.models import Email
 from mailroom.queue.dispatcher import Dispatcher
@@ -36,6 +34,7 @@ from mailroom.worker.delivery import Deliverer
 from mailroom.worker.runner import DeliveryWorker
 from mailroom.worker.sweeper import Sweeper
 from tests.conftest import api_client, running_worker, smtp_transport_for
+from tests.support import factories
 from tests.support.factories import batch_items, stored_emails
 from tests.support.smtp_server import ScriptedHandler, SmtpTestServer
 from tests.support.waiting import eventually
@@ -57,9 +56,7 @@ def memory(transport: MemoryTransport) -> MemoryTransport:
 
 @pytest.fixture
 async def key_id(sessions: async_sessionmaker[AsyncSession], api_key: str) -> uuid.UUID:
-    async with sessions() as session:
-        found = await session.execute(select(ApiKey.id).where(ApiKey.key_hash == hash_key(api_key)))
-    return found.scalar_one()
+    return await factories.key_id(sessions, api_key)
 
 
 async def _accept_batch(
