@@ -16,11 +16,10 @@ from mailroom import __version__
 from mailroom.api.errors import install_error_handlers
 from mailroom.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from mailroom.api.ratelimit import SendRateLimiter
-from mailroom.api.routes import emails, health, logs, metrics
+from mailroom.api.routes import dev_inbox, emails, health, logs, metrics
 from mailroom.api.state import AppState
 from mailroom.auth.service import KeyChecker
 from mailroom.db.engine import create_engine, create_session_factory
-from mailroom.devinbox import routes as dev_inbox
 from mailroom.devinbox.store import Inbox
 from mailroom.emails.counters import fold_forever
 from mailroom.emails.intake import Intake

@@ -10,7 +10,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mailroom.api.client_ip import Networks, client_ip
 from mailroom.api.context import request_context
-from mailroom.metrics.http import RequestMetrics
+from mailroom.api.request_metrics import RequestMetrics
 
 log = structlog.get_logger("mailroom.api")
 

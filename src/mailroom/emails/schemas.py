@@ -20,7 +20,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from mailroom.emails.addresses import header_safe, parse_mailbox
+from mailroom.addresses import header_safe, parse_mailbox
 from mailroom.emails.attachments import (
     MAX_ATTACHMENTS,
     check_content_id,

@@ -13,8 +13,8 @@ import structlog
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from mailroom.addresses import parse_mailbox
 from mailroom.emails import idempotency, repository
-from mailroom.emails.addresses import parse_mailbox
 from mailroom.emails.intake import Intake
 from mailroom.emails.log_query import LogQuery, day_bounds, encode_cursor
 from mailroom.emails.message import new_message_id
