@@ -26,8 +26,8 @@ import structlog
 from limits import RateLimitItem, parse
 from redis.exceptions import NoScriptError
 
+from mailroom.breaker import Breaker
 from mailroom.coalescer import Coalescer
-from mailroom.queue.dispatcher import REDIS_RETRY_AFTER
 from mailroom.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -110,7 +110,7 @@ class SendRateLimiter:
         self._prefix = f"{settings.queue_prefix}:ratelimit"
         self._default = settings.send_rate_limit
         self._items: dict[str, RateLimitItem] = {}
-        self._skip_until = 0.0
+        self._breaker = Breaker()  # after a Redis fault, requests go through unlimited a while
 
     def _item(self, limit: str) -> RateLimitItem:
         item = self._items.get(limit)
@@ -121,7 +121,7 @@ class SendRateLimiter:
     async def hit(self, identity: str, limit: str | None = None) -> RateLimitResult | None:
         """Count one request for ``identity``; None when Redis could not be asked."""
         item = self._item(limit or self._default)
-        if time.monotonic() < self._skip_until:
+        if self._breaker.is_open:
             return None
         window = item.get_expiry()
         now = time.time()
@@ -136,7 +136,7 @@ class SendRateLimiter:
                 raise answer
             allowed, used, current, previous = answer
         except Exception as exc:  # noqa: BLE001 - any Redis fault: fail open, loudly
-            self._skip_until = time.monotonic() + REDIS_RETRY_AFTER
+            self._breaker.trip()
             log.warning("ratelimit.unavailable", error=str(exc) or type(exc).__name__)
             return None
         weighted = float(used)
