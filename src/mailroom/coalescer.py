@@ -1,5 +1,8 @@
 """Many concurrent small calls made as one.
 
+Hand-written: no kept library joins concurrent awaits into one run without waiting on a
+timer; what the batching gains is measured in BENCHMARKS.md (group commit, batch claims).
+
 A worker runs dozens of single-email jobs at once, and each wants a short
 transaction to claim its email and another to record its attempt; the API serves
 dozens of POST /send at once, each with an insert and a BullMQ add. Each

@@ -14,7 +14,7 @@ import structlog
 from mailroom.api.app import create_app
 from mailroom.api.server import api_server
 from mailroom.auth.service import ensure_dev_key
-from mailroom.db.engine import create_engine, create_session_factory
+from mailroom.db.engine import open_database
 from mailroom.db.migrate import migrate
 from mailroom.devinbox.server import CaptureHandler, start_smtp_server
 from mailroom.devinbox.store import Inbox
@@ -41,12 +41,9 @@ def _write_key_file(key: str) -> None:
 
 async def _dev_key(settings: Settings) -> tuple[str, bool]:
     """The key saved in DEV_KEY_FILE, so every start of `mailroom dev` prints the same one."""
-    engine = create_engine(settings, pool_size=1)
-    try:
+    async with open_database(settings, pool_size=1) as sessions:
         saved = await asyncio.to_thread(_read_key_file)
-        key, created = await ensure_dev_key(create_session_factory(engine), saved)
-    finally:
-        await engine.dispose()
+        key, created = await ensure_dev_key(sessions, saved)
     if created:
         await asyncio.to_thread(_write_key_file, key)
     return key, created

@@ -138,7 +138,7 @@ class Settings(BaseSettings):
     @classmethod
     def _mail_from(cls, value: str) -> str:
         # The same rules as a request's "from", so the default sender can always be used.
-        from mailroom.emails.addresses import parse_mailbox
+        from mailroom.addresses import parse_mailbox
 
         return parse_mailbox(value).header
 

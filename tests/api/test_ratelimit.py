@@ -13,12 +13,13 @@ import httpx
 import pytest
 import redis.asyncio as redis
 from asgi_lifespan import LifespanManager
+from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from mailroom.api.app import create_app
-from mailroom.api.client_ip import client_ip
+from mailroom.api.context import client_address
 from mailroom.api.ratelimit import SendRateLimiter
-from mailroom.settings import Settings, parse_networks
+from mailroom.settings import Settings
 from tests.conftest import make_key
 
 VALID: dict[str, Any] = {"to": "jane@example.com", "subject": "Hello", "text": "Hi there"}
@@ -262,18 +263,29 @@ async def test_x_forwarded_for_is_honoured_from_a_trusted_proxy(
         assert other.headers["RateLimit-Remaining"] == "4"
 
 
-# -- client_ip -------------------------------------------------------------------------
+# -- the client's address: uvicorn's ProxyHeadersMiddleware, as create_app mounts it -----
 
 
-def _scope(peer: str | None, *forwarded: str) -> dict[str, Any]:
-    return {
-        "type": "http",
-        "client": (peer, 40000) if peer is not None else None,
-        "headers": [(b"x-forwarded-for", value.encode("latin-1")) for value in forwarded],
-    }
+async def _client_seen(
+    settings_factory: Callable[..., Settings],
+    peer: str,
+    forwarded: tuple[str, ...],
+    proxies: str = "10.0.0.0/8, 2001:db8::/32",
+) -> str:
+    app = create_app(settings_factory(trusted_proxies=proxies))
 
+    @app.get("/test/client")
+    async def client(request: Request) -> str:
+        return client_address(request.scope)
 
-PROXIES = parse_networks("10.0.0.0/8, 2001:db8::/32")
+    transport = httpx.ASGITransport(app=app, client=(peer, 40000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://mailroom.test") as http:
+        response = await http.get(
+            "/test/client", headers=[("X-Forwarded-For", value) for value in forwarded]
+        )
+    assert response.status_code == 200, response.text
+    seen: str = response.json()
+    return seen
 
 
 @pytest.mark.parametrize(
@@ -296,28 +308,41 @@ PROXIES = parse_networks("10.0.0.0/8, 2001:db8::/32")
             id="several-headers-are-one-list",
         ),
         pytest.param("10.0.0.1", ("10.0.0.2, 10.0.0.3",), "10.0.0.2", id="all-trusted"),
-        pytest.param("10.0.0.1", ("garbage",), "10.0.0.1", id="garbage-hop"),
+        # What the nearest trusted proxy wrote is taken as it is, even when it is no
+        # address: only our own proxies write there (a client's own hops are further left).
+        pytest.param("10.0.0.1", ("garbage",), "garbage", id="garbage-hop"),
         pytest.param(
-            "10.0.0.1", ("198.51.100.7, not-an-ip",), "10.0.0.1", id="garbage-nearest-hop"
+            "10.0.0.1", ("198.51.100.7, not-an-ip",), "not-an-ip", id="garbage-nearest-hop"
         ),
         pytest.param(
-            "10.0.0.1", ("198.51.100.7, garbage, 10.0.0.5",), "10.0.0.5", id="garbage-after-proxy"
+            "10.0.0.1", ("198.51.100.7, garbage, 10.0.0.5",), "garbage", id="garbage-after-proxy"
         ),
-        pytest.param("10.0.0.1", ("198.51.100.7:4711",), "10.0.0.1", id="hop-with-port"),
+        pytest.param("10.0.0.1", ("198.51.100.7:4711",), "198.51.100.7", id="hop-with-port"),
         pytest.param("10.0.0.1", (" , ,",), "10.0.0.1", id="empty-hops"),
         pytest.param(
-            "2001:db8::1", ("2001:DB8:FFFF::1, 2606:4700::0001",), "2606:4700::1", id="v6"
+            "2001:db8::1", ("2001:DB8:FFFF::1, 2606:4700::0001",), "2606:4700::0001", id="v6"
         ),
         pytest.param("not-an-ip", ("198.51.100.7",), "not-an-ip", id="peer-not-an-ip"),
-        pytest.param(None, ("198.51.100.7",), "unknown", id="no-peer"),
     ],
 )
-def test_client_ip(peer: str | None, forwarded: tuple[str, ...], expected: str) -> None:
-    assert client_ip(_scope(peer, *forwarded), PROXIES) == expected
+async def test_client_address(
+    settings_factory: Callable[..., Settings],
+    peer: str,
+    forwarded: tuple[str, ...],
+    expected: str,
+) -> None:
+    assert await _client_seen(settings_factory, peer, forwarded) == expected
 
 
-def test_client_ip_trusts_no_one_without_proxies() -> None:
-    assert client_ip(_scope("10.0.0.1", "198.51.100.7"), ()) == "10.0.0.1"
+async def test_the_client_address_trusts_no_one_without_proxies(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    seen = await _client_seen(settings_factory, "10.0.0.1", ("198.51.100.7",), proxies="")
+    assert seen == "10.0.0.1"
+
+
+def test_the_client_address_without_a_peer_is_unknown() -> None:
+    assert client_address({"type": "http", "client": None}) == "unknown"
 
 
 # -- Redis down: fail open -------------------------------------------------------------

@@ -1,10 +1,15 @@
-"""Pooled connections the server closed are replaced, not handed to a request."""
+"""Engines: pooled connections the server closed are replaced, not handed to a request;
+a database opened for a command is closed after it."""
 
 from __future__ import annotations
 
-from sqlalchemy import text
+import contextlib
 
-from mailroom.db.engine import create_engine
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from mailroom.db.engine import create_engine, open_database
 from mailroom.settings import Settings
 from tests.support.waiting import eventually
 
@@ -32,4 +37,32 @@ async def test_a_connection_the_server_terminated_is_replaced_on_checkout(
         assert new_pid != pid
     finally:
         await engine.dispose()
+        await admin.dispose()
+
+
+async def _backend_alive(admin: AsyncEngine, pid: int) -> bool:
+    async with admin.connect() as connection:
+        found = await connection.execute(
+            text("SELECT 1 FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}
+        )
+        return found.first() is not None
+
+
+@pytest.mark.parametrize("fails", [False, True], ids=["returns", "raises"])
+async def test_open_database_closes_its_connections_on_the_way_out(
+    settings: Settings, fails: bool
+) -> None:
+    admin = create_engine(settings, pool_size=1)
+    pid = 0
+    try:
+        with contextlib.suppress(LookupError):
+            async with open_database(settings, pool_size=1) as sessions, sessions() as session:
+                pid = (await session.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+                if fails:
+                    raise LookupError("the command failed")
+        assert pid
+        await eventually(
+            lambda: _backend_alive(admin, pid), lambda alive: not alive, what="the pool closed"
+        )
+    finally:
         await admin.dispose()

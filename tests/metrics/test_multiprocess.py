@@ -38,7 +38,7 @@ _RECORD = textwrap.dedent(
     import sys
     from types import SimpleNamespace
     from mailroom.api.context import request_context
-    from mailroom.metrics.http import RequestMetrics
+    from mailroom.api.request_metrics import RequestMetrics
 
     def request(method, route, status):
         scope = {"method": method, "route": SimpleNamespace(path=route)}

@@ -11,16 +11,16 @@ from contextlib import asynccontextmanager
 from asgi_correlation_id import CorrelationIdMiddleware
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from mailroom import __version__
 from mailroom.api.errors import install_error_handlers
 from mailroom.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from mailroom.api.ratelimit import SendRateLimiter
-from mailroom.api.routes import emails, health, logs, metrics
+from mailroom.api.routes import dev_inbox, emails, health, logs, metrics
 from mailroom.api.state import AppState
 from mailroom.auth.service import KeyChecker
 from mailroom.db.engine import create_engine, create_session_factory
-from mailroom.devinbox import routes as dev_inbox
 from mailroom.devinbox.store import Inbox
 from mailroom.emails.counters import fold_forever
 from mailroom.emails.intake import Intake
@@ -82,13 +82,14 @@ def create_app(settings: Settings | None = None, *, inbox: Inbox | None = None) 
     if inbox is not None:
         app.include_router(dev_inbox.router)
     # Outermost last: the request id exists before anything logs; the body limit acts
-    # before any parsing; CORS (only when configured) answers preflights first.
+    # before any parsing; CORS (only when configured) answers preflights first; the
+    # client's address (and scheme) is known before anything else runs.
     app.add_middleware(
         BodyLimitMiddleware,
         max_bytes=settings.max_body_bytes,
         per_path={"/send/batch": settings.max_batch_body_bytes},
     )
-    app.add_middleware(RequestContextMiddleware, trusted_proxies=settings.trusted_proxy_networks)
+    app.add_middleware(RequestContextMiddleware)
     app.add_middleware(
         CorrelationIdMiddleware, header_name="X-Request-ID", validator=_valid_request_id
     )
@@ -107,5 +108,12 @@ def create_app(settings: Settings | None = None, *, inbox: Inbox | None = None) 
                 "RateLimit-Reset",
                 "RateLimit-Policy",
             ],
+        )
+    if settings.trusted_proxy_networks:
+        # X-Forwarded-For is believed only from TRUSTED_PROXIES, read right to left: the
+        # client is the nearest hop that is not one of them. Without any, it is ignored.
+        app.add_middleware(
+            ProxyHeadersMiddleware,
+            trusted_hosts=[str(network) for network in settings.trusted_proxy_networks],
         )
     return app

@@ -33,3 +33,11 @@ def request_context(scope: Scope) -> RequestContext:
         context = scope[_KEY] = RequestContext()
     assert isinstance(context, RequestContext)
     return context
+
+
+def client_address(scope: Scope) -> str:
+    """The client's address: the TCP peer, or the one X-Forwarded-For names when the peer
+    is one of TRUSTED_PROXIES (uvicorn's ProxyHeadersMiddleware, mounted by create_app,
+    wrote it into the scope)."""
+    peer = scope.get("client")
+    return str(peer[0]) if peer else "unknown"

@@ -8,10 +8,9 @@ import time
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from mailroom.api.client_ip import Networks, client_ip
-from mailroom.api.context import request_context
+from mailroom.api.context import client_address, request_context
+from mailroom.api.request_metrics import RequestMetrics
 from mailroom.errors import MailroomError, PayloadTooLarge
-from mailroom.metrics.http import RequestMetrics
 
 log = structlog.get_logger("mailroom.api")
 
@@ -94,9 +93,8 @@ class RequestContextMiddleware:
     the key). The request id comes from asgi-correlation-id's context.
     """
 
-    def __init__(self, app: ASGIApp, trusted_proxies: Networks) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.trusted_proxies = trusted_proxies
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -132,6 +130,6 @@ class RequestContextMiddleware:
                 path=scope["path"],
                 status=status,
                 duration_ms=round((time.perf_counter() - started) * 1000, 1),
-                client_ip=client_ip(scope, self.trusted_proxies),
+                client_ip=client_address(scope),
                 key=context.caller.name if context.caller else None,
             )

@@ -9,8 +9,7 @@ from fastapi import Depends, Request, Response, params
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from mailroom.api.client_ip import client_ip
-from mailroom.api.context import request_context
+from mailroom.api.context import client_address, request_context
 from mailroom.api.deps import State, state_of
 from mailroom.auth.scopes import Scope
 from mailroom.auth.service import Principal
@@ -55,8 +54,7 @@ async def authenticate_send(request: Request) -> Principal:
     try:
         principal = await _principal(request, state, credentials)
     except Unauthorized:
-        ip = client_ip(request.scope, state.settings.trusted_proxy_networks)
-        await _limit(request, state, f"ip:{ip}", None)
+        await _limit(request, state, f"ip:{client_address(request.scope)}", None)
         raise
     await _limit(request, state, f"key:{principal.key_id}", principal.rate_limit)
     if not principal.has(Scope.SEND):

@@ -13,8 +13,8 @@ _OPTIONS: dict[str, Any] = {
     # Mailroom logs each request itself (request.completed), through structlog.
     "access_log": False,
     "log_config": None,
-    # X-Forwarded-For is read by Mailroom, and only from TRUSTED_PROXIES; uvicorn
-    # would otherwise believe it from 127.0.0.1 and hand clients a way to spoof.
+    # create_app mounts uvicorn's ProxyHeadersMiddleware with TRUSTED_PROXIES (so tests
+    # and `mailroom dev` have it too); uvicorn's own would believe 127.0.0.1 by default.
     "proxy_headers": False,
     "server_header": False,
     # Longer than clients' idle-connection expiry (httpx, urllib3, Node: ≤ 5-60 s), so

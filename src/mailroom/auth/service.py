@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from async_lru import alru_cache
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -100,60 +100,36 @@ class KeyChecker:
 
     The cache keeps a database round trip off every request; its lifetime bounds how
     long a revoked key keeps working in a running process (API_KEY_CACHE_SECONDS).
+    It is async-lru's, which loads a key once for every request that finds it missing
+    or expired meanwhile: when the entry of a busy key expires, every request in flight
+    finds it expired at once, and each loading it for itself took a pooled connection
+    apiece, which the requests storing emails then waited behind (the ingest
+    benchmark's p99). Exceptions are not cached; an unknown key is not kept either.
     """
 
     _TOUCH_EVERY = 60.0  # seconds between last_used_at updates for one key
+    _CACHED_KEYS = 10_000
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], *, ttl: float) -> None:
         self._sessions = sessions
-        self._ttl = ttl
-        self._cache: dict[str, tuple[Principal, float]] = {}
         self._touched: dict[uuid.UUID, float] = {}
-        self._loading: dict[str, asyncio.Future[Principal | None]] = {}
+        # ttl=0 keeps nothing once the load is done (only requests waiting on it share it).
+        self._principals = alru_cache(maxsize=self._CACHED_KEYS, ttl=ttl)(self._load)
 
     async def check(self, presented: str) -> Principal | None:
         if not looks_like_key(presented):
             return None
         digest = hash_key(presented)
+        principal = await self._principals(digest)
+        if principal is None:
+            # Not kept: a key created a moment later must be found by the next request.
+            self._principals.cache_invalidate(digest)
+            return None
         now = time.monotonic()
-        cached = self._cache.get(digest)
-        if cached is not None and cached[1] > now:
-            principal: Principal | None = cached[0]
-        else:
-            principal = await self._load_once(digest)
-            if principal is None:
-                self._cache.pop(digest, None)
-                return None
-            if self._ttl > 0:
-                if len(self._cache) > 10_000:
-                    self._cache.clear()
-                self._cache[digest] = (principal, now + self._ttl)
-        assert principal is not None
         if now - self._touched.get(principal.key_id, -self._TOUCH_EVERY) >= self._TOUCH_EVERY:
             self._touched[principal.key_id] = now
             await self._touch(principal.key_id)
         return principal
-
-    async def _load_once(self, digest: str) -> Principal | None:
-        """Load a key once for every request that finds it missing or expired meanwhile.
-
-        When the cached entry of a busy key expires, every request in flight finds it
-        expired at once; each loading it for itself took a pooled connection apiece, and
-        the requests storing emails waited behind them (the ingest benchmark's p99).
-        """
-        loading = self._loading.get(digest)
-        if loading is None:
-            loading = asyncio.ensure_future(self._load(digest))
-            self._loading[digest] = loading
-            loading.add_done_callback(lambda done: self._loaded(digest, done))
-        # Shielded: a request that goes away does not cancel the others' load.
-        return await asyncio.shield(loading)
-
-    def _loaded(self, digest: str, done: asyncio.Future[Principal | None]) -> None:
-        if self._loading.get(digest) is done:
-            del self._loading[digest]
-        if not done.cancelled():
-            done.exception()  # retrieved here too, in case every waiter went away
 
     async def _load(self, digest: str) -> Principal | None:
         async with self._sessions() as session:

@@ -1,1 +1,7 @@
-"""PostgreSQL, the system of record: engine, sessions, schema and migrations."""
+"""PostgreSQL, the system of record: engine, sessions, schema and migrations.
+
+engine      engines and sessions; ``open_database`` for a command or the worker
+base        the declarative base the models share
+migrate     applying Alembic's migrations (creating the database if needed)
+migrations  the schema, one revision at a time
+"""

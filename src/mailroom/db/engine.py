@@ -1,7 +1,9 @@
-"""Engines and sessions: built by the API's lifespan and the worker's start, never at import."""
+"""Engines and sessions, built when a process or a command starts, never at import."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import event
@@ -40,3 +42,15 @@ def _replace_closed_connection(dbapi_connection: Any, record: Any, proxy: Any) -
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     # expire_on_commit=False: responses are built from objects after the commit.
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+@asynccontextmanager
+async def open_database(
+    settings: Settings, *, pool_size: int = 10
+) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """A session factory over a new engine, whose connections are closed on the way out."""
+    engine = create_engine(settings, pool_size=pool_size)
+    try:
+        yield create_session_factory(engine)
+    finally:
+        await engine.dispose()

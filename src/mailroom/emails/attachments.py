@@ -13,7 +13,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from mailroom.emails.addresses import header_safe
+from mailroom.addresses import header_safe
 
 MAX_ATTACHMENTS = 20
 MAX_FILENAME_LENGTH = 255

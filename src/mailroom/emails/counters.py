@@ -7,14 +7,10 @@ runs: folding only keeps the deltas few, and so the report fast.
 
 from __future__ import annotations
 
-import asyncio
-
-import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from mailroom.emails import log_repository
-
-log = structlog.get_logger(__name__)
+from mailroom.periodic import every
 
 FOLD_INTERVAL = 1.0  # seconds
 
@@ -29,14 +25,8 @@ async def fold_once(sessions: async_sessionmaker[AsyncSession]) -> int:
 async def fold_forever(
     sessions: async_sessionmaker[AsyncSession], interval: float = FOLD_INTERVAL
 ) -> None:
-    failing = False
-    while True:
-        await asyncio.sleep(interval)
-        try:
-            await fold_once(sessions)
-        except Exception as exc:  # noqa: BLE001 - the database may be away; try again
-            if not failing:  # once per outage, not every second
-                log.warning("counters.fold_failed", error=str(exc) or type(exc).__name__)
-            failing = True
-        else:
-            failing = False
+    async def fold() -> None:
+        await fold_once(sessions)
+
+    # A database away: counts stay exact meanwhile (readers add the deltas).
+    await every(interval, fold, event="counters.fold_failed")

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from mailroom.emails.addresses import parse_mailbox
+from mailroom.addresses import parse_mailbox
 from mailroom.emails.instants import in_utc, iso_8601_only
 from mailroom.emails.log_repository import LogFilter, Position
 from mailroom.emails.states import EmailStatus

@@ -14,7 +14,7 @@ from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime
 
-from mailroom.emails.addresses import header_safe, parse_mailbox
+from mailroom.addresses import header_safe, parse_mailbox
 from mailroom.emails.attachments import Attachment
 from mailroom.emails.models import Email
 

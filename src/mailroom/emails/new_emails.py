@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from mailroom.emails.addresses import parse_mailbox
+from mailroom.addresses import parse_mailbox
 from mailroom.emails.message import new_message_id
 from mailroom.emails.models import Email
 from mailroom.emails.schemas.requests import SendEmailRequest

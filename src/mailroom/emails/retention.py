@@ -17,7 +17,6 @@ over several runs.
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from mailroom.emails import purge_repository
 from mailroom.emails.states import EmailStatus
+from mailroom.periodic import RunAgainIn, every
 from mailroom.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -235,14 +235,11 @@ async def purge_expired_forever(
     backlog_interval: float = RETENTION_BACKLOG_INTERVAL,
 ) -> None:
     """The worker's retention loop: a run shortly after start, then every ``interval``."""
-    delay = first_delay
-    while True:
-        await asyncio.sleep(delay)
-        delay = interval
-        try:
-            result = await purge_expired(sessions, settings)
-        except Exception as exc:  # noqa: BLE001 - the database may be away; try next time
-            log.warning("retention.failed", error=str(exc) or type(exc).__name__)
-            continue
+
+    async def run() -> RunAgainIn | None:
+        result = await purge_expired(sessions, settings)
         if result is not None and not result.complete and not result.locked_out:
-            delay = backlog_interval  # more is due: carry on soon, in bounded runs
+            return RunAgainIn(backlog_interval)  # more is due: carry on soon, in bounded runs
+        return None
+
+    await every(interval, run, event="retention.failed", first_delay=first_delay)

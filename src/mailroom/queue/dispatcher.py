@@ -6,13 +6,13 @@ Never raises: a job Redis did not take is the sweeper's to dispatch again.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Sequence
 from typing import Any
 
 import structlog
 from bullmq import Queue
 
+from mailroom.breaker import Breaker
 from mailroom.coalescer import Coalescer
 from mailroom.queue.jobs import DeliveryJob, Job, job_name
 from mailroom.settings import Settings
@@ -28,9 +28,6 @@ def queue_options(settings: Settings) -> dict[str, Any]:
     return {"connection": settings.redis_url, "prefix": settings.queue_prefix}
 
 
-# After Redis failed to take a dispatch, skip it for this long: while it is down, every
-# POST /send would otherwise wait ENQUEUE_TIMEOUT for nothing. The sweeper catches up.
-REDIS_RETRY_AFTER = 5.0
 _COALESCE_MAX_CALLS = 200
 
 
@@ -38,7 +35,8 @@ class Dispatcher:
     def __init__(self, settings: Settings) -> None:
         self._queue = Queue(settings.queue_name, queue_options(settings))
         self._timeout = settings.enqueue_timeout
-        self._skip_until = 0.0
+        # After Redis failed to take a dispatch, skip it for a while: the sweeper catches up.
+        self._breaker = Breaker()
         # Concurrent dispatches (one per request or job) share one addBulk.
         self._adds: Coalescer[tuple[Job, ...], bool] = Coalescer(
             self._add_together, max_items=_COALESCE_MAX_CALLS
@@ -59,8 +57,7 @@ class Dispatcher:
         return [added] * len(calls)
 
     async def _add(self, jobs: list[Job]) -> bool:
-        now = time.monotonic()
-        if now < self._skip_until:
+        if self._breaker.is_open:
             log.debug("queue.dispatch_skipped", jobs=len(jobs), reason="redis recently down")
             return False
         bulk = [
@@ -83,7 +80,7 @@ class Dispatcher:
         try:
             await asyncio.wait_for(self._queue.addBulk(bulk), timeout=self._timeout)
         except Exception as exc:  # noqa: BLE001 - any Redis fault means "not dispatched"
-            self._skip_until = time.monotonic() + REDIS_RETRY_AFTER
+            self._breaker.trip()
             log.warning(
                 "queue.dispatch_failed",
                 jobs=len(jobs),

@@ -1,7 +1,7 @@
 """One SMTP client connection at the wire level: replies in, commands out.
 
 Everything here is about bytes and timing; what a reply *means* for a delivery is
-decided in ``smtp.py``. The class is an ``asyncio.Protocol`` rather than a pair of
+decided in ``smtp_transaction``. The class is an ``asyncio.Protocol`` rather than a pair of
 streams because the hot path then costs one callback per segment received and one
 future per round trip: replies are parsed as they arrive and queued, and a reader
 only suspends when the queue is empty, so a pipelined batch of replies is consumed

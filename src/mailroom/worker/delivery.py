@@ -22,6 +22,7 @@ from mailroom.emails.delivery import EARLY_CLAIM_SLACK, AttemptResult, Claimed, 
 from mailroom.emails.message import build_message, envelope_addresses
 from mailroom.log_config import mask_address
 from mailroom.metrics.delivery import record_delivery
+from mailroom.periodic import every
 from mailroom.queue.dispatcher import Dispatcher
 from mailroom.queue.jobs import DeliveryBatch, DeliveryJob
 from mailroom.settings import Settings
@@ -88,18 +89,18 @@ class Deliverer:
         """
         lease = timedelta(seconds=self._settings.sending_lease)
         held = [(c.email.id, c.attempt) for c in claimed]
-        while True:
-            await asyncio.sleep(self._settings.sending_lease / 3)
-            try:
-                async with self._sessions() as session:
-                    await delivery.renew_leases(session, held, lease)
-                    await session.commit()
-            except Exception as exc:  # noqa: BLE001 - try again next round
-                log.warning(
-                    "lease.renew_failed",
-                    emails=len(held),
-                    error=str(exc)[:300] or type(exc).__name__,
-                )
+
+        async def renew() -> None:
+            async with self._sessions() as session:
+                await delivery.renew_leases(session, held, lease)
+                await session.commit()
+
+        await every(
+            self._settings.sending_lease / 3,
+            renew,
+            event="lease.renew_failed",
+            log_fields={"emails": len(held)},
+        )
 
     async def deliver(self, job: DeliveryJob) -> str:
         """Run one job; returns what became of it (a short label for BullMQ's result)."""

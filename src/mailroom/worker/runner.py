@@ -1,28 +1,31 @@
 """The worker's lifecycle: build resources, consume jobs, drain on shutdown, close everything.
 
-start()  engine, dispatcher (own Redis connection), transport, BullMQ worker, sweeper,
-         retention purge (with RETENTION_DAYS),
-         heartbeat (a file touched every few seconds, for `mailroom health --worker`),
-         metrics endpoint (WORKER_METRICS_PORT, last)
-stop()   stop taking jobs; let in-flight sends finish within the grace period;
-         cancel what is left (each records its attempt and goes back for a retry);
-         close SMTP connections, Redis and the database pool; remove the heartbeat file
+start()  metrics endpoint (WORKER_METRICS_PORT), database, dispatcher (own Redis
+         connection), transport, BullMQ worker, sweeper, counters fold, retention purge
+         (with RETENTION_DAYS), heartbeat (a file touched every few seconds, for
+         `mailroom health --worker`); each pushed on an AsyncExitStack with its closer
+stop()   the stack in reverse: stop taking jobs; let in-flight sends finish within the
+         grace period; cancel what is left (each records its attempt and goes back for a
+         retry); stop the loops; remove the heartbeat file; close SMTP connections, Redis
+         and the database pool; stop the metrics endpoint last
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import structlog
 from bullmq import Job, Worker
 
-from mailroom.db.engine import create_engine, create_session_factory
+from mailroom.db.engine import open_database
 from mailroom.emails.counters import fold_forever
 from mailroom.emails.retention import purge_expired_forever
-from mailroom.metrics.server import MetricsServer, serve_worker_metrics
+from mailroom.metrics.server import serve_worker_metrics
+from mailroom.periodic import every
 from mailroom.queue.dispatcher import Dispatcher, queue_options
 from mailroom.queue.jobs import BATCH_JOB_NAME, DeliveryBatch, DeliveryJob
 from mailroom.settings import Settings
@@ -51,14 +54,23 @@ async def heartbeat(
     """Touch `path` every `interval` seconds for as long as `consumer` runs.
 
     A worker whose job loop has died, or whose event loop is stuck, stops touching it,
-    and `mailroom health --worker` reports it unhealthy once the file is 30 s old.
+    and `mailroom health --worker` reports it unhealthy once the file is 30 s old. A
+    file that cannot be written (a read-only or missing directory) is logged once and
+    left alone: it must not stop deliveries.
     """
-    try:
-        while not consumer.done():
-            await asyncio.to_thread(path.touch)
-            await asyncio.sleep(interval)
-    except OSError as exc:  # a read-only or missing directory must not stop deliveries
-        log.warning("worker.heartbeat_failed", path=str(path), error=str(exc))
+
+    async def touch() -> None:
+        await asyncio.to_thread(path.touch)
+
+    await every(
+        interval,
+        touch,
+        event="worker.heartbeat_failed",
+        first_delay=0,
+        while_=lambda: not consumer.done(),
+        stop_on_failure=True,
+        log_fields={"path": str(path)},
+    )
 
 
 class MissingSmtpHost(Exception):
@@ -101,21 +113,37 @@ class DeliveryWorker:
         self._sandbox_transport = sandbox_transport
         self._grace = grace_period
         self._sweep = sweep
-        self._worker: Worker | None = None
-        self._tasks: list[asyncio.Task[None]] = []
-        self._closers: list[Any] = []
         self._inflight: set[asyncio.Future[str]] = set()
-        self._metrics: MetricsServer | None = None
+        # What start() opened, closed by stop() in reverse order.
+        self._resources: contextlib.AsyncExitStack | None = None
 
     async def start(self) -> None:
+        async with contextlib.AsyncExitStack() as resources:
+            # Should anything below fail, what was opened so far is closed on the way out.
+            await self._open(resources)
+            self._resources = resources.pop_all()
+        log.info("worker.started", concurrency=self._concurrency, queue=self._settings.queue_name)
+
+    async def _open(self, resources: contextlib.AsyncExitStack) -> None:
+        """Open everything, each followed by what closes it: the stack closes in reverse.
+
+        So stop() drains the deliveries, cancels the loops, removes the heartbeat file,
+        closes the SMTP connections, Redis and the database, and stops the metrics
+        endpoint last (the drain can be watched).
+        """
         settings = self._settings
-        engine = create_engine(settings, pool_size=min(self._concurrency, 20))
-        self._closers.append(engine.dispose)
-        sessions = create_session_factory(engine)
-        dispatcher = Dispatcher(settings)
-        self._closers.append(dispatcher.aclose)
         transport = self._transport or smtp_transport(settings)
-        self._closers.append(transport.aclose)
+        metrics = serve_worker_metrics(
+            settings.worker_metrics_host, settings.worker_metrics_port, transport
+        )
+        if metrics is not None:
+            resources.push_async_callback(_closing(metrics.stop))
+        sessions = await resources.enter_async_context(
+            open_database(settings, pool_size=min(self._concurrency, 20))
+        )
+        dispatcher = Dispatcher(settings)
+        resources.push_async_callback(_closing(dispatcher.aclose))
+        resources.push_async_callback(_closing(transport.aclose))
         deliverer = Deliverer(
             sessions=sessions,
             dispatcher=dispatcher,
@@ -145,7 +173,7 @@ class DeliveryWorker:
                 self._inflight.discard(task)
 
         # The Worker gets its own Redis connections (a Queue sharing one can lose job data).
-        self._worker = Worker(
+        worker = Worker(
             settings.queue_name,
             process,
             {
@@ -155,65 +183,55 @@ class DeliveryWorker:
                 **_STALLED_JOB_RECOVERY,
             },
         )
-        consumer = asyncio.create_task(self._worker.run(), name="bullmq-worker")
-        self._tasks.append(consumer)
+        heartbeat_file = settings.worker_heartbeat_file
+        if heartbeat_file is not None:
+            resources.callback(_remove, heartbeat_file)
+        tasks: list[asyncio.Task[None]] = []
+        resources.push_async_callback(_cancel, tasks)
+        consumer = asyncio.create_task(worker.run(), name="bullmq-worker")
+        tasks.append(consumer)
+        resources.push_async_callback(self._drain, worker)
         if self._sweep:
             sweeper = Sweeper(sessions=sessions, dispatcher=dispatcher, settings=settings)
-            self._tasks.append(asyncio.create_task(sweeper.run(), name="sweeper"))
-        self._tasks.append(asyncio.create_task(fold_forever(sessions), name="fold-counters"))
+            tasks.append(asyncio.create_task(sweeper.run(), name="sweeper"))
+        tasks.append(asyncio.create_task(fold_forever(sessions), name="fold-counters"))
         if settings.retention_days:  # one worker at a time purges (an advisory lock)
             purging = purge_expired_forever(sessions, settings)
-            self._tasks.append(asyncio.create_task(purging, name="retention"))
-        if settings.worker_heartbeat_file is not None:
-            beat = heartbeat(settings.worker_heartbeat_file, consumer)
-            self._tasks.append(asyncio.create_task(beat, name="heartbeat"))
-        # Metrics last: nothing after this can fail and leave the server running.
-        self._metrics = serve_worker_metrics(
-            settings.worker_metrics_host, settings.worker_metrics_port, transport
-        )
-        log.info("worker.started", concurrency=self._concurrency, queue=settings.queue_name)
+            tasks.append(asyncio.create_task(purging, name="retention"))
+        if heartbeat_file is not None:
+            beat = heartbeat(heartbeat_file, consumer)
+            tasks.append(asyncio.create_task(beat, name="heartbeat"))
 
     async def stop(self) -> None:
-        worker, self._worker = self._worker, None
+        resources, self._resources = self._resources, None
         log.info("worker.stopping", grace_s=self._grace)
-        deadline = asyncio.get_running_loop().time() + self._grace
-        if worker is not None:
-            closing = asyncio.ensure_future(worker.close())
-            await asyncio.wait({closing}, timeout=self._grace)
-            # bullmq's close() can return while a job it fetched during the close is still
-            # being delivered, so wait for our own deliveries too, then close resources.
-            pending = {closing, *self._inflight}
-            remaining = max(0.0, deadline - asyncio.get_running_loop().time())
-            _, pending = await asyncio.wait(pending, timeout=remaining)
-            if pending:
-                log.warning(
-                    "worker.grace_expired",
-                    in_flight=len(self._inflight),
-                    hint="interrupting them; each is recorded and queued for a retry",
-                )
-                for delivery in list(self._inflight):
-                    delivery.cancel()
-                await asyncio.gather(closing, *self._inflight, return_exceptions=True)
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        self._tasks.clear()
-        if self._settings.worker_heartbeat_file is not None:
-            with contextlib.suppress(OSError):
-                self._settings.worker_heartbeat_file.unlink(missing_ok=True)
-        # Close in reverse order of opening: transport, then Redis, then the database.
-        while self._closers:
-            closer = self._closers.pop()
+        if resources is not None:
             try:
-                await closer()
-            except Exception as exc:  # noqa: BLE001 - close the rest regardless
+                await resources.aclose()
+            except Exception as exc:  # noqa: BLE001 - every closer ran; say which one failed
                 log.warning("worker.close_failed", error=str(exc))
-        metrics, self._metrics = self._metrics, None
-        if metrics is not None:  # last, so the drain can be watched
-            await metrics.stop()
         log.info("worker.stopped")
+
+    async def _drain(self, worker: Worker) -> None:
+        """Stop taking jobs; let in-flight sends finish within the grace period, then
+        cancel what is left (each records its attempt and goes back for a retry)."""
+        deadline = asyncio.get_running_loop().time() + self._grace
+        closing = asyncio.ensure_future(worker.close())
+        await asyncio.wait({closing}, timeout=self._grace)
+        # bullmq's close() can return while a job it fetched during the close is still
+        # being delivered, so wait for our own deliveries too, then close resources.
+        pending = {closing, *self._inflight}
+        remaining = max(0.0, deadline - asyncio.get_running_loop().time())
+        _, pending = await asyncio.wait(pending, timeout=remaining)
+        if pending:
+            log.warning(
+                "worker.grace_expired",
+                in_flight=len(self._inflight),
+                hint="interrupting them; each is recorded and queued for a retry",
+            )
+            for delivery in list(self._inflight):
+                delivery.cancel()
+            await asyncio.gather(closing, *self._inflight, return_exceptions=True)
 
     async def __aenter__(self) -> DeliveryWorker:
         await self.start()
@@ -221,3 +239,28 @@ class DeliveryWorker:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
+
+
+async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+
+
+def _remove(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        path.unlink(missing_ok=True)
+
+
+def _closing(close: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+    """``close``, with a failure logged rather than raised: the rest still get closed."""
+
+    async def logged() -> None:
+        try:
+            await close()
+        except Exception as exc:  # noqa: BLE001 - close the rest regardless
+            log.warning("worker.close_failed", error=str(exc))
+
+    return logged

@@ -9,12 +9,11 @@ claim makes a duplicate job harmless.
 
 from __future__ import annotations
 
-import asyncio
-
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from mailroom.emails import delivery
+from mailroom.periodic import every
 from mailroom.queue.dispatcher import Dispatcher
 from mailroom.settings import Settings
 from mailroom.unit_of_work import unit_of_work
@@ -47,9 +46,5 @@ class Sweeper:
         return len(lost)
 
     async def run(self) -> None:
-        while True:
-            await asyncio.sleep(self._settings.sweep_interval)
-            try:
-                await self.sweep_once()
-            except Exception as exc:  # noqa: BLE001 - keep sweeping after a database blip
-                log.warning("sweeper.failed", error=str(exc) or type(exc).__name__)
+        """Sweep every SWEEP_INTERVAL until cancelled (a database blip: the next one)."""
+        await every(self._settings.sweep_interval, self.sweep_once, event="sweeper.failed")

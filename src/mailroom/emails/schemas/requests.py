@@ -17,7 +17,7 @@ from pydantic import (
     model_validator,
 )
 
-from mailroom.emails.addresses import header_safe, parse_mailbox
+from mailroom.addresses import header_safe, parse_mailbox
 from mailroom.emails.attachments import (
     MAX_ATTACHMENTS,
     check_content_id,

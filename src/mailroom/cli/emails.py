@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -10,12 +9,12 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
+from mailroom.cli.common import load_cli_settings, run_with_database
+
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
     from mailroom.queue.dispatcher import Dispatcher
-
-# The database and queue layers are imported inside the commands (see auth/cli.py).
 
 T = TypeVar("T")
 
@@ -23,27 +22,19 @@ emails_app = typer.Typer(help="Retry, cancel and requeue emails.", no_args_is_he
 
 
 def _run(work: Callable[[async_sessionmaker[AsyncSession], Dispatcher], Awaitable[T]]) -> T:
-    from mailroom.cli import load_cli_settings
-    from mailroom.db.engine import create_engine, create_session_factory
-    from mailroom.errors import MailroomError
+    """Run ``work`` with the database and a dispatcher, as the API would."""
     from mailroom.queue.dispatcher import Dispatcher
 
     settings = load_cli_settings()
 
-    async def main() -> T:
-        engine = create_engine(settings, pool_size=2)
+    async def with_queue(sessions: async_sessionmaker[AsyncSession]) -> T:
         dispatcher = Dispatcher(settings)
         try:
-            return await work(create_session_factory(engine), dispatcher)
+            return await work(sessions, dispatcher)
         finally:
             await dispatcher.aclose()
-            await engine.dispose()
 
-    try:
-        return asyncio.run(main())
-    except MailroomError as exc:
-        typer.echo(exc.message, err=True)
-        raise typer.Exit(1) from None
+    return run_with_database(settings, with_queue, pool_size=2)
 
 
 def _email_id(value: str) -> uuid.UUID:

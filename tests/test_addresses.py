@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mailroom.emails.addresses import (
+from mailroom.addresses import (
     MAX_ADDRESS_LENGTH,
     MAX_DISPLAY_NAME_LENGTH,
     Mailbox,

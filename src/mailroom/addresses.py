@@ -1,5 +1,9 @@
 """Parsing and validating addresses and header-bound text.
 
+Hand-written "Name <addr>" split (email-validator checks the address itself): its own
+display-name parser refuses names people send, unquoted non-ASCII ("Jürgen Müller <…>"),
+an unquoted period ("J. Doe <…>") and spaces inside the brackets ("Jane < a@b.com >").
+
 Anything that ends up in a message header goes through here, and anything that
 could add a header (CR, LF, NUL, other control characters, Unicode line
 separators) is refused before a message is ever built.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, TypeVar
@@ -10,51 +9,33 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 import typer
 
 from mailroom.auth.scopes import ALL_SCOPES, parse_scopes
-from mailroom.settings import Settings
+from mailroom.cli.common import load_cli_settings, run_with_database
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncSession
-
-# The database layer is imported inside the commands: `mailroom health`, run by a
-# container's HEALTHCHECK every few seconds, loads this module and must start fast.
+    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 T = TypeVar("T")
 
 keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 
 
-def _in_session(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+def _in_session(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """Run ``work`` in one transaction, committed when it returns."""
     from sqlalchemy.exc import ProgrammingError
 
-    from mailroom.db.engine import create_engine, create_session_factory
-    from mailroom.errors import MailroomError
-
-    async def main() -> T:
-        engine = create_engine(settings, pool_size=1)
-        try:
-            async with create_session_factory(engine)() as session:
-                result = await work(session)
-                await session.commit()
-                return result
-        finally:
-            await engine.dispose()
+    async def in_session(sessions: async_sessionmaker[AsyncSession]) -> T:
+        async with sessions() as session:
+            result = await work(session)
+            await session.commit()
+            return result
 
     try:
-        return asyncio.run(main())
-    except MailroomError as exc:
-        typer.echo(exc.message, err=True)
-        raise typer.Exit(1) from None
+        return run_with_database(load_cli_settings(), in_session)
     except ProgrammingError as exc:
         if "does not exist" in str(exc):
             typer.echo("The database has no api_keys table yet: run `mailroom migrate`.", err=True)
             raise typer.Exit(1) from None
         raise
-
-
-def _settings() -> Settings:
-    from mailroom.cli import load_cli_settings
-
-    return load_cli_settings()
 
 
 @keys_app.command("create")
@@ -79,9 +60,7 @@ def create(
         raise typer.Exit(2) from None
     from mailroom.auth import service
 
-    settings = _settings()
     row, key = _in_session(
-        settings,
         lambda session: service.create_key(
             session, name=name, scopes=parsed, rate_limit=rate_limit, sandbox=sandbox
         ),
@@ -100,7 +79,7 @@ def list_() -> None:
     """Every key: name, prefix, scopes, created, last used, revoked."""
     from mailroom.auth import service
 
-    rows = _in_session(_settings(), service.list_keys)
+    rows = _in_session(service.list_keys)
     if not rows:
         typer.echo("No keys yet: `mailroom keys create --name NAME`.", err=True)
         return
@@ -131,5 +110,5 @@ def revoke(name_or_id: Annotated[str, typer.Argument(help="The key's name or id"
     """Revoke a key: requests with it fail from now on (within API_KEY_CACHE_SECONDS)."""
     from mailroom.auth import service
 
-    row = _in_session(_settings(), lambda session: service.revoke_key(session, name_or_id))
+    row = _in_session(lambda session: service.revoke_key(session, name_or_id))
     typer.echo(f"Revoked key {row.name!r} ({row.prefix}…).", err=True)
