@@ -42,6 +42,13 @@ SERVER_URL = os.environ.get(
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests that start processes first (a stable sort keeps the rest in order): they
+    take seconds each, and under pytest-xdist one left for the end keeps a worker busy
+    while the others have run out of tests."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(scope="session")
 def namespace() -> str:
     """The database name and Redis key prefix of this test process (an xdist worker's id
