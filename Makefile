@@ -44,8 +44,10 @@ format: install ## Format and autofix
 check-services: ## Fail early, with a hint, when PostgreSQL or Redis is not reachable
 	@scripts/check-services
 
-test: install postman/node_modules/.installed lint check-services ## Lint, type-check and run the whole test suite
-	$(UV) run pytest
+# One pytest process per core (pytest-xdist; each has its own database and Redis prefix),
+# with coverage; the floor is fail_under in pyproject.toml.
+test: install postman/node_modules/.installed lint check-services ## Lint, type-check and run the whole test suite with coverage
+	$(UV) run pytest -n auto --dist worksteal --cov --cov-report=term
 
 chaos: install ## Fault-injection run (minutes): kill -9 workers, flush/restart Redis, SMTP outage and codes, PostgreSQL outage
 	$(UV) run python -m chaos

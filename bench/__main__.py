@@ -3,6 +3,8 @@
 Runs the benchmark against services of its own (see bench/stack.py), prints one table
 with the targets, and writes it with the raw figures to bench/results/. Exits 1 if a run
 broke or lost or failed emails (a figure that misses its target is reported, not an error).
+The runs are at the tuned settings of bench/config.py, but for the "defaults" runs: one
+worker process and one key at the service's default settings.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from functools import partial
 from types import FrameType
 from typing import Any
 
+from harness.procs import ToolMissing
+
 from bench import config, machine, report
 from bench.e2e import E2EResult, run_e2e
 from bench.ingest import run_ingest
@@ -27,10 +31,22 @@ from bench.limit import run_limit
 from bench.logs import run_logs
 from bench.report import ERROR, Row
 from bench.stack import BenchStack
-from bench.tools import Postfix, ToolMissing, ensure_postfix, ensure_wrk
+from bench.tools import Postfix, ensure_postfix, ensure_wrk
 
-RUNS = ("limit", "ingest", "e2e-single", "e2e-batch", "logs")
-ALIASES = {"e2e": ("e2e-single", "e2e-batch")}
+RUNS = (
+    "limit",
+    "ingest",
+    "e2e-single",
+    "e2e-batch",
+    "ingest-defaults",
+    "e2e-single-defaults",
+    "e2e-batch-defaults",
+    "logs",
+)
+ALIASES = {
+    "e2e": ("e2e-single", "e2e-batch"),
+    "defaults": ("ingest-defaults", "e2e-single-defaults", "e2e-batch-defaults"),
+}
 
 
 def _runs(value: str) -> list[str]:
@@ -65,9 +81,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--only",
         type=_runs,
         default=list(RUNS),
-        help=f"comma-separated runs: {', '.join(RUNS)} (e2e = both e2e runs); default all",
+        help=f"comma-separated runs: {', '.join(RUNS)} (e2e = both tuned e2e runs, "
+        "defaults = the three runs at the default settings); default all",
     )
-    parser.add_argument("--emails", type=int, default=config.EMAILS, help="emails per e2e run")
+    parser.add_argument(
+        "--emails",
+        type=int,
+        default=config.EMAILS,
+        help="emails per e2e run (the defaults run through POST /send: "
+        f"{config.DEFAULTS_SINGLE_EMAILS:,}, at the key's limit)",
+    )
     parser.add_argument(
         "--api-processes",
         type=int,
@@ -78,7 +101,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--worker-processes",
         type=_counts,
         default=[1, 2],
-        help="worker process counts to run each e2e run with (default 1,2)",
+        help="worker process counts to run each tuned e2e run with (default 1,2)",
     )
     return parser.parse_args(argv)
 
@@ -134,10 +157,16 @@ def _limit(session: Session, postfix: Postfix) -> None:
     )
 
 
-def _ingest(session: Session, stack: BenchStack, wrk: str, api_processes: int) -> None:
-    result = run_ingest(stack, wrk, config.INGEST_SECONDS)
-    session.raw["ingest"] = asdict(result)
-    rows = report.ingest_rows(result, api_processes)
+def _ingest(
+    session: Session, stack: BenchStack, wrk: str, api_processes: int, profile: str
+) -> None:
+    result = run_ingest(stack, wrk, config.INGEST_SECONDS, profile=profile)
+    if profile == "defaults":
+        session.raw["ingest-defaults"] = asdict(result)
+        rows = report.ingest_defaults_rows(result, config.DEFAULTS["SEND_RATE_LIMIT"])
+    else:
+        session.raw["ingest"] = asdict(result)
+        rows = report.ingest_rows(result, api_processes)
     session.rows += rows
     for row in rows:
         print(f"   {row.result} ({row.detail}); peak RSS {result.rss_mb}", flush=True)
@@ -145,9 +174,15 @@ def _ingest(session: Session, stack: BenchStack, wrk: str, api_processes: int) -
 
 
 def _e2e(
-    session: Session, stack: BenchStack, mode: str, workers: int, emails: int, wrk: str
+    session: Session,
+    stack: BenchStack,
+    mode: str,
+    workers: int,
+    emails: int,
+    wrk: str,
+    profile: str = "tuned",
 ) -> None:
-    result = run_e2e(stack, mode, workers, emails, wrk)
+    result = run_e2e(stack, mode, workers, emails, wrk, profile=profile)
     session.e2e.append(result)
     session.raw.setdefault("e2e", []).append(
         {
@@ -181,9 +216,24 @@ def _rss(session: Session) -> None:
     session.rows += report.rss_rows(peaks)
 
 
+def _defaults(session: Session, stack: BenchStack, args: argparse.Namespace, wrk: str) -> None:
+    """The runs at the default settings: one key, one API and one worker process."""
+    if "ingest-defaults" in args.only:
+        session.attempt(
+            "defaults: ingest",
+            lambda: _ingest(session, stack, wrk, args.api_processes, "defaults"),
+        )
+    for mode, emails in (("single", config.DEFAULTS_SINGLE_EMAILS), ("batch", args.emails)):
+        if f"e2e-{mode}-defaults" in args.only:
+            session.attempt(
+                f"defaults: e2e {mode}, 1 worker",
+                partial(_e2e, session, stack, mode, 1, emails, wrk, "defaults"),
+            )
+
+
 def run_all(args: argparse.Namespace, session: Session) -> None:
     runs: list[str] = args.only
-    wrk = ensure_wrk() if {"ingest", "e2e-single"} & set(runs) else ""
+    wrk = ensure_wrk() if {"ingest", "e2e-single", "ingest-defaults"} & set(runs) else ""
     postfix = ensure_postfix()
     if "limit" in runs:
         session.attempt("limit", lambda: _limit(session, postfix))
@@ -193,7 +243,9 @@ def run_all(args: argparse.Namespace, session: Session) -> None:
     try:
         stack.start()
         if "ingest" in runs:
-            session.attempt("ingest", lambda: _ingest(session, stack, wrk, args.api_processes))
+            session.attempt(
+                "ingest", lambda: _ingest(session, stack, wrk, args.api_processes, "tuned")
+            )
         for mode in ("single", "batch"):
             if f"e2e-{mode}" not in runs:
                 continue
@@ -205,6 +257,7 @@ def run_all(args: argparse.Namespace, session: Session) -> None:
             scaling = report.scaling_row(mode, session.e2e)
             if scaling is not None:
                 session.rows.append(scaling)
+        _defaults(session, stack, args, wrk)
         _rss(session)
         if "logs" in runs:
             session.attempt("logs", lambda: _logs(session, stack))
@@ -229,6 +282,7 @@ def save(session: Session, args: argparse.Namespace, started: datetime, took: fl
             "smtp_pool_size": config.SMTP_POOL_SIZE,
             "worker_concurrency": config.WORKER_CONCURRENCY,
             "http_connections": config.HTTP_CONNECTIONS,
+            "settings": config.PROFILES,
         },
         "rows": [row.as_json() for row in session.rows],
         "results": session.raw,
@@ -261,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: {exc}", file=sys.stderr)
         return 2
     took = time.monotonic() - began
-    print(f"\n{report.table(session.rows)}\n")
+    print(f"\n{report.settings_note()}\n\n{report.table(session.rows)}\n")
     busy = {
         run: b
         for run, b in session.raw.get("machine_busy_before", {}).items()

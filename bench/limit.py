@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from chaos.procs import Process, free_port, wait_for_port
+from harness.procs import Process, free_port, wait_for_port
 
 from bench.config import LIMIT_MESSAGE_BYTES, LIMIT_MESSAGES, LIMIT_SESSIONS
 from bench.tools import Postfix

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import httpx
+from harness.db import connect
 
-from bench import db
 from bench.config import (
     LOG_CHUNK,
     LOG_CURSOR_DEPTH,
@@ -100,7 +100,7 @@ async def load(db_name: str, rows: int, today_rows: int) -> None:
     now = datetime.now(UTC)
     today = now.replace(hour=0, minute=0, second=0, microsecond=0)
     older = rows - today_rows
-    conn = await db.connect(db_name)
+    conn = await connect(db_name)
     try:
         for first in range(1, rows + 1, LOG_CHUNK):
             last = min(first + LOG_CHUNK - 1, rows)

@@ -30,6 +30,7 @@ issued = 0  -- requests sent (counted runs only)
 sequence = 0  -- numbers the recipients
 answered = 0
 accepted = 0
+limited = 0  -- 429 answers (the key's rate limit)
 local finished = false
 local headers = {}
 
@@ -82,6 +83,8 @@ function response(status, headers, body)
    answered = answered + 1
    if status == 202 then
       accepted = accepted + 1
+   elseif status == 429 then
+      limited = limited + 1
    end
    if total > 0 and answered >= quota and not finished then
       report_done()
@@ -91,15 +94,17 @@ end
 
 function done(summary, latency, requests)
    local accepted_total = 0
+   local limited_total = 0
    for _, thread in ipairs(threads) do
       accepted_total = accepted_total + (thread:get("accepted") or 0)
+      limited_total = limited_total + (thread:get("limited") or 0)
    end
    local e = summary.errors
    io.write(string.format(
-      'BENCH_JSON {"requests":%d,"duration_us":%d,"accepted":%d,' ..
+      'BENCH_JSON {"requests":%d,"duration_us":%d,"accepted":%d,"limited":%d,' ..
       '"errors":{"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d},' ..
       '"latency_us":{"p50":%d,"p90":%d,"p99":%d,"max":%d,"mean":%.1f}}\n',
-      summary.requests, summary.duration, accepted_total,
+      summary.requests, summary.duration, accepted_total, limited_total,
       e.connect, e.read, e.write, e.status, e.timeout,
       latency:percentile(50), latency:percentile(90), latency:percentile(99),
       latency.max, latency.mean))

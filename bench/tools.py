@@ -14,11 +14,9 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.procs import ToolMissing
+
 from bench.config import CACHE_DIR
-
-
-class ToolMissing(RuntimeError):
-    """A tool is absent and could not be installed; the message says how to get it."""
 
 
 def _run(argv: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

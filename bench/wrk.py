@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from chaos.procs import Process
+from harness.procs import Process
 
 from bench.config import HTTP_CONNECTIONS, WRK_THREADS
 
@@ -26,6 +26,7 @@ class WrkResult:
     requests: int
     duration_s: float
     accepted: int  # 202 answers
+    limited: int  # 429 answers
     non_2xx: int
     socket_errors: int  # connect, read, write errors and timeouts
     p50_ms: float
@@ -36,6 +37,10 @@ class WrkResult:
     @property
     def rps(self) -> float:
         return self.requests / self.duration_s if self.duration_s else 0.0
+
+    @property
+    def accepted_per_s(self) -> float:
+        return self.accepted / self.duration_s if self.duration_s else 0.0
 
 
 def parse(output: str) -> WrkResult:
@@ -49,6 +54,7 @@ def parse(output: str) -> WrkResult:
                 requests=data["requests"],
                 duration_s=data["duration_us"] / 1e6,
                 accepted=data["accepted"],
+                limited=data["limited"],
                 non_2xx=errors["status"],
                 socket_errors=errors["connect"]
                 + errors["read"]

@@ -13,7 +13,7 @@ from pathlib import Path
 from chaos.checks import TERMINAL, received, wait_terminal
 from chaos.load import LoadResult, send_emails
 from chaos.scenarios import CONCURRENCY, FaultLog, Scenario
-from chaos.stack import Stack
+from chaos.stack import ChaosStack
 
 SETTLE_DEADLINE = 180.0  # seconds after the last fault (or the last request) to reach terminal
 
@@ -63,7 +63,7 @@ def _log_events(paths: list[Path]) -> dict[str, int]:
 
 
 async def _drive(
-    stack: Stack, scenario: Scenario, n: int, rng: random.Random, faults: FaultLog
+    stack: ChaosStack, scenario: Scenario, n: int, rng: random.Random, faults: FaultLog
 ) -> LoadResult:
     load = LoadResult()
     started = time.time()
@@ -86,7 +86,7 @@ async def _drive(
 def run_scenario(scenario: Scenario, n: int, seed: int) -> Outcome:
     rng = random.Random(f"{seed}-{scenario.name}")
     outcome = Outcome(scenario=scenario.name, emails=n)
-    stack = Stack(scenario.name, sink_script=scenario.sink, pg_proxy=scenario.pg_proxy)
+    stack = ChaosStack(scenario.name, scenario.sink, pg_proxy=scenario.pg_proxy)
     outcome.logs = str(stack.tmp)
     faults = FaultLog()
     try:

@@ -11,12 +11,11 @@ from typing import Any
 
 from chaos.checks import Row, attempt_counts, first_attempts
 from chaos.load import LoadResult
-from chaos.stack import CONCURRENCY, SinkScript, Stack
+from chaos.stack import CONCURRENCY, SMTP_TIMEOUT, ChaosStack, SinkScript
 
 DEFER_MARKER = "chaos-defer"
 REJECT_MARKER = "chaos-reject"
 SLOW_MARKER = "chaos-slow"
-SMTP_TIMEOUT = 5.0  # what the stack gives the workers (chaos.stack)
 SLOW_DELAY = 8.0
 
 
@@ -39,11 +38,13 @@ async def until_progress(load: LoadResult, total: int, fraction: float) -> None:
         await asyncio.sleep(0.05)
 
 
-Fault = Callable[[Stack, LoadResult, int, random.Random, FaultLog], Coroutine[Any, Any, None]]
-Check = Callable[[Stack, dict[str, str], dict[str, Row]], Coroutine[Any, Any, list[str]]]
+Fault = Callable[[ChaosStack, LoadResult, int, random.Random, FaultLog], Coroutine[Any, Any, None]]
+Check = Callable[[ChaosStack, dict[str, str], dict[str, Row]], Coroutine[Any, Any, list[str]]]
 
 
-async def _no_checks(stack: Stack, accepted: dict[str, str], rows: dict[str, Row]) -> list[str]:
+async def _no_checks(
+    stack: ChaosStack, accepted: dict[str, str], rows: dict[str, Row]
+) -> list[str]:
     return []
 
 
@@ -66,7 +67,9 @@ class Scenario:
 KILLS = 5
 
 
-async def kill9(stack: Stack, load: LoadResult, n: int, rng: random.Random, log: FaultLog) -> None:
+async def kill9(
+    stack: ChaosStack, load: LoadResult, n: int, rng: random.Random, log: FaultLog
+) -> None:
     await until_progress(load, n, 0.1)
     for _ in range(KILLS):
         await asyncio.sleep(rng.uniform(1.0, 4.0))
@@ -83,7 +86,7 @@ async def kill9(stack: Stack, load: LoadResult, n: int, rng: random.Random, log:
 
 
 async def redis_flush(
-    stack: Stack, load: LoadResult, n: int, rng: random.Random, log: FaultLog
+    stack: ChaosStack, load: LoadResult, n: int, rng: random.Random, log: FaultLog
 ) -> None:
     await until_progress(load, n, rng.uniform(0.3, 0.6))
     await asyncio.to_thread(stack.redis_cli, "FLUSHALL")
@@ -91,7 +94,7 @@ async def redis_flush(
 
 
 async def redis_restart(
-    stack: Stack, load: LoadResult, n: int, rng: random.Random, log: FaultLog
+    stack: ChaosStack, load: LoadResult, n: int, rng: random.Random, log: FaultLog
 ) -> None:
     await until_progress(load, n, rng.uniform(0.3, 0.5))
     assert stack.redis is not None
@@ -108,7 +111,7 @@ SMTP_OUTAGE = 30.0
 
 
 async def smtp_down(
-    stack: Stack, load: LoadResult, n: int, rng: random.Random, log: FaultLog
+    stack: ChaosStack, load: LoadResult, n: int, rng: random.Random, log: FaultLog
 ) -> None:
     await until_progress(load, n, rng.uniform(0.2, 0.4))
     assert stack.sink is not None
@@ -120,7 +123,7 @@ async def smtp_down(
 
 
 async def smtp_codes(
-    stack: Stack, load: LoadResult, n: int, rng: random.Random, log: FaultLog
+    stack: ChaosStack, load: LoadResult, n: int, rng: random.Random, log: FaultLog
 ) -> None:
     log.mark("sink scripted from the start")
 
@@ -133,7 +136,9 @@ def _codes_subject(i: int) -> str:
     return f"chaos {i}"
 
 
-async def _codes_check(stack: Stack, accepted: dict[str, str], rows: dict[str, Row]) -> list[str]:
+async def _codes_check(
+    stack: ChaosStack, accepted: dict[str, str], rows: dict[str, Row]
+) -> list[str]:
     attempts = await attempt_counts(stack.plain_database_url)
     problems: list[str] = []
     for email_id, subject in accepted.items():
@@ -151,7 +156,7 @@ async def _codes_check(stack: Stack, accepted: dict[str, str], rows: dict[str, R
 
 
 async def smtp_slow(
-    stack: Stack, load: LoadResult, n: int, rng: random.Random, log: FaultLog
+    stack: ChaosStack, load: LoadResult, n: int, rng: random.Random, log: FaultLog
 ) -> None:
     log.mark(f"sink answers 10% of first attempts after {SLOW_DELAY:.0f} s, from the start")
 
@@ -160,7 +165,9 @@ def _slow_subject(i: int) -> str:
     return f"{SLOW_MARKER} {i}" if i % 10 == 0 else f"chaos {i}"
 
 
-async def _slow_check(stack: Stack, accepted: dict[str, str], rows: dict[str, Row]) -> list[str]:
+async def _slow_check(
+    stack: ChaosStack, accepted: dict[str, str], rows: dict[str, Row]
+) -> list[str]:
     firsts = await first_attempts(stack.plain_database_url)
     low, high = (SMTP_TIMEOUT - 1) * 1000, (SMTP_TIMEOUT + 2) * 1000
     problems: list[str] = []
@@ -188,7 +195,7 @@ PG_OUTAGE = 10.0
 
 
 async def postgres_down(
-    stack: Stack, load: LoadResult, n: int, rng: random.Random, log: FaultLog
+    stack: ChaosStack, load: LoadResult, n: int, rng: random.Random, log: FaultLog
 ) -> None:
     await until_progress(load, n, rng.uniform(0.3, 0.5))
     await asyncio.to_thread(stack.cut_pg_proxy)

@@ -1,28 +1,23 @@
-"""Everything one scenario runs against: a fresh database, Redis, SMTP sink, API and workers."""
+"""Everything one scenario runs against (harness.stack): a fresh database, Redis, a scripted
+SMTP sink (chaos.sink), the API and workers, and in some scenarios a PostgreSQL proxy."""
 
 from __future__ import annotations
 
-import os
 import secrets
-import shutil
 import signal
 import socket
-import subprocess
 import sys
-import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-import asyncpg
+from harness import db
+from harness.procs import Process, free_port, wait_for_port
+from harness.stack import App, Stack, stop_app
 
-from chaos.procs import Process, free_port, wait_for_port
-
-PG_HOST = "127.0.0.1"
-PG_PORT = 5432
-PG_SERVER = f"postgres@{PG_HOST}:{PG_PORT}"
 WORKERS = 2
 CONCURRENCY = 20
+SMTP_TIMEOUT = 5  # seconds; chaos.scenarios' slow-server scenario is built around it
 
 
 @dataclass
@@ -52,152 +47,88 @@ class SinkScript:
         return args
 
 
-def _binary(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        raise RuntimeError(f"{name} is not on PATH")
-    return path
+def settings(db_name: str) -> dict[str, str]:
+    """The scenarios' settings: quick retries and sweeps, short leases, no rate limit."""
+    return {
+        "QUEUE_PREFIX": f"chaos-{db_name}",
+        "SMTP_TIMEOUT": str(SMTP_TIMEOUT),
+        # Enough attempts to outlast the 30 s SMTP outage at RETRY_BACKOFF_MAX=5.
+        "MAX_ATTEMPTS": "20",
+        "RETRY_BACKOFF_BASE": "1",
+        "RETRY_BACKOFF_MAX": "5",
+        "WORKER_CONCURRENCY": str(CONCURRENCY),
+        "SWEEP_INTERVAL": "2",
+        "SWEEP_GRACE": "5",
+        "SENDING_LEASE": "20",
+        "SEND_RATE_LIMIT": "1000000/second",
+        "LOG_LEVEL": "WARNING",
+    }
 
 
-@dataclass
-class Stack:
-    scenario: str
-    sink_script: SinkScript = field(default_factory=SinkScript)
-    # Put chaos.pgproxy between the API/workers and PostgreSQL (migrations, key creation and
-    # the harness's own checks still go direct).
-    pg_proxy: bool = False
-    tmp: Path = field(init=False)
-    db_name: str = field(init=False)
-    redis_port: int = field(init=False)
-    smtp_port: int = field(init=False)
-    api_port: int = field(init=False)
-    pg_proxy_port: int = field(init=False)
-    record: Path = field(init=False)
-    redis: Process | None = field(init=False, default=None)
-    sink: Process | None = field(init=False, default=None)
-    proxy: Process | None = field(init=False, default=None)
-    api: Process | None = field(init=False, default=None)
-    workers: list[Process] = field(init=False, default_factory=list)
-    api_key: str = field(init=False, default="")
-    _db_created: bool = field(init=False, default=False)
-
-    def __post_init__(self) -> None:
-        self.tmp = Path(tempfile.mkdtemp(prefix=f"chaos-{self.scenario}-"))
+class ChaosStack(Stack):
+    def __init__(
+        self, scenario: str, sink_script: SinkScript | None = None, *, pg_proxy: bool = False
+    ) -> None:
         self.db_name = f"mailroom_chaos_{secrets.token_hex(4)}"
-        self.redis_port = free_port()
-        self.smtp_port = free_port()
+        super().__init__(f"chaos-{scenario}", settings(self.db_name))
+        self.sink_script = sink_script or SinkScript()
+        # Put chaos.pgproxy between the API/workers and PostgreSQL (migrations, key creation
+        # and the harness's own checks still go direct).
+        self.pg_proxy = pg_proxy
+        self.pg_proxy_port = free_port() if pg_proxy else db.PG_PORT
         self.api_port = free_port()
-        self.pg_proxy_port = free_port() if self.pg_proxy else PG_PORT
         self.record = self.tmp / "sink-received.txt"
         self.record.touch()
+        self.api_key = ""
+        self.sink: Process | None = None
+        self.proxy: Process | None = None
+        self.app: App | None = None
 
     # -- configuration -------------------------------------------------------------
 
     @property
-    def database_url(self) -> str:
-        return f"postgresql+asyncpg://{PG_SERVER}/{self.db_name}"
-
-    @property
-    def service_database_url(self) -> str:
-        """What the API and the workers use: through the proxy when there is one."""
-        server = f"postgres@{PG_HOST}:{self.pg_proxy_port}"
-        return f"postgresql+asyncpg://{server}/{self.db_name}"
-
-    @property
     def plain_database_url(self) -> str:
-        return f"postgresql://{PG_SERVER}/{self.db_name}"
+        return db.plain_url(self.db_name)
 
     @property
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.api_port}"
 
-    def env(self, heartbeat: str = "", *, service: bool = False) -> dict[str, str]:
-        """The environment for a mailroom command; `service` for the API and workers."""
-        env = dict(os.environ)
-        env.update(
-            {
-                "DATABASE_URL": self.service_database_url if service else self.database_url,
-                "REDIS_URL": f"redis://127.0.0.1:{self.redis_port}/0",
-                "QUEUE_PREFIX": f"chaos-{self.db_name}",
-                "SMTP_HOST": "127.0.0.1",
-                "SMTP_PORT": str(self.smtp_port),
-                "SMTP_SECURITY": "none",
-                "SMTP_USERNAME": "",
-                "SMTP_PASSWORD": "",
-                "SMTP_TIMEOUT": "5",
-                # Enough attempts to outlast the 30 s SMTP outage at RETRY_BACKOFF_MAX=5.
-                "MAX_ATTEMPTS": "20",
-                "RETRY_BACKOFF_BASE": "1",
-                "RETRY_BACKOFF_MAX": "5",
-                "WORKER_CONCURRENCY": str(CONCURRENCY),
-                "SWEEP_INTERVAL": "2",
-                "SWEEP_GRACE": "5",
-                "SENDING_LEASE": "20",
-                "SEND_RATE_LIMIT": "1000000/second",
-                "LOG_LEVEL": "WARNING",
-                "LOG_FORMAT": "json",
-                "WORKER_HEARTBEAT_FILE": heartbeat,
-                "WORKER_METRICS_PORT": "0",  # several workers on one host
-            }
-        )
-        return env
+    @property
+    def workers(self) -> list[Process]:
+        return self.app.workers if self.app is not None else []
 
-    def _mailroom(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "mailroom", *args]
+    def _env(self) -> dict[str, str]:
+        return self.env(db.service_url(self.db_name))
 
     # -- lifecycle -----------------------------------------------------------------
 
     def start(self) -> None:
-        self._db_created = True  # `mailroom migrate` creates it; drop it even if that fails
-        subprocess.run(  # noqa: S603
-            self._mailroom("migrate"), env=self.env(), check=True, capture_output=True
-        )
+        self.create_database(self.db_name)
         self.start_redis()
         self.start_sink()
-        key = subprocess.run(  # noqa: S603
-            self._mailroom("keys", "create", "--name", "chaos", "--scopes", "send,logs:read"),
-            env=self.env(),
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        lines = [line.strip() for line in key.stdout.splitlines() if line.strip()]
-        self.api_key = lines[-1]
+        self.api_key = self.create_key(self.db_name, "chaos")
         if self.pg_proxy:
             self.start_pg_proxy()
-        self.api = Process(
-            "api",
-            self._mailroom("api", "--port", str(self.api_port)),
-            self.env(service=True),
-            self.tmp / "api.log",
-        ).start()
-        wait_for_port(self.api_port, proc=self.api)
-        for n in range(WORKERS):
-            heartbeat = str(self.tmp / f"worker-{n}.heartbeat")
-            worker = Process(
-                f"worker-{n}",
-                self._mailroom("worker", "--concurrency", str(CONCURRENCY)),
-                self.env(heartbeat, service=True),
-                self.tmp / f"worker-{n}.log",
-            )
-            self.workers.append(worker.start())
-
-    def start_redis(self) -> None:
-        argv = [_binary("redis-server"), "--port", str(self.redis_port), "--bind", "127.0.0.1"]
-        argv += ["--save", "", "--appendonly", "no", "--daemonize", "no"]
-        self.redis = Process("redis", argv, self.env(), self.tmp / "redis.log").start()
-        wait_for_port(self.redis_port, proc=self.redis)
+        self.app = self.start_app(
+            # What the API and the workers use: through the proxy when there is one.
+            db.service_url(self.db_name, port=self.pg_proxy_port),
+            self.tmp,
+            workers=WORKERS,
+            api_port=self.api_port,
+            worker_args=("--concurrency", str(CONCURRENCY)),
+        )
 
     def start_sink(self) -> None:
         argv = [sys.executable, "-m", "chaos.sink", "--port", str(self.smtp_port)]
         argv += ["--record", str(self.record), *self.sink_script.argv()]
-        self.sink = Process("sink", argv, self.env(), self.tmp / "sink.log").start()
+        self.sink = Process("sink", argv, self._env(), self.tmp / "sink.log").start()
         wait_for_port(self.smtp_port, proc=self.sink)
 
     def start_pg_proxy(self) -> None:
         argv = [sys.executable, "-m", "chaos.pgproxy", "--port", str(self.pg_proxy_port)]
-        argv += ["--target-host", PG_HOST, "--target-port", str(PG_PORT)]
-        self.proxy = Process("pgproxy", argv, self.env(), self.tmp / "pgproxy.log").start()
+        argv += ["--target-host", db.PG_HOST, "--target-port", str(db.PG_PORT)]
+        self.proxy = Process("pgproxy", argv, self._env(), self.tmp / "pgproxy.log").start()
         wait_for_port(self.pg_proxy_port, proc=self.proxy)
 
     def cut_pg_proxy(self) -> None:
@@ -207,7 +138,7 @@ class Stack:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:  # the listener is gone once a connect is refused
             try:
-                with socket.create_connection((PG_HOST, self.pg_proxy_port), timeout=0.5):
+                with socket.create_connection((db.PG_HOST, self.pg_proxy_port), timeout=0.5):
                     pass
             except OSError:
                 return
@@ -220,43 +151,11 @@ class Stack:
         self.proxy.signal(signal.SIGUSR2)
         wait_for_port(self.pg_proxy_port, timeout=10, proc=self.proxy)
 
-    def redis_cli(self, *args: str) -> str:
-        done = subprocess.run(  # noqa: S603
-            [_binary("redis-cli"), "-p", str(self.redis_port), *args],
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        return done.stdout.strip()
-
     def stop(self) -> None:
         """Stop everything started, in reverse order, and drop the database."""
-        for worker in self.workers:
-            worker.stop()
-        for proc in (self.api, self.sink, self.redis, self.proxy):
-            if proc is not None:
-                proc.stop(timeout=10)
-        if self._db_created:
-            drop_database(self.db_name)
+        if self.app is not None:
+            stop_app(self.app, timeout=40)
+        self.close(self.sink, self.proxy)
 
     def worker_logs(self) -> list[Path]:
         return [w.log for w in self.workers]
-
-
-def drop_database(name: str) -> None:
-    import asyncio
-
-    async def drop() -> None:
-        conn = await asyncpg.connect(f"postgresql://{PG_SERVER}/postgres")
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
-
-    for _ in range(3):
-        try:
-            asyncio.run(drop())
-            return
-        except Exception as exc:  # noqa: BLE001 - retry, then report
-            print(f"warning: could not drop {name}: {exc}", file=sys.stderr)
-            time.sleep(1)

@@ -11,7 +11,11 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from mailroom.gc_tuning import YOUNG_THRESHOLD
+
+pytestmark = pytest.mark.slow  # each test starts a Python interpreter
 
 _PROBE = """
 import gc, json

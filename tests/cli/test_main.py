@@ -43,6 +43,7 @@ def test_the_worker_refuses_to_start_without_an_smtp_host(monkeypatch: pytest.Mo
     assert "SMTP_HOST is not set" in result.output
 
 
+@pytest.mark.slow
 def test_importing_the_package_connects_to_nothing() -> None:
     # Unreachable services must not matter at import time.
     env = {

@@ -64,6 +64,7 @@ def _record_in_a_process(directory: Path, sends: int) -> None:
     )
 
 
+@pytest.mark.slow
 def test_a_scrape_adds_up_every_process(tmp_path: Path) -> None:
     _record_in_a_process(tmp_path, 3)
     _record_in_a_process(tmp_path, 2)
@@ -130,6 +131,7 @@ def _metrics_dir_of(pid: int) -> str | None:
 
 @pytest.mark.timeout(90)
 @pytest.mark.usefixtures("clean")
+@pytest.mark.slow
 async def test_mailroom_api_with_two_processes_reports_totals(
     settings: Settings, sessions: async_sessionmaker[AsyncSession]
 ) -> None:

@@ -147,6 +147,7 @@ def _two_free_ports() -> int:
 
 
 @pytest.mark.timeout(90)
+@pytest.mark.slow
 async def test_worker_processes_each_serve_metrics_on_a_port_of_their_own(
     settings: Settings, smtp_server: SmtpTestServer
 ) -> None:

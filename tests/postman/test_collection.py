@@ -170,6 +170,7 @@ async def _run_newman(*args: str) -> tuple[int, str]:
 
 @pytest.mark.timeout(180)
 @pytest.mark.usefixtures("clean")
+@pytest.mark.slow
 async def test_newman_runs_the_collection_against_a_live_server(
     database_url: str,
     namespace: str,

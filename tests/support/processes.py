@@ -1,4 +1,8 @@
-"""The environment of a real `mailroom worker` process wired to a test's services."""
+"""The environment of a real `mailroom worker` process wired to a test's services.
+
+No metrics server and no heartbeat file unless a test asks: their defaults (port 9102,
+/tmp/mailroom-worker.heartbeat) are one per machine, and tests run in parallel processes.
+"""
 
 from __future__ import annotations
 
@@ -18,5 +22,7 @@ def worker_env(settings: Settings, smtp_server: SmtpTestServer, **extra: str) ->
         "SMTP_HOST": smtp_server.host,
         "SMTP_PORT": str(smtp_server.port),
         "SMTP_SECURITY": "none",
+        "WORKER_METRICS_PORT": "0",
+        "WORKER_HEARTBEAT_FILE": "",
         **extra,
     }

@@ -40,6 +40,7 @@ async def _sent(sessions: async_sessionmaker[AsyncSession]) -> int:
         return int((await session.execute(stmt)).scalar_one())
 
 
+@pytest.mark.slow
 async def test_the_supervisor_runs_restarts_and_stops_its_worker_processes(
     client: httpx.AsyncClient,
     settings: Settings,

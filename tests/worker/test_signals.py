@@ -44,6 +44,7 @@ async def _start_worker(
     )
 
 
+@pytest.mark.slow
 async def test_sigterm_stops_the_worker_cleanly_after_its_deliveries(
     client: httpx.AsyncClient,
     settings: Settings,
@@ -69,6 +70,7 @@ async def test_sigterm_stops_the_worker_cleanly_after_its_deliveries(
     assert len(smtp_server.handler.messages()) == 10
 
 
+@pytest.mark.slow
 async def test_sigkill_mid_run_loses_nothing(
     client: httpx.AsyncClient,
     settings_factory: Callable[..., Settings],

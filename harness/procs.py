@@ -1,13 +1,26 @@
-"""Subprocesses the harness owns: start, kill, wait for a port, and always clean up."""
+"""Subprocesses a harness owns: start, signal, kill, wait for a port, always clean up."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import time
 from pathlib import Path
+
+
+class ToolMissing(RuntimeError):
+    """A program is absent and could not be installed; the message says how to get it."""
+
+
+def binary(name: str, package: str) -> str:
+    """The path of a program on PATH, or ToolMissing naming the Debian package."""
+    path = shutil.which(name)
+    if path is None:
+        raise ToolMissing(f"{name} is not on PATH (Debian package {package})")
+    return path
 
 
 def free_port() -> int:
