@@ -1,7 +1,7 @@
 """Recording an SMTP outcome survives a PostgreSQL blip, within the whole retry budget.
 
-The retries are tenacity's; these pin the policy Mailroom gives it: what is retried,
-the waits (0.2 s doubling, the last cut to what is left of the budget), and the logs.
+These pin the policy: what is retried, the waits (0.2 s doubling, the last cut to what
+is left of the budget), and the logs.
 """
 
 from __future__ import annotations
