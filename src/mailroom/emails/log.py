@@ -125,9 +125,10 @@ async def list_log(
     has_more = len(rows) > query.limit
     rows = rows[: query.limit]
     total = await log_repository.count_emails(session, log_filter)
-    last = rows[-1].email if rows else None
+    last = rows[-1] if rows else None
+    names = await _project_names(session, {e.project_id for e in rows}, access)
     return EmailLogPage(
-        data=[log_item(row) for row in rows],
+        data=[log_item(Listed(e, names[e.project_id])) for e in rows],
         pagination=Pagination(
             page=page,
             limit=query.limit,
@@ -140,6 +141,15 @@ async def list_log(
         ),
         summary=await daily_summary(session, query, project_id=project_id, now=now),
     )
+
+
+async def _project_names(
+    session: AsyncSession, ids: set[uuid.UUID], access: ProjectAccess
+) -> dict[uuid.UUID, str]:
+    """The names of these projects: the caller's own is known, others are read (an admin's)."""
+    known = {access.own.id: access.own.name} if access.own is not None else {}
+    missing = ids - known.keys()
+    return known | (await log_repository.project_names(session, missing) if missing else {})
 
 
 async def daily_summary(

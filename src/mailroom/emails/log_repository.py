@@ -11,6 +11,7 @@ count, of another's.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -30,8 +31,9 @@ from mailroom.emails.models import (
 from mailroom.emails.states import EmailStatus
 from mailroom.projects.models import Project
 
-# The project's name for each email read: one primary-key lookup per row returned, which
-# leaves the plan of the query that chooses the rows alone.
+# The project's name of one email read alone (a page of the log gets its names apart,
+# see project_names: a subquery in its select list would also run for every row an OFFSET
+# skips).
 PROJECT_NAME = (
     select(Project.name).where(Project.id == Email.project_id).scalar_subquery().label("project")
 )
@@ -125,14 +127,19 @@ async def list_emails(
     limit: int,
     offset: int = 0,
     after: Position | None = None,
-) -> list[Listed]:
-    stmt = select(Email, PROJECT_NAME).where(*log_filter.clauses())
+) -> list[Email]:
+    stmt = select(Email).where(*log_filter.clauses())
     if after is not None:
         # Keyset pagination: cost does not grow with depth, and rows inserted
         # meanwhile (always newer) cannot shift the pages that follow.
         stmt = stmt.where(tuple_(Email.created_at, Email.id) < tuple_(after.created_at, after.id))
     stmt = stmt.order_by(Email.created_at.desc(), Email.id.desc()).offset(offset).limit(limit)
-    return [Listed(email, project) for email, project in await session.execute(stmt)]
+    return list((await session.execute(stmt)).scalars())
+
+
+async def project_names(session: AsyncSession, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, str]:
+    stmt = select(Project.id, Project.name).where(Project.id.in_(set(ids)))
+    return {row.id: row.name for row in await session.execute(stmt)}
 
 
 async def count_emails(session: AsyncSession, log_filter: LogFilter) -> int:
