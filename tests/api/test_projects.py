@@ -11,6 +11,7 @@ from __future__ import annotations
 import secrets
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -112,27 +113,31 @@ async def admin_key(sessions: async_sessionmaker[AsyncSession]) -> str:
 
 
 @pytest.fixture
-async def as_a(
-    settings: Settings, tenants: tuple[Tenant, Tenant]
-) -> AsyncIterator[httpx.AsyncClient]:
-    async with api_client(settings, key=tenants[0].key) as client:
-        yield client
-
-
-@pytest.fixture
-async def as_b(
-    settings: Settings, tenants: tuple[Tenant, Tenant]
-) -> AsyncIterator[httpx.AsyncClient]:
-    async with api_client(settings, key=tenants[1].key) as client:
-        yield client
-
-
-@pytest.fixture
-async def as_admin(
+async def callers(
     settings: Settings, tenants: tuple[Tenant, Tenant], admin_key: str
-) -> AsyncIterator[httpx.AsyncClient]:
-    async with api_client(settings, key=admin_key) as client:
-        yield client
+) -> AsyncIterator[dict[str, httpx.AsyncClient]]:
+    """The API as each key calls it: project A's, project B's and the admin's."""
+    keys = {"a": tenants[0].key, "b": tenants[1].key, "admin": admin_key}
+    async with AsyncExitStack() as stack:
+        yield {
+            who: await stack.enter_async_context(api_client(settings, key=key))
+            for who, key in keys.items()
+        }
+
+
+@pytest.fixture
+def as_a(callers: dict[str, httpx.AsyncClient]) -> httpx.AsyncClient:
+    return callers["a"]
+
+
+@pytest.fixture
+def as_b(callers: dict[str, httpx.AsyncClient]) -> httpx.AsyncClient:
+    return callers["b"]
+
+
+@pytest.fixture
+def as_admin(callers: dict[str, httpx.AsyncClient]) -> httpx.AsyncClient:
+    return callers["admin"]
 
 
 async def _page(client: httpx.AsyncClient, **params: Any) -> dict[str, Any]:
