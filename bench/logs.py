@@ -37,12 +37,13 @@ from bench.stack import BenchStack
 # (5 %), every 10th from the second on failed (10 %), the rest sent (85 %).
 INSERT_CHUNK = """
 INSERT INTO emails (
-    id, sender, to_addrs, recipients, subject, text_body, message_id, status, attempts,
+    id, project_id, sender, to_addrs, recipients, subject, text_body, message_id, status, attempts,
     last_error_code, last_error_enhanced, last_error_message,
     created_at, updated_at, sent_at, failed_at, next_attempt_at
 )
 SELECT
     gen_random_uuid(),
+    (SELECT id FROM projects WHERE name = 'default'),
     'Mailroom <no-reply@example.com>',
     ARRAY['User ' || r || ' <user-' || r || '@example.com>'],
     ARRAY['user-' || r || '@example.com'],

@@ -7,6 +7,7 @@ import httpx
 ITEM_KEYS = frozenset(
     {
         "id",
+        "project",
         "from",
         "to",
         "cc",

@@ -63,6 +63,7 @@ async def test_a_queued_email_in_full(client: httpx.AsyncClient) -> None:
     assert set(detail) == DETAIL_KEYS
     assert detail == {
         "id": accepted["id"],
+        "project": "default",
         "from": "Acme <no-reply@acme.example.org>",
         "to": ["Jane Doe <jane@example.com>"],
         "cc": ["carl@example.com"],

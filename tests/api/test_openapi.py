@@ -96,7 +96,17 @@ async def test_documented_responses(client: httpx.AsyncClient) -> None:
 async def test_the_log_query_parameters_are_documented(client: httpx.AsyncClient) -> None:
     operation = (await _openapi(client))["paths"]["/logs/email"]["get"]
     names = {parameter["name"] for parameter in operation["parameters"]}
-    assert names == {"page", "limit", "status", "to", "since", "until", "tz", "cursor"}
+    assert names == {
+        "page",
+        "limit",
+        "status",
+        "to",
+        "since",
+        "until",
+        "tz",
+        "cursor",
+        "project",
+    }
     assert all(parameter["in"] == "query" for parameter in operation["parameters"])
 
 

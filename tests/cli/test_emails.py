@@ -13,6 +13,7 @@ from typer.testing import CliRunner, Result
 
 from mailroom.cli import app
 from mailroom.emails.models import Email
+from mailroom.projects.service import create_project
 from mailroom.queue.dispatcher import Dispatcher
 from mailroom.settings import Settings
 from tests.support.cli import cli_environment
@@ -132,3 +133,55 @@ async def test_requeue_refuses_bad_filters(args: tuple[str, ...], message: str) 
     result = await _mailroom("requeue", *args)
     assert result.exit_code == 2
     assert message in result.output
+
+
+async def _other_project(sessions: Sessions) -> tuple[uuid.UUID, str]:
+    name = f"ops-{uuid.uuid4().hex[:10]}"
+    async with sessions() as session:
+        project = await create_project(session, name)
+        await session.commit()
+    return project.id, name
+
+
+async def test_project_confines_retry_and_cancel_to_that_projects_emails(
+    sessions: Sessions,
+) -> None:
+    project_id, name = await _other_project(sessions)
+    failed, scheduled = email_in("failed"), email_in("scheduled")  # the default project's
+    theirs = email_in("failed", project_id=project_id)
+    await insert_emails(sessions, failed, scheduled, theirs)
+
+    for action, email in (("retry", failed), ("cancel", scheduled)):
+        result = await _mailroom(action, str(email.id), "--project", name)
+        assert result.exit_code == 1
+        assert f"No email with id {email.id}" in result.output
+    assert (await _status(sessions, failed.id), await _status(sessions, scheduled.id)) == (
+        "failed",
+        "scheduled",
+    )
+    done = await _mailroom("retry", str(theirs.id), "--project", name)
+    assert done.exit_code == 0, done.output
+    assert await _status(sessions, theirs.id) == "queued"
+    # Without --project, any project's email.
+    assert (await _mailroom("cancel", str(scheduled.id))).exit_code == 0
+    unknown = await _mailroom("retry", str(failed.id), "--project", "no-such-project")
+    assert unknown.exit_code == 1
+    assert "No project named 'no-such-project'" in unknown.output
+
+
+async def test_requeue_by_project(sessions: Sessions) -> None:
+    project_id, name = await _other_project(sessions)
+    mine = [email_in("failed", project_id=project_id) for _ in range(2)]
+    await insert_emails(sessions, *mine, email_in("failed"), email_in("failed"), email_in("failed"))
+
+    dry = await _mailroom("requeue", "--project", name, "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert f"2 failed emails of project {name!r} match" in dry.output
+    everything = await _mailroom("requeue", "--dry-run")
+    assert "5 failed emails match" in everything.output
+
+    done = await _mailroom("requeue", "--project", name)
+    assert done.exit_code == 0, done.output
+    assert f"Requeued 2 of 2 matching failed emails of project {name!r}." in done.output
+    assert {await _status(sessions, e.id) for e in mine} == {"queued"}
+    assert "3 failed emails match" in (await _mailroom("requeue", "--dry-run")).output

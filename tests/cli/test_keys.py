@@ -108,7 +108,7 @@ async def test_a_duplicate_active_name_is_refused() -> None:
     assert "Traceback" not in result.output
 
 
-@pytest.mark.parametrize("scopes", ["sned", "send,admin", ",", ""])
+@pytest.mark.parametrize("scopes", ["sned", "send,root", ",", ""])
 async def test_an_unknown_or_empty_scope_is_a_usage_error(scopes: str) -> None:
     result = await _cli("keys", "create", "--name", _name(), "--scopes", scopes)
     assert result.exit_code == 2, result.output
@@ -177,14 +177,15 @@ async def test_list_shows_name_prefix_and_scopes_but_never_the_key() -> None:
     assert key not in result.output
     assert key[11:] not in result.output
     header = result.stdout.splitlines()[0]
-    for column in ("NAME", "PREFIX", "SCOPES", "CREATED", "LAST USED", "REVOKED"):
+    for column in ("NAME", "PROJECT", "PREFIX", "SCOPES", "CREATED", "LAST USED", "REVOKED"):
         assert column in header
     rows = [line for line in result.stdout.splitlines() if line.startswith(name + " ")]
     assert len(rows) == 1, result.stdout
     cells = rows[0].split()
     assert cells[0] == name
-    assert cells[1] == key[:11]
-    assert cells[2] == "send,logs:read"
+    assert cells[1] == "default"
+    assert cells[2] == key[:11]
+    assert cells[3] == "send,logs:read"
 
 
 async def test_revoke_by_name_stops_the_key(

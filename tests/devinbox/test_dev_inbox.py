@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from mailroom.auth.scopes import Scope
 from mailroom.devinbox.server import CaptureHandler, start_smtp_server
 from mailroom.devinbox.store import Inbox
 from mailroom.settings import Settings
 from mailroom.transport.base import Envelope, Outcome
 from mailroom.transport.smtp import SmtpConfig, SmtpTransport
-from tests.conftest import api_client, running_worker
+from tests.conftest import api_client, make_key, running_worker
 from tests.support.smtp_server import SmtpTestServer
 from tests.support.waiting import eventually
 
@@ -63,6 +65,17 @@ async def test_html_view_escapes_what_it_shows(settings: Settings, api_key: str)
         page = (await client.get("/dev/inbox", params={"format": "html"})).text
     assert "Hello &lt;there&gt;" in page
     assert "Hello <there>" not in page
+
+
+async def test_the_inbox_needs_a_key_that_reaches_every_project(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    # It holds what every project sent; a key of one project reads only that project's mail.
+    key = await make_key(sessions, (Scope.SEND, Scope.LOGS_READ, Scope.EMAILS_WRITE))
+    async with api_client(settings, inbox=Inbox(), key=key) as client:
+        response = await client.get("/dev/inbox")
+    assert response.status_code == 403
+    assert "admin" in response.json()["error"]["message"]
 
 
 async def test_the_inbox_route_exists_only_in_dev_mode(client: httpx.AsyncClient) -> None:

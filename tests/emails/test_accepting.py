@@ -18,6 +18,7 @@ from mailroom.emails import accepting
 from mailroom.emails.intake import Intake
 from mailroom.emails.schemas.requests import SendEmailRequest
 from mailroom.errors import IdempotencyKeyReused, InvalidRequest, PayloadTooLarge
+from mailroom.projects.models import DEFAULT_PROJECT_ID
 from mailroom.queue.jobs import DeliveryBatch, DeliveryJob
 from mailroom.settings import Settings
 from mailroom.unit_of_work import unit_of_work
@@ -47,6 +48,7 @@ async def _send_batch(
             settings=settings,
             request_id="req-batch",
             api_key_id=key_id,
+            project_id=DEFAULT_PROJECT_ID,
             idempotency_key=None,
         )
 
@@ -127,6 +129,7 @@ async def test_attachments_too_large_are_refused_before_anything_is_stored(
             settings=settings,
             request_id=None,
             api_key_id=key_id,
+            project_id=DEFAULT_PROJECT_ID,
             idempotency_key=None,
         )
     assert [d["field"] for d in raised.value.details] == ["attachments[0].content"]
@@ -147,6 +150,7 @@ async def test_an_idempotency_key_replays_the_first_answer_and_refuses_another_b
             settings=settings,
             request_id=None,
             api_key_id=key_id,
+            project_id=DEFAULT_PROJECT_ID,
             idempotency_key="order-1",
             sandbox=sandbox,
         )

@@ -1,12 +1,15 @@
-"""The email counters of migration 0003 against real PostgreSQL.
+"""The email counters of migrations 0003 and 0006 against real PostgreSQL.
 
 The triggers on ``emails`` append deltas to ``email_count_deltas``;
 ``mailroom_fold_counts()`` (``counters.fold_once``) moves them into ``email_counts``
-(per 15-minute bucket and status) and ``email_status_totals``. ``log_repository.count_emails``
+(per project, 15-minute bucket and status) and ``email_status_totals`` (per project and
+status). ``log_repository.count_emails``
 (pagination total) and ``log_repository.count_created_between`` (daily report) read the
 folded tables and the deltas not folded yet together. Every check here compares them
 with what a plain ``count(*)`` over ``emails`` says, and with a ledger kept in Python of
-what the test did (which alone knows the purged rows), before and after folds.
+what the test did (which alone knows the purged rows), before and after folds. The
+emails belong to two projects, and every count is checked for each project and for both
+(an admin's view).
 """
 
 from __future__ import annotations
@@ -42,15 +45,21 @@ from mailroom.emails.counters import fold_once
 from mailroom.emails.log_query import day_bounds
 from mailroom.emails.log_repository import LogFilter, StatusCounts
 from mailroom.emails.states import EmailStatus
+from mailroom.projects.models import DEFAULT_PROJECT_ID
 from mailroom.settings import Settings
 
-pytestmark = pytest.mark.usefixtures("clean")
+pytestmark = pytest.mark.usefixtures("clean", "other_project")
 
 Db: TypeAlias = AsyncSession | AsyncConnection
 
 STATUSES = tuple(s.value for s in EmailStatus)
 LEGACY_STATUSES = ("queued", "sending", "retrying", "sent", "failed")  # before 0005
 RECIPIENTS = ("ann@example.com", "bob@example.com", "cy@example.com")
+# The second project the emails are spread over (the first is the default project).
+OTHER = uuid.UUID("00000000-0000-4000-8000-0000000c0417")
+PROJECTS = (DEFAULT_PROJECT_ID, OTHER)
+# Whose counts a read asks for: one project's, or (None) every project's.
+VIEWS: tuple[uuid.UUID | None, ...] = (None, *PROJECTS)
 BUCKET = timedelta(minutes=15)
 SPAN = timedelta(days=3)
 # The instant every sent_at / failed_at / cancelled_at is set to (the CHECK constraints
@@ -68,6 +77,19 @@ ZONES = (
 )
 
 
+@pytest.fixture
+async def other_project(sessions: async_sessionmaker[AsyncSession]) -> None:
+    async with sessions() as session:
+        await session.execute(
+            text(
+                "INSERT INTO projects (id, name) VALUES (:id, 'counters-other') "
+                "ON CONFLICT DO NOTHING"
+            ),
+            {"id": OTHER},
+        )
+        await session.commit()
+
+
 # -- the ledger: what the test did, in Python -----------------------------------------
 
 
@@ -76,6 +98,10 @@ class Row:
     created_at: datetime
     status: str
     recipient: str
+    project: uuid.UUID = DEFAULT_PROJECT_ID
+
+
+Cell: TypeAlias = tuple[uuid.UUID, datetime, str]
 
 
 @dataclass
@@ -95,31 +121,41 @@ class Ledger:
         for email_id in ids:
             self.purged.append(self.present.pop(email_id))
 
-    def expected_counters(self) -> tuple[dict[tuple[datetime, str], tuple[int, int]], Counter[str]]:
-        """What email_counts (created, purged per bucket and status) and the totals hold."""
-        created: Counter[tuple[datetime, str]] = Counter()
-        purged: Counter[tuple[datetime, str]] = Counter()
+    def expected_counters(
+        self,
+    ) -> tuple[dict[Cell, tuple[int, int]], Counter[tuple[uuid.UUID, str]]]:
+        """What email_counts (created, purged per project, bucket and status) and the
+        totals (per project and status) hold."""
+        created: Counter[Cell] = Counter()
+        purged: Counter[Cell] = Counter()
         for row in self.present.values():
-            created[buckets.floor(row.created_at), row.status] += 1
+            created[row.project, buckets.floor(row.created_at), row.status] += 1
         for row in self.purged:
-            created[buckets.floor(row.created_at), row.status] += 1
-            purged[buckets.floor(row.created_at), row.status] += 1
+            created[row.project, buckets.floor(row.created_at), row.status] += 1
+            purged[row.project, buckets.floor(row.created_at), row.status] += 1
         cells = {key: (created[key], purged[key]) for key in created}
-        return cells, Counter(row.status for row in self.present.values())
+        return cells, Counter((row.project, row.status) for row in self.present.values())
 
     def matching(self, log_filter: LogFilter) -> int:
         statuses = {s.value for s in log_filter.statuses}
         return sum(
             1
             for row in self.present.values()
-            if (not statuses or row.status in statuses)
+            if (log_filter.project_id is None or row.project == log_filter.project_id)
+            and (not statuses or row.status in statuses)
             and (log_filter.recipient is None or row.recipient == log_filter.recipient)
             and (log_filter.since is None or row.created_at >= log_filter.since)
             and (log_filter.until is None or row.created_at < log_filter.until)
         )
 
-    def report(self, start: datetime, end: datetime) -> StatusCounts:
-        rows = [r for r in [*self.present.values(), *self.purged] if start <= r.created_at < end]
+    def report(
+        self, start: datetime, end: datetime, project_id: uuid.UUID | None = None
+    ) -> StatusCounts:
+        rows = [
+            r
+            for r in [*self.present.values(), *self.purged]
+            if start <= r.created_at < end and project_id in (None, r.project)
+        ]
         return StatusCounts(
             total=len(rows),
             sent=sum(r.status == EmailStatus.SENT.value for r in rows),
@@ -147,14 +183,14 @@ def _stamps(status: str) -> dict[str, datetime | None]:
 def _values(rows: dict[uuid.UUID, Row], *, legacy: bool = False) -> tuple[str, dict[str, Any]]:
     """One multi-row VALUES list (a single INSERT statement, so one trigger call).
 
-    ``legacy``: for the schema before migration 0005 (no cancelled_at).
+    ``legacy``: for the schema before migration 0005 (no cancelled_at, no project_id).
     """
     tuples: list[str] = []
     params: dict[str, Any] = {}
     for i, (email_id, row) in enumerate(rows.items()):
         tuples.append(
             f"(:id{i}, 'sender@example.com', :to{i}, :to{i}, 's', :mid{i}, :st{i}, "
-            f":ca{i}, :ca{i}, :sa{i}, :fa{i}{'' if legacy else f', :xa{i}'})"
+            f":ca{i}, :ca{i}, :sa{i}, :fa{i}{'' if legacy else f', :xa{i}, :pr{i}'})"
         )
         stamps = _stamps(row.status)
         params |= {
@@ -168,9 +204,11 @@ def _values(rows: dict[uuid.UUID, Row], *, legacy: bool = False) -> tuple[str, d
         }
         if not legacy:
             params[f"xa{i}"] = stamps["cancelled_at"]
+            params[f"pr{i}"] = row.project
     columns = (
         "id, sender, to_addrs, recipients, subject, message_id, status, "
-        "created_at, updated_at, sent_at, failed_at" + ("" if legacy else ", cancelled_at")
+        "created_at, updated_at, sent_at, failed_at"
+        + ("" if legacy else ", cancelled_at, project_id")
     )
     return f"INSERT INTO emails ({columns}) VALUES {', '.join(tuples)}", params
 
@@ -252,6 +290,7 @@ def random_filter(rng: random.Random, window: datetime) -> LogFilter:
         since, until = until, since
     zone = rng.choice(_FILTER_ZONES)
     return LogFilter(
+        project_id=rng.choice(VIEWS),
         statuses=statuses,
         recipient=rng.choice(RECIPIENTS) if rng.random() < 0.1 else None,
         since=since.astimezone(zone) if since is not None else None,
@@ -267,13 +306,15 @@ async def exact_count(session: AsyncSession, log_filter: LogFilter) -> int:
     result = await session.execute(
         text(
             "SELECT count(*) FROM emails "
-            "WHERE (cardinality(CAST(:statuses AS text[])) = 0 "
+            "WHERE (CAST(:project AS uuid) IS NULL OR project_id = :project) "
+            "AND (cardinality(CAST(:statuses AS text[])) = 0 "
             "       OR status = ANY(CAST(:statuses AS text[]))) "
             "AND (CAST(:recipient AS text) IS NULL OR CAST(:recipient AS text) = ANY(recipients)) "
             "AND (CAST(:since AS timestamptz) IS NULL OR created_at >= :since) "
             "AND (CAST(:until AS timestamptz) IS NULL OR created_at < :until)"
         ),
         {
+            "project": log_filter.project_id,
             "statuses": [s.value for s in log_filter.statuses],
             "recipient": log_filter.recipient,
             "since": log_filter.since,
@@ -284,38 +325,39 @@ async def exact_count(session: AsyncSession, log_filter: LogFilter) -> int:
 
 
 # The folded tables, and the same plus the deltas not folded yet (what readers add up).
-_FOLDED_CELLS = "SELECT bucket, status, created, purged FROM email_counts"
+_FOLDED_CELLS = "SELECT project_id, bucket, status, created, purged FROM email_counts"
 _ALL_CELLS = f"""
     {_FOLDED_CELLS}
-    UNION ALL SELECT bucket, status, created, purged FROM email_count_deltas
+    UNION ALL SELECT project_id, bucket, status, created, purged FROM email_count_deltas
 """
-_FOLDED_TOTALS = "SELECT status, present FROM email_status_totals"
-_ALL_TOTALS = f"{_FOLDED_TOTALS} UNION ALL SELECT status, present FROM email_count_deltas"
+_FOLDED_TOTALS = "SELECT project_id, status, present FROM email_status_totals"
+_ALL_TOTALS = (
+    f"{_FOLDED_TOTALS} UNION ALL SELECT project_id, status, present FROM email_count_deltas"
+)
 
 
-async def counter_cells(
-    db: Db, *, folded_only: bool = False
-) -> dict[tuple[datetime, str], tuple[int, int]]:
-    """(created, purged) per (bucket, status); cells that net to nothing are left out."""
+async def counter_cells(db: Db, *, folded_only: bool = False) -> dict[Cell, tuple[int, int]]:
+    """(created, purged) per (project, bucket, status); cells that net to nothing are left
+    out."""
     result = await db.execute(
         text(
-            "SELECT bucket, status, sum(created), sum(purged) "
+            "SELECT project_id, bucket, status, sum(created), sum(purged) "
             f"FROM ({_FOLDED_CELLS if folded_only else _ALL_CELLS}) AS c "
-            "GROUP BY bucket, status HAVING sum(created) <> 0 OR sum(purged) <> 0"
+            "GROUP BY project_id, bucket, status HAVING sum(created) <> 0 OR sum(purged) <> 0"
         )
     )
-    return {(r[0].astimezone(UTC), r[1]): (int(r[2]), int(r[3])) for r in result}
+    return {(r[0], r[1].astimezone(UTC), r[2]): (int(r[3]), int(r[4])) for r in result}
 
 
-async def status_totals(db: Db, *, folded_only: bool = False) -> Counter[str]:
+async def status_totals(db: Db, *, folded_only: bool = False) -> Counter[tuple[uuid.UUID, str]]:
     result = await db.execute(
         text(
-            "SELECT status, sum(present) "
+            "SELECT project_id, status, sum(present) "
             f"FROM ({_FOLDED_TOTALS if folded_only else _ALL_TOTALS}) AS t "
-            "GROUP BY status HAVING sum(present) <> 0"
+            "GROUP BY project_id, status HAVING sum(present) <> 0"
         )
     )
-    return Counter({r[0]: int(r[1]) for r in result})
+    return Counter({(r[0], r[1]): int(r[2]) for r in result})
 
 
 _FOLD = text("SELECT mailroom_fold_counts()")
@@ -326,18 +368,20 @@ async def delta_rows(db: Db) -> int:
     return int(await db.scalar(text("SELECT count(*) FROM email_count_deltas")) or 0)
 
 
-async def rows_by_cell(db: Db) -> dict[tuple[datetime, str], int]:
-    """What the rows present say per (bucket, status), bucketed by PostgreSQL itself."""
+async def rows_by_cell(db: Db) -> dict[Cell, int]:
+    """What the rows present say per (project, bucket, status), bucketed by PostgreSQL
+    itself."""
     result = await db.execute(
         text(
-            "SELECT date_bin('15 minutes', created_at, TIMESTAMPTZ '2000-01-01 00:00:00+00'), "
-            "status, count(*) FROM emails GROUP BY 1, 2"
+            "SELECT project_id, "
+            "date_bin('15 minutes', created_at, TIMESTAMPTZ '2000-01-01 00:00:00+00'), "
+            "status, count(*) FROM emails GROUP BY 1, 2, 3"
         )
     )
-    return {(r[0].astimezone(UTC), r[1]): int(r[2]) for r in result}
+    return {(r[0], r[1].astimezone(UTC), r[2]): int(r[3]) for r in result}
 
 
-def _present(cells: dict[tuple[datetime, str], tuple[int, int]]) -> dict[tuple[datetime, str], int]:
+def _present(cells: dict[Cell, tuple[int, int]]) -> dict[Cell, int]:
     return {key: c - p for key, (c, p) in cells.items() if c != p}
 
 
@@ -412,13 +456,16 @@ async def answers(
         assert counted == expected, f"count_emails({log_filter}) = {counted}, not {expected}"
         said.append(counted)
     for start, end in ranges:
-        report = await log_repository.count_created_between(session, start, end)
-        expected_report = ledger.report(start, end)
-        assert report == expected_report, (
-            f"count_created_between({start}, {end}) = {report}, expected {expected_report} "
-            "(purged rows included)"
-        )
-        said.append(report)
+        for project_id in VIEWS:
+            report = await log_repository.count_created_between(
+                session, start, end, project_id=project_id
+            )
+            expected_report = ledger.report(start, end, project_id)
+            assert report == expected_report, (
+                f"count_created_between({start}, {end}, {project_id}) = {report}, expected "
+                f"{expected_report} (purged rows included)"
+            )
+            said.append(report)
     return said
 
 
@@ -448,7 +495,9 @@ class History:
             else:
                 created_at = self.instant()
             status = hot_status if rng.random() < 0.6 else rng.choice(STATUSES)
-            rows[new_id(rng)] = Row(created_at, status, rng.choice(RECIPIENTS))
+            rows[new_id(rng)] = Row(
+                created_at, status, rng.choice(RECIPIENTS), rng.choice(PROJECTS)
+            )
         return rows
 
     def some(self, ledger: Ledger, most: int) -> list[uuid.UUID]:
@@ -469,13 +518,14 @@ class History:
                 "no_status_change",
                 "same_status",
                 "move_bucket",
+                "move_project",
                 "upsert",
                 "delete_one",
                 "delete_bulk",
                 "delete_range",
                 "fold",
             ],
-            weights=[14, 12, 14, 10, 6, 5, 8, 4, 2, 3, 6, 4, 2, 3],
+            weights=[14, 12, 14, 10, 6, 5, 8, 4, 2, 2, 3, 6, 4, 2, 3],
         )[0]
         if kind == "fold":
             # A fold inside a writer's transaction: it folds that transaction's own deltas
@@ -557,6 +607,16 @@ class History:
                 {"id": email_id, "created_at": created_at},
             )
             present[email_id] = replace(present[email_id], created_at=created_at)
+        elif kind == "move_project":
+            # Emails never change project in the service; the triggers would still count it.
+            ids = self.some(ledger, 4)
+            project = rng.choice(PROJECTS)
+            await session.execute(
+                text("UPDATE emails SET project_id = :project WHERE id = ANY(:ids)"),
+                {"ids": ids, "project": project},
+            )
+            for email_id in ids:
+                present[email_id] = replace(present[email_id], project=project)
         elif kind == "upsert":
             # One INSERT … ON CONFLICT DO UPDATE: both the insert and the update trigger.
             existing = {
@@ -712,6 +772,7 @@ async def _writer(
                 random_instant(rng, window, timedelta(hours=2)),
                 rng.choice(STATUSES),
                 rng.choice(RECIPIENTS),
+                PROJECTS[index % 2],
             )
             for _ in range(rng.randint(1, 6))
         }
@@ -785,12 +846,14 @@ async def test_concurrent_writers_and_folds_keep_the_counters_exact(settings: Se
             await assert_counters_match(connection, ledger)
         await fold_and_check(sessions, ledger)
         async with sessions() as session:
-            everything = await log_repository.count_emails(session, LogFilter())
-            assert everything == len(ledger.present)
             start, end = buckets.floor(window), buckets.ceil(window + timedelta(hours=2))
-            assert await log_repository.count_created_between(session, start, end) == ledger.report(
-                start, end
-            )
+            for project_id in VIEWS:
+                everything = LogFilter(project_id=project_id)
+                counted = await log_repository.count_emails(session, everything)
+                assert counted == ledger.matching(everything)
+                assert await log_repository.count_created_between(
+                    session, start, end, project_id=project_id
+                ) == ledger.report(start, end, project_id)
     finally:
         await engine.dispose()
     assert not deadlocks, f"concurrent writers deadlocked: {deadlocks}"
@@ -838,7 +901,7 @@ async def test_two_transactions_writing_statuses_in_opposite_orders_do_not_deadl
         await engine.dispose()
     async with sessions() as session:
         await assert_counters_match(session, ledger)
-        assert await log_repository.count_emails(session, LogFilter()) == 4
+        assert await log_repository.count_emails(session, LogFilter(project_id=None)) == 4
     await fold_and_check(sessions, ledger)
 
 
@@ -849,7 +912,12 @@ def fresh_rows(rng: random.Random, ledger: Ledger, n: int) -> dict[uuid.UUID, Ro
     """n new rows, recorded in ledger (for a transaction that will commit)."""
     window = datetime(2026, 11, 3, 23, 20, tzinfo=UTC)
     rows = {
-        new_id(rng): Row(random_instant(rng, window, timedelta(hours=3)), status, RECIPIENTS[2])
+        new_id(rng): Row(
+            random_instant(rng, window, timedelta(hours=3)),
+            status,
+            RECIPIENTS[2],
+            rng.choice(PROJECTS),
+        )
         for status in rng.choices(STATUSES, k=n)
     }
     ledger.present.update(rows)
@@ -882,9 +950,9 @@ async def test_one_fold_at_a_time(
                 assert await log_repository.fold_counts(session) == 0
                 # The holder's fold is not committed: readers still add up the deltas.
                 await assert_counters_match(session, ledger)
-                assert await log_repository.count_emails(session, LogFilter()) == len(
-                    ledger.present
-                )
+                assert await log_repository.count_emails(
+                    session, LogFilter(project_id=None)
+                ) == len(ledger.present)
             assert await asyncio.wait_for(fold_once(sessions), timeout=10) == 0
             if ending == "rollback":
                 await holder.rollback()  # the deltas are back, for the next fold
@@ -919,7 +987,9 @@ async def test_a_fold_leaves_uncommitted_deltas_for_the_next(
     async with sessions() as session:
         assert await delta_rows(session) > 0, "A's deltas should wait for the next fold"
         await assert_counters_match(session, ledger)
-        assert await log_repository.count_emails(session, LogFilter()) == len(ledger.present)
+        assert await log_repository.count_emails(session, LogFilter(project_id=None)) == len(
+            ledger.present
+        )
     await fold_and_check(sessions, ledger)
 
 
@@ -934,12 +1004,12 @@ async def _blocked_by(db: Db, waiter: int, holder: int) -> bool:
 _STOPPERS = {
     "delta": "SELECT id FROM email_count_deltas ORDER BY id DESC LIMIT 1 FOR UPDATE",
     "cell": (
-        "SELECT bucket FROM email_counts WHERE (bucket, status) IN "
-        "(SELECT bucket, status FROM email_count_deltas) LIMIT 1 FOR UPDATE"
+        "SELECT bucket FROM email_counts WHERE (project_id, bucket, status) IN "
+        "(SELECT project_id, bucket, status FROM email_count_deltas) LIMIT 1 FOR UPDATE"
     ),
     "total": (
-        "SELECT status FROM email_status_totals WHERE status IN "
-        "(SELECT status FROM email_count_deltas) LIMIT 1 FOR UPDATE"
+        "SELECT status FROM email_status_totals WHERE (project_id, status) IN "
+        "(SELECT project_id, status FROM email_count_deltas) LIMIT 1 FOR UPDATE"
     ),
 }
 
@@ -993,12 +1063,14 @@ async def test_a_delta_committed_while_a_fold_runs_is_not_lost(
     async with sessions() as session:
         assert await delta_rows(session) > 0, "deltas committed during the fold should wait"
         await assert_counters_match(session, ledger)
-        assert await log_repository.count_emails(session, LogFilter()) == len(ledger.present)
+        assert await log_repository.count_emails(session, LogFilter(project_id=None)) == len(
+            ledger.present
+        )
     await fold_and_check(sessions, ledger)
     await fold_and_check(sessions, ledger)  # nothing left: folds 0, still exact
 
 
-# -- 4. the backfill of migration 0003 --------------------------------------------------
+# -- 4. the backfill of migration 0003 (and 0006 putting it in the default project) ------
 
 
 async def test_migration_counts_the_emails_already_there(database_url: str) -> None:
@@ -1049,7 +1121,7 @@ async def test_migration_counts_the_emails_already_there(database_url: str) -> N
             ledger.delete(ids[10:20])
             ledger.present.update(more)
             sessions = create_session_factory(engine)
-            filters = [LogFilter(), *(random_filter(rng, window) for _ in range(20))]
+            filters = [LogFilter(project_id=None), *(random_filter(rng, window) for _ in range(20))]
             days = zone_days(window, 5)
             async with sessions() as session:
                 assert await delta_rows(session) > 0

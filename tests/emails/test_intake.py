@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from mailroom.emails import new_emails
 from mailroom.emails.intake import MAX_GROUP, Intake
 from mailroom.emails.schemas.requests import SendEmailRequest
+from mailroom.projects.models import DEFAULT_PROJECT_ID
 from mailroom.queue.jobs import DeliveryBatch, DeliveryJob
 from mailroom.settings import Settings
 from tests.support.jobs import KeptJobs
@@ -28,7 +29,7 @@ def _row(settings: Settings, n: int) -> tuple[dict[str, object], DeliveryJob]:
         {"to": f"user{n}@example.com", "subject": "s", "text": "t"}
     )
     now = datetime.now(UTC)
-    email = new_emails.new_email(request, settings, None, None, now)
+    email = new_emails.new_email(request, settings, None, None, now, project_id=DEFAULT_PROJECT_ID)
     return new_emails.columns(email), new_emails.first_job(email, now)
 
 

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from mailroom.emails import log
 from mailroom.emails.log_query import LogQuery
+from mailroom.projects.access import ProjectAccess
 from tests.support.factories import email_row, insert_emails
 
 pytestmark = pytest.mark.usefixtures("clean")
@@ -43,7 +44,12 @@ async def test_summary_counts_today_in_the_given_time_zone(
         email_row(_utc("2026-03-11T00:10:00"), "retrying"),
     )
     async with sessions() as session:
-        page = await log.list_log(session, LogQuery(tz=tz), now=_utc("2026-03-11T00:30:00"))
+        page = await log.list_log(
+            session,
+            LogQuery(tz=tz),
+            access=ProjectAccess.operator(),
+            now=_utc("2026-03-11T00:30:00"),
+        )
     summary = page.summary
     assert (summary.date, summary.timezone) == (date, tz)
     assert (summary.total, summary.sent, summary.failed, summary.pending) == counts

@@ -223,7 +223,7 @@ def test_defaults() -> None:
     assert query.tz == "UTC"
     assert query.cursor is None
     assert query.zone == ZoneInfo("UTC")
-    assert query.log_filter() == LogFilter()
+    assert query.log_filter(None) == LogFilter(project_id=None)
     assert query.position() is None
 
 
@@ -293,7 +293,7 @@ def test_query_string_values_are_coerced() -> None:
 def test_comma_separated_status_becomes_statuses() -> None:
     query = LogQuery(status="sent, failed ,retrying")
     assert query.status == "sent,failed,retrying"
-    assert query.log_filter().statuses == (
+    assert query.log_filter(None).statuses == (
         EmailStatus.SENT,
         EmailStatus.FAILED,
         EmailStatus.RETRYING,
@@ -302,13 +302,13 @@ def test_comma_separated_status_becomes_statuses() -> None:
 
 @pytest.mark.parametrize("status", [s.value for s in EmailStatus])
 def test_single_status(status: str) -> None:
-    assert LogQuery(status=status).log_filter().statuses == (EmailStatus(status),)
+    assert LogQuery(status=status).log_filter(None).statuses == (EmailStatus(status),)
 
 
 def test_to_is_normalised_to_the_bare_lower_case_address() -> None:
     query = LogQuery(to="Jane Doe <Jane.Doe@Example.COM>")
     assert query.to == "jane.doe@example.com"
-    assert query.log_filter().recipient == "jane.doe@example.com"
+    assert query.log_filter(None).recipient == "jane.doe@example.com"
 
 
 def test_cursor_gives_position() -> None:
@@ -321,7 +321,7 @@ def test_naive_since_and_until_are_read_in_the_query_zone() -> None:
     query = LogQuery.model_validate(
         {"since": "2024-07-01T00:00:00", "until": "2024-07-02T00:00:00", "tz": "Europe/Berlin"}
     )
-    log_filter = query.log_filter()
+    log_filter = query.log_filter(None)
     assert log_filter.since is not None and log_filter.until is not None
     assert log_filter.since.astimezone(UTC) == datetime(2024, 6, 30, 22, 0, tzinfo=UTC)
     assert log_filter.until.astimezone(UTC) == datetime(2024, 7, 1, 22, 0, tzinfo=UTC)
@@ -329,13 +329,13 @@ def test_naive_since_and_until_are_read_in_the_query_zone() -> None:
 
 def test_naive_since_in_new_york_winter() -> None:
     query = LogQuery(since=datetime(2024, 1, 15, 9, 0), tz="America/New_York")
-    assert query.log_filter().since == datetime(2024, 1, 15, 14, 0, tzinfo=UTC)
+    assert query.log_filter(None).since == datetime(2024, 1, 15, 14, 0, tzinfo=UTC)
 
 
 def test_aware_since_and_until_keep_their_own_instant() -> None:
     since = datetime(2024, 7, 1, 8, 0, tzinfo=timezone(timedelta(hours=-7)))
     query = LogQuery(since=since, tz="Europe/Berlin")
-    filtered_since = query.log_filter().since
+    filtered_since = query.log_filter(None).since
     assert filtered_since == since  # 08:00 at UTC-7, not 08:00 in Berlin
     assert filtered_since == datetime(2024, 7, 1, 15, 0, tzinfo=UTC)
 
@@ -345,7 +345,7 @@ def test_naive_and_aware_bounds_are_compared_as_instants() -> None:
     valid = LogQuery.model_validate(
         {"since": "2024-07-01T10:00:00", "until": "2024-07-01T08:30:00Z", "tz": "Europe/Berlin"}
     )
-    assert valid.log_filter().since == datetime(2024, 7, 1, 8, 0, tzinfo=UTC)
+    assert valid.log_filter(None).since == datetime(2024, 7, 1, 8, 0, tzinfo=UTC)
     # 07:30 UTC is earlier than 10:00 Berlin time: refused.
     with pytest.raises(ValidationError, match="must be later than since"):
         LogQuery.model_validate(

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from mailroom.emails import new_emails
 from mailroom.emails.new_emails import Stored, first_jobs
 from mailroom.emails.schemas.requests import SendEmailRequest
+from mailroom.projects.models import DEFAULT_PROJECT_ID
 from mailroom.queue.jobs import DeliveryBatch, DeliveryJob
 from mailroom.settings import Settings
 
@@ -63,7 +64,9 @@ def test_a_new_email_is_due_now_or_at_its_send_at(settings: Settings) -> None:
     request = SendEmailRequest.model_validate(
         {"to": ["Jane <Jane@Example.com>"], "bcc": "x@example.org", "subject": "s", "text": "t"}
     )
-    email = new_emails.new_email(request, settings, "req-1", None, now)
+    email = new_emails.new_email(
+        request, settings, "req-1", None, now, project_id=DEFAULT_PROJECT_ID
+    )
     assert (email.status, email.next_attempt_at, email.send_at) == ("queued", now, None)
     assert email.recipients == ["jane@example.com", "x@example.org"]
     assert new_emails.first_job(email, now) == DeliveryJob(email.id, 1, "req-1", delay=0.0)
@@ -71,7 +74,12 @@ def test_a_new_email_is_due_now_or_at_its_send_at(settings: Settings) -> None:
 
     send_at = now + timedelta(minutes=5)
     later = new_emails.new_email(
-        request.model_copy(update={"send_at": send_at}), settings, None, None, now
+        request.model_copy(update={"send_at": send_at}),
+        settings,
+        None,
+        None,
+        now,
+        project_id=DEFAULT_PROJECT_ID,
     )
     assert (later.status, later.next_attempt_at) == ("scheduled", send_at)
     assert new_emails.first_job(later, now).delay == 300.0

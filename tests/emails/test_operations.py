@@ -16,6 +16,8 @@ from mailroom.emails import accepting, delivery, log_repository, operations
 from mailroom.emails.models import Email
 from mailroom.emails.schemas.requests import RequeueRequest, SendEmailRequest
 from mailroom.errors import Conflict, NotFound
+from mailroom.projects.access import ProjectAccess
+from mailroom.projects.models import DEFAULT_PROJECT_ID
 from mailroom.queue.dispatcher import Dispatcher
 from mailroom.queue.jobs import DeliveryJob, Job
 from mailroom.settings import Settings
@@ -32,14 +34,16 @@ async def _accept(
         {"to": "jane@example.com", "subject": "Hi", "text": "Hello"}
     )
     async with unit_of_work(sessions, dispatcher.dispatch) as uow:
-        return await accepting.accept_email(uow, request, settings=settings, request_id="req-ops")
+        return await accepting.accept_email(
+            uow, request, settings=settings, request_id="req-ops", project_id=DEFAULT_PROJECT_ID
+        )
 
 
 async def _load(sessions: async_sessionmaker[AsyncSession], email_id: uuid.UUID) -> Email:
     async with sessions() as session:
-        email = await log_repository.get_email(session, email_id)
-    assert email is not None
-    return email
+        found = await log_repository.get_email(session, email_id, project_id=None)
+    assert found is not None
+    return found.email
 
 
 async def test_an_email_being_sent_cannot_be_cancelled(
@@ -52,7 +56,7 @@ async def test_an_email_being_sent_cannot_be_cancelled(
 
     with pytest.raises(Conflict) as raised:
         async with unit_of_work(sessions, dispatcher.dispatch) as uow:
-            await operations.cancel_email(uow, email.id)
+            await operations.cancel_email(uow, email.id, access=ProjectAccess.operator())
     assert raised.value.details == {"status": "sending"}
     assert (await _load(sessions, email.id)).status == "sending"
 
@@ -63,11 +67,11 @@ async def test_a_refused_operation_names_the_statuses_that_allow_it(
     email = await _accept(sessions, dispatcher, settings)
     with pytest.raises(Conflict) as raised:
         async with unit_of_work(sessions, dispatcher.dispatch) as uow:
-            await operations.retry_email(uow, email.id)
+            await operations.retry_email(uow, email.id, access=ProjectAccess.operator())
     assert raised.value.message == "This email is queued; only failed emails can be retried."
     with pytest.raises(NotFound):
         async with unit_of_work(sessions, dispatcher.dispatch) as uow:
-            await operations.cancel_email(uow, uuid.uuid4())
+            await operations.cancel_email(uow, uuid.uuid4(), access=ProjectAccess.operator())
 
 
 async def test_a_requeue_commits_and_dispatches_one_batch_at_a_time(
@@ -83,12 +87,14 @@ async def test_a_requeue_commits_and_dispatches_one_batch_at_a_time(
         async with sessions() as session:
             for job in jobs:
                 assert isinstance(job, DeliveryJob)
-                stored = await log_repository.get_email(session, job.email_id)
-                assert stored is not None and stored.status == "queued"
+                stored = await log_repository.get_email(session, job.email_id, project_id=None)
+                assert stored is not None and stored.email.status == "queued"
         dispatches.append(list(jobs))
         return True
 
-    result = await operations.requeue_failed(sessions, dispatch, RequeueRequest())
+    result = await operations.requeue_failed(
+        sessions, dispatch, RequeueRequest(), access=ProjectAccess.operator()
+    )
     assert (result.matched, result.requeued, result.has_more) == (5, 5, False)
     assert [len(jobs) for jobs in dispatches] == [2, 2, 1]
     jobs = [job for batch in dispatches for job in batch if isinstance(job, DeliveryJob)]

@@ -400,14 +400,14 @@ async def test_the_report_of_a_purged_day_is_unchanged_and_the_total_drops(
     await insert_emails(
         sessions, *(_email(s, start + timedelta(hours=1 + n)) for n, s in enumerate(statuses))
     )
-    whole_day = LogFilter(since=start, until=end)
-    unaligned = LogFilter(since=start + timedelta(minutes=7), until=end)
+    whole_day = LogFilter(project_id=None, since=start, until=end)
+    unaligned = LogFilter(project_id=None, since=start + timedelta(minutes=7), until=end)
 
     async def counts() -> tuple[StatusCounts, int, int, int]:
         async with sessions() as session:
             return (
-                await log_repository.count_created_between(session, start, end),
-                await log_repository.count_emails(session, LogFilter()),
+                await log_repository.count_created_between(session, start, end, project_id=None),
+                await log_repository.count_emails(session, LogFilter(project_id=None)),
                 await log_repository.count_emails(session, whole_day),
                 await log_repository.count_emails(session, unaligned),
             )

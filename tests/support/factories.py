@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from mailroom.emails.message import new_message_id
 from mailroom.emails.models import Email
+from mailroom.projects.models import DEFAULT_PROJECT_ID
 
 
 def email_row(created_at: datetime, status: str = "queued", **overrides: Any) -> Email:
@@ -25,6 +26,7 @@ def email_row(created_at: datetime, status: str = "queued", **overrides: Any) ->
         "text_body": "Hi",
         "headers": {},
         "message_id": new_message_id("example.com"),
+        "project_id": DEFAULT_PROJECT_ID,
         "status": status,
         "attempts": 0 if status == "queued" else 1,
         "created_at": created_at,

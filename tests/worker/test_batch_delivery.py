@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from mailroom.emails import accepting, delivery
 from mailroom.emails.models import Email
+from mailroom.projects.models import DEFAULT_PROJECT_ID
 from mailroom.queue.dispatcher import Dispatcher
 from mailroom.queue.jobs import BATCH_JOB_NAME, JOB_NAME, DeliveryBatch, DeliveryJob, Job
 from mailroom.settings import Settings
@@ -79,6 +80,7 @@ async def _accept_batch(
             settings=settings,
             request_id="req-batch",
             api_key_id=key_id,
+            project_id=DEFAULT_PROJECT_ID,
             idempotency_key=None,
         )
     ids = [r.id for r in acceptance.response.data if r.id is not None]

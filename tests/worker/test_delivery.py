@@ -14,6 +14,7 @@ from mailroom.emails import accepting, delivery, log_repository
 from mailroom.emails.intake import Intake
 from mailroom.emails.models import Email
 from mailroom.emails.schemas.requests import SendEmailRequest
+from mailroom.projects.models import DEFAULT_PROJECT_ID
 from mailroom.queue.dispatcher import Dispatcher
 from mailroom.queue.jobs import DeliveryJob
 from mailroom.settings import Settings
@@ -33,15 +34,19 @@ async def _accept(
         {"to": ["jane@example.com", "Carl <carl@example.com>"], "subject": "Hi", "text": "Hello"}
     )
     async with unit_of_work(sessions, dispatcher.dispatch) as uow:
-        email = await accepting.accept_email(uow, request, settings=settings, request_id="req-1")
+        email = await accepting.accept_email(
+            uow, request, settings=settings, request_id="req-1", project_id=DEFAULT_PROJECT_ID
+        )
     return email.id
 
 
 async def _load(sessions: async_sessionmaker[AsyncSession], email_id: uuid.UUID) -> Email:
     async with sessions() as session:
-        email = await log_repository.get_email(session, email_id, with_attempts=True)
-    assert email is not None
-    return email
+        found = await log_repository.get_email(
+            session, email_id, project_id=None, with_attempts=True
+        )
+    assert found is not None
+    return found.email
 
 
 async def _make_due(sessions: async_sessionmaker[AsyncSession], email_id: uuid.UUID) -> None:
@@ -275,6 +280,7 @@ async def test_the_sweeper_forgets_idempotency_keys_after_24_hours(
             settings=settings,
             request_id=None,
             api_key_id=key_id,
+            project_id=DEFAULT_PROJECT_ID,
             idempotency_key=f"sweep-{name}",
         )
     async with sessions() as session:

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from mailroom.emails import accepting
 from mailroom.emails.models import Email
 from mailroom.emails.schemas.requests import SendEmailRequest
+from mailroom.projects.models import DEFAULT_PROJECT_ID
 from mailroom.queue.dispatcher import Dispatcher
 from mailroom.queue.jobs import DeliveryJob
 from mailroom.settings import Settings
@@ -63,7 +64,9 @@ async def test_a_send_slower_than_the_lease_keeps_its_email(
         {"to": "jane@example.com", "subject": "Slow", "text": "Hi"}
     )
     async with unit_of_work(sessions, dispatcher.dispatch) as uow:
-        email = await accepting.accept_email(uow, request, settings=settings, request_id=None)
+        email = await accepting.accept_email(
+            uow, request, settings=settings, request_id=None, project_id=DEFAULT_PROJECT_ID
+        )
 
     slow = SlowTransport()
     holder = make_deliverer(sessions, dispatcher, settings, slow)

@@ -19,6 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from mailroom.emails import accepting, log_repository, operations
 from mailroom.emails.models import Email
 from mailroom.emails.schemas.requests import SendEmailRequest
+from mailroom.projects.access import ProjectAccess
+from mailroom.projects.models import DEFAULT_PROJECT_ID
 from mailroom.queue.dispatcher import Dispatcher
 from mailroom.queue.jobs import DeliveryBatch, DeliveryJob
 from mailroom.settings import Settings
@@ -49,15 +51,22 @@ async def _accept(
     )
     async with unit_of_work(sessions, dispatcher.dispatch) as uow:
         return await accepting.accept_email(
-            uow, request, settings=settings, request_id="req-ops", sandbox=sandbox
+            uow,
+            request,
+            settings=settings,
+            request_id="req-ops",
+            project_id=DEFAULT_PROJECT_ID,
+            sandbox=sandbox,
         )
 
 
 async def _load(sessions: async_sessionmaker[AsyncSession], email_id: uuid.UUID) -> Email:
     async with sessions() as session:
-        email = await log_repository.get_email(session, email_id, with_attempts=True)
-    assert email is not None
-    return email
+        found = await log_repository.get_email(
+            session, email_id, project_id=None, with_attempts=True
+        )
+    assert found is not None
+    return found.email
 
 
 async def _set(
@@ -208,7 +217,7 @@ async def test_the_sweeper_leaves_a_cancelled_email_alone(
     email = await _accept(sessions, dispatcher, settings)
     await dispatcher.queue.remove(f"{email.id}-1")
     async with unit_of_work(sessions, dispatcher.dispatch) as uow:
-        await operations.cancel_email(uow, email.id)
+        await operations.cancel_email(uow, email.id, access=ProjectAccess.operator())
     # Even were it to look overdue, its status keeps it out of the sweep.
     await _set(sessions, email.id, next_attempt_at=datetime.now(UTC) - timedelta(hours=1))
 
@@ -264,7 +273,7 @@ async def test_a_cancelled_retrying_email_is_not_sent_by_its_retry_job(
     assert await dispatcher.queue.getJob(f"{email.id}-2") is not None
 
     async with unit_of_work(sessions, dispatcher.dispatch) as uow:
-        item = await operations.cancel_email(uow, email.id)
+        item = await operations.cancel_email(uow, email.id, access=ProjectAccess.operator())
     assert item.status == "cancelled"
 
     assert await deliverer.deliver(DeliveryJob(email.id, attempt=2)) == "skipped"
@@ -289,7 +298,7 @@ async def test_cancelled_emails_are_skipped_by_their_batch_and_scheduled_jobs(
     )
     for email in (dropped, later):
         async with unit_of_work(sessions, dispatcher.dispatch) as uow:
-            await operations.cancel_email(uow, email.id)
+            await operations.cancel_email(uow, email.id, access=ProjectAccess.operator())
     # The scheduled one's time comes: its delayed job fires.
     await _set(sessions, later.id, send_at=datetime.now(UTC) - timedelta(seconds=1))
 
@@ -311,7 +320,7 @@ async def _retry(
     sessions: async_sessionmaker[AsyncSession], dispatcher: Dispatcher, email_id: uuid.UUID
 ) -> None:
     async with unit_of_work(sessions, dispatcher.dispatch) as uow:
-        item = await operations.retry_email(uow, email_id)
+        item = await operations.retry_email(uow, email_id, access=ProjectAccess.operator())
     assert item.status == "queued" and item.failed_at is None
 
 

@@ -3,11 +3,12 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Boolean, DateTime, Index, String, Text, func, text
+from sqlalchemy import Boolean, DateTime, ForeignKey, Index, String, Text, func, text
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from mailroom.db.base import Base
+from mailroom.projects.models import Project
 
 
 class ApiKey(Base):
@@ -15,6 +16,8 @@ class ApiKey(Base):
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
     name: Mapped[str] = mapped_column(Text)
+    # The project whose emails the key sends and (without the admin scope) only reaches.
+    project_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), ForeignKey(Project.id))
     # The first characters of the key, shown in listings so a key can be recognised.
     prefix: Mapped[str] = mapped_column(String(16))
     # SHA-256 of the whole key. Keys carry 256 random bits, so a fast hash is enough;

@@ -8,6 +8,9 @@ class Scope(StrEnum):
     LOGS_READ = "logs:read"
     EMAILS_WRITE = "emails:write"  # retry, requeue and cancel emails
     METRICS_READ = "metrics:read"  # GET /metrics (for a Prometheus scraper's key)
+    # What the other scopes reach becomes every project's emails, not only the key's own
+    # project's (see mailroom.projects.access); grants nothing by itself.
+    ADMIN = "admin"
 
 
 ALL_SCOPES = tuple(Scope)

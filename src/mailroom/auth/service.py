@@ -15,21 +15,35 @@ from mailroom.auth.keys import display_prefix, generate_key, hash_key, looks_lik
 from mailroom.auth.models import ApiKey
 from mailroom.auth.scopes import Scope
 from mailroom.errors import InvalidRequest, NotFound
+from mailroom.projects.access import ProjectAccess, ProjectRef
+from mailroom.projects.models import Project
+from mailroom.projects.names import DEFAULT_PROJECT_NAME
+from mailroom.projects.service import find_project
 from mailroom.settings import validate_rate_limit
 
 
 @dataclass(frozen=True)
 class Principal:
-    """The caller, as far as a request needs to know it."""
+    """The caller, as far as a request needs to know it.
+
+    ``project`` is the key's project: where its emails go, and (see ``access``) the only
+    one whose emails it reaches unless it holds the ``admin`` scope. Whatever attaches to
+    a project (webhooks, suppressions) takes ``project.id`` from here.
+    """
 
     key_id: uuid.UUID
     name: str
     scopes: frozenset[str]
     rate_limit: str | None
+    project: ProjectRef
     sandbox: bool = False  # its emails are logged but never reach an SMTP server
 
     def has(self, scope: Scope) -> bool:
         return scope.value in self.scopes
+
+    @property
+    def access(self) -> ProjectAccess:
+        return ProjectAccess(own=self.project, every_project=self.has(Scope.ADMIN))
 
 
 async def create_key(
@@ -39,8 +53,10 @@ async def create_key(
     scopes: Sequence[Scope],
     rate_limit: str | None = None,
     sandbox: bool = False,
+    project: str = DEFAULT_PROJECT_NAME,
 ) -> tuple[ApiKey, str]:
-    """A new key; returns the row and the key itself (the only time it exists in clear)."""
+    """A new key of ``project`` (which must exist); returns the row and the key itself
+    (the only time it exists in clear)."""
     name = name.strip()
     if not name or len(name) > 100:
         raise InvalidRequest("A key name must be 1 to 100 characters.")
@@ -49,6 +65,14 @@ async def create_key(
             validate_rate_limit(rate_limit)
         except ValueError as exc:
             raise InvalidRequest(str(exc)) from None
+    # Not created on the fly: a misspelt project would get a key that silently sees none
+    # of the emails it was meant for.
+    owner = await find_project(session, project)
+    if owner is None:
+        raise InvalidRequest(
+            f"No project named {project[:80]!r}: create it first with "
+            "`mailroom projects create NAME` (`mailroom projects list` shows them)."
+        )
     existing = await session.execute(
         select(ApiKey.id).where(ApiKey.name == name, ApiKey.revoked_at.is_(None))
     )
@@ -60,6 +84,7 @@ async def create_key(
     row = ApiKey(
         id=uuid.uuid4(),
         name=name,
+        project_id=owner.id,
         prefix=display_prefix(key),
         key_hash=hash_key(key),
         scopes=[s.value for s in scopes],
@@ -72,9 +97,30 @@ async def create_key(
     return row, key
 
 
-async def list_keys(session: AsyncSession) -> list[ApiKey]:
-    result = await session.execute(select(ApiKey).order_by(ApiKey.created_at, ApiKey.name))
-    return list(result.scalars())
+async def list_keys(
+    session: AsyncSession, *, project: str | None = None
+) -> list[tuple[ApiKey, str]]:
+    """Every key (or ``project``'s) with its project's name, oldest first."""
+    stmt = (
+        select(ApiKey, Project.name)
+        .join(Project, Project.id == ApiKey.project_id)
+        .order_by(ApiKey.created_at, ApiKey.name)
+    )
+    if project is not None:
+        if await find_project(session, project) is None:
+            raise NotFound(f"No project named {project[:80]!r}.")
+        stmt = stmt.where(Project.name == project)
+    return [(key, name) for key, name in await session.execute(stmt)]
+
+
+async def active_keys_by_project(session: AsyncSession) -> dict[uuid.UUID, int]:
+    """How many keys that are not revoked each project has (projects without any left out)."""
+    stmt = (
+        select(ApiKey.project_id, func.count())
+        .where(ApiKey.revoked_at.is_(None))
+        .group_by(ApiKey.project_id)
+    )
+    return {project_id: int(count) for project_id, count in await session.execute(stmt)}
 
 
 async def revoke_key(session: AsyncSession, name_or_id: str) -> ApiKey:
@@ -133,18 +179,22 @@ class KeyChecker:
 
     async def _load(self, digest: str) -> Principal | None:
         async with self._sessions() as session:
-            row = (
+            found = (
                 await session.execute(
-                    select(ApiKey).where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None))
+                    select(ApiKey, Project.name)
+                    .join(Project, Project.id == ApiKey.project_id)
+                    .where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None))
                 )
-            ).scalar_one_or_none()
-        if row is None:
+            ).one_or_none()
+        if found is None:
             return None
+        row, project_name = found
         return Principal(
             key_id=row.id,
             name=row.name,
             scopes=frozenset(row.scopes),
             rate_limit=row.rate_limit,
+            project=ProjectRef(id=row.project_id, name=project_name),
             sandbox=row.sandbox,
         )
 

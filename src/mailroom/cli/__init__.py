@@ -1,9 +1,10 @@
-"""The `mailroom` command: serving (api, worker, dev), operating (migrate, purge, keys, emails)
-and the container health check.
+"""The `mailroom` command: serving (api, worker, dev), operating (migrate, purge, projects,
+keys, emails) and the container health check.
 
 main     the Typer app and the commands that run a process: api, worker, dev, migrate, health
 purge    deleting old final emails
-keys     `mailroom keys …`: create, list and revoke API keys
+projects `mailroom projects …`: create and list projects
+keys     `mailroom keys …`: create, list and revoke API keys (each in a project)
 emails   `mailroom emails …`: retry, cancel and requeue emails
 common   what every command shares: settings, the event loop, the database for one command
 

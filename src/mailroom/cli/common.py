@@ -56,6 +56,26 @@ def run_with_database(
         raise typer.Exit(1) from None
 
 
+def in_one_transaction(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """Run ``work`` in one transaction of a database opened for this command, committed
+    when it returns (``mailroom keys …``, ``mailroom projects …``)."""
+    from sqlalchemy.exc import ProgrammingError
+
+    async def in_session(sessions: async_sessionmaker[AsyncSession]) -> T:
+        async with sessions() as session:
+            result = await work(session)
+            await session.commit()
+            return result
+
+    try:
+        return run_with_database(load_cli_settings(), in_session)
+    except ProgrammingError as exc:
+        if "does not exist" in str(exc):
+            typer.echo("The database is not migrated yet: run `mailroom migrate`.", err=True)
+            raise typer.Exit(1) from None
+        raise
+
+
 def run_server(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
     """Run a long-lived process (API, worker, dev) until it returns or Ctrl-C."""
     import uvloop

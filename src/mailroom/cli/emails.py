@@ -1,4 +1,8 @@
-"""`mailroom emails …`: retry, cancel and requeue emails from a shell (as the API does)."""
+"""`mailroom emails …`: retry, cancel and requeue emails from a shell (as the API does).
+
+An operator at the shell reaches every project's emails, as an admin key does;
+``--project`` confines a command to one project's.
+"""
 
 from __future__ import annotations
 
@@ -46,34 +50,39 @@ def _email_id(value: str) -> uuid.UUID:
 
 
 EmailIdArgument = Annotated[str, typer.Argument(help="The id POST /send returned")]
+ProjectOption = Annotated[
+    str | None,
+    typer.Option(help="Only an email of this project (default: any project's)"),
+]
 
 
-def _move(email_id: str, action: str) -> str:
+def _move(email_id: str, action: str, project: str | None) -> str:
     """Retry or cancel one email; returns its new status."""
     parsed = _email_id(email_id)
     from mailroom.emails import operations
+    from mailroom.projects.access import ProjectAccess
     from mailroom.unit_of_work import unit_of_work
 
     move = operations.retry_email if action == "retry" else operations.cancel_email
 
     async def work(sessions: async_sessionmaker[AsyncSession], dispatcher: Dispatcher) -> str:
         async with unit_of_work(sessions, dispatcher.dispatch) as uow:
-            item = await move(uow, parsed)
+            item = await move(uow, parsed, access=ProjectAccess.operator(), project=project)
         return item.status.value
 
     return _run(work)
 
 
 @emails_app.command("retry")
-def retry(email_id: EmailIdArgument) -> None:
+def retry(email_id: EmailIdArgument, project: ProjectOption = None) -> None:
     """Send a failed email again (its attempts so far stay in its history)."""
-    typer.echo(f"Email {email_id} is {_move(email_id, 'retry')} again.")
+    typer.echo(f"Email {email_id} is {_move(email_id, 'retry', project)} again.")
 
 
 @emails_app.command("cancel")
-def cancel(email_id: EmailIdArgument) -> None:
+def cancel(email_id: EmailIdArgument, project: ProjectOption = None) -> None:
     """Cancel a scheduled, queued or retrying email: it will never be sent."""
-    typer.echo(f"Email {email_id} is {_move(email_id, 'cancel')}.")
+    typer.echo(f"Email {email_id} is {_move(email_id, 'cancel', project)}.")
 
 
 @emails_app.command("requeue")
@@ -88,6 +97,9 @@ def requeue(
     ] = None,
     limit: Annotated[int, typer.Option(min=1, help="Requeue at most this many")] = 10_000,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Count them; change nothing")] = False,
+    project: Annotated[
+        str | None, typer.Option(help="Only this project's emails (default: every project's)")
+    ] = None,
 ) -> None:
     """Send again the failed emails these filters select (as POST /emails/requeue)."""
     from pydantic import ValidationError
@@ -96,6 +108,7 @@ def requeue(
     from mailroom.emails.schemas.requests import RequeueRequest
     from mailroom.emails.schemas.responses import RequeueResult
     from mailroom.errors import field_errors
+    from mailroom.projects.access import ProjectAccess
 
     try:
         request = RequeueRequest(
@@ -114,11 +127,14 @@ def requeue(
     async def work(
         sessions: async_sessionmaker[AsyncSession], dispatcher: Dispatcher
     ) -> RequeueResult:
-        return await operations.requeue_failed(sessions, dispatcher.dispatch, request)
+        return await operations.requeue_failed(
+            sessions, dispatcher.dispatch, request, access=ProjectAccess.operator(), project=project
+        )
 
     result = _run(work)
+    of = f" of project {project!r}" if project is not None else ""
     if result.dry_run:
-        typer.echo(f"{result.matched} failed emails match; nothing was changed (--dry-run).")
+        typer.echo(f"{result.matched} failed emails{of} match; nothing was changed (--dry-run).")
         return
     more = " More match: run it again for the rest." if result.has_more else ""
-    typer.echo(f"Requeued {result.requeued} of {result.matched} matching failed emails.{more}")
+    typer.echo(f"Requeued {result.requeued} of {result.matched} matching failed emails{of}.{more}")

@@ -2,40 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import Annotated
 
 import typer
 
 from mailroom.auth.scopes import ALL_SCOPES, parse_scopes
-from mailroom.cli.common import load_cli_settings, run_with_database
-
-if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
-T = TypeVar("T")
+from mailroom.cli.common import in_one_transaction
+from mailroom.projects.names import DEFAULT_PROJECT_NAME
 
 keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
-
-
-def _in_session(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-    """Run ``work`` in one transaction, committed when it returns."""
-    from sqlalchemy.exc import ProgrammingError
-
-    async def in_session(sessions: async_sessionmaker[AsyncSession]) -> T:
-        async with sessions() as session:
-            result = await work(session)
-            await session.commit()
-            return result
-
-    try:
-        return run_with_database(load_cli_settings(), in_session)
-    except ProgrammingError as exc:
-        if "does not exist" in str(exc):
-            typer.echo("The database has no api_keys table yet: run `mailroom migrate`.", err=True)
-            raise typer.Exit(1) from None
-        raise
 
 
 @keys_app.command("create")
@@ -51,6 +27,13 @@ def create(
         bool,
         typer.Option("--sandbox", help="Emails sent with it are logged, never delivered (for CI)"),
     ] = False,
+    project: Annotated[
+        str,
+        typer.Option(
+            help="The project the key sends to and reads (it must exist: `mailroom projects "
+            "create`); without the admin scope, it sees no other project's emails"
+        ),
+    ] = DEFAULT_PROJECT_NAME,
 ) -> None:
     """Create a key and print it, alone on its line (it is shown only this once)."""
     try:
@@ -60,33 +43,43 @@ def create(
         raise typer.Exit(2) from None
     from mailroom.auth import service
 
-    row, key = _in_session(
+    row, key = in_one_transaction(
         lambda session: service.create_key(
-            session, name=name, scopes=parsed, rate_limit=rate_limit, sandbox=sandbox
+            session,
+            name=name,
+            scopes=parsed,
+            rate_limit=rate_limit,
+            sandbox=sandbox,
+            project=project,
         ),
     )
+    reach = "every project" if "admin" in row.scopes else f"project {project!r} only"
     typer.echo(
         f"Created {'sandbox ' if row.sandbox else ''}key {row.name!r} ({row.prefix}…) "
-        f"with scopes {', '.join(row.scopes)}. "
-        "Store it now: it cannot be shown again.",
+        f"in project {project!r} with scopes {', '.join(row.scopes)}; it sees the emails of "
+        f"{reach}. Store it now: it cannot be shown again.",
         err=True,
     )
     typer.echo(key)
 
 
 @keys_app.command("list")
-def list_() -> None:
-    """Every key: name, prefix, scopes, created, last used, revoked."""
+def list_(
+    project: Annotated[str | None, typer.Option(help="Only this project's keys")] = None,
+) -> None:
+    """Every key: name, project, prefix, scopes, created, last used, revoked."""
     from mailroom.auth import service
 
-    rows = _in_session(service.list_keys)
+    rows = in_one_transaction(lambda session: service.list_keys(session, project=project))
     if not rows:
-        typer.echo("No keys yet: `mailroom keys create --name NAME`.", err=True)
+        where = f" in project {project!r}" if project is not None else ""
+        typer.echo(f"No keys{where} yet: `mailroom keys create --name NAME`.", err=True)
         return
-    columns = ("NAME", "PREFIX", "SCOPES", "SANDBOX", "CREATED", "LAST USED", "REVOKED")
+    columns = ("NAME", "PROJECT", "PREFIX", "SCOPES", "SANDBOX", "CREATED", "LAST USED", "REVOKED")
     lines = [columns] + [
         (
             row.name,
+            project_name,
             row.prefix,
             ",".join(row.scopes),
             "yes" if row.sandbox else "",
@@ -94,7 +87,7 @@ def list_() -> None:
             _when(row.last_used_at),
             _when(row.revoked_at),
         )
-        for row in rows
+        for row, project_name in rows
     ]
     widths = [max(len(line[i]) for line in lines) for i in range(len(columns))]
     for line in lines:
@@ -110,5 +103,5 @@ def revoke(name_or_id: Annotated[str, typer.Argument(help="The key's name or id"
     """Revoke a key: requests with it fail from now on (within API_KEY_CACHE_SECONDS)."""
     from mailroom.auth import service
 
-    row = _in_session(lambda session: service.revoke_key(session, name_or_id))
+    row = in_one_transaction(lambda session: service.revoke_key(session, name_or_id))
     typer.echo(f"Revoked key {row.name!r} ({row.prefix}…).", err=True)

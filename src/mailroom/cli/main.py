@@ -10,6 +10,7 @@ import typer
 from mailroom.cli.common import load_cli_settings, run_server, stop_event
 from mailroom.cli.emails import emails_app
 from mailroom.cli.keys import keys_app
+from mailroom.cli.projects import projects_app
 from mailroom.cli.purge import purge
 from mailroom.settings import ConfigurationError, get_settings
 
@@ -145,6 +146,7 @@ def health(
 
 
 app.add_typer(keys_app, name="keys")
+app.add_typer(projects_app, name="projects")
 app.add_typer(emails_app, name="emails")
 
 if __name__ == "__main__":  # pragma: no cover

@@ -3,6 +3,10 @@
 An accepted email is committed before the answer, and its job handed to Redis after
 the commit (or left to the sweeper): from then on it is delivered or its failure is
 recorded. An Idempotency-Key replays the first answer to the same request.
+
+Each email belongs to the project of the key that sent it (``project_id``), for good.
+Idempotency keys stay scoped to the API key, which belongs to one project for good: a
+replay can only ever return an email of the caller's own project.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ async def send_email(
     settings: Settings,
     request_id: str | None,
     api_key_id: uuid.UUID,
+    project_id: uuid.UUID,
     idempotency_key: str | None,
     sandbox: bool = False,
 ) -> Acceptance:
@@ -63,7 +68,7 @@ async def send_email(
     if idempotency_key is None and not request.attachments:
         now = datetime.now(UTC)
         email = new_emails.new_email(
-            request, settings, request_id, api_key_id, now, sandbox=sandbox
+            request, settings, request_id, api_key_id, now, project_id=project_id, sandbox=sandbox
         )
         await intake.store(new_emails.columns(email), new_emails.first_job(email, now))
         _log_accepted(email)
@@ -75,6 +80,7 @@ async def send_email(
             settings=settings,
             request_id=request_id,
             api_key_id=api_key_id,
+            project_id=project_id,
             idempotency_key=idempotency_key,
             sandbox=sandbox,
         )
@@ -87,6 +93,7 @@ async def _send_alone(
     settings: Settings,
     request_id: str | None,
     api_key_id: uuid.UUID,
+    project_id: uuid.UUID,
     idempotency_key: str | None,
     sandbox: bool,
 ) -> Acceptance:
@@ -109,6 +116,7 @@ async def _send_alone(
         settings=settings,
         request_id=request_id,
         api_key_id=api_key_id,
+        project_id=project_id,
         sandbox=sandbox,
     )
     response = _accepted(email)
@@ -129,12 +137,15 @@ async def accept_email(
     *,
     settings: Settings,
     request_id: str | None,
+    project_id: uuid.UUID,
     api_key_id: uuid.UUID | None = None,
     sandbox: bool = False,
 ) -> Email:
     """Store a new email (``queued``, or ``scheduled`` for later); dispatch it after the commit."""
     now = datetime.now(UTC)
-    email = new_emails.new_email(request, settings, request_id, api_key_id, now, sandbox=sandbox)
+    email = new_emails.new_email(
+        request, settings, request_id, api_key_id, now, project_id=project_id, sandbox=sandbox
+    )
     await transitions_repository.add_emails(uow.session, [new_emails.columns(email)])
     await transitions_repository.add_attachments(
         uow.session, new_emails.attachment_rows(email, request)
@@ -151,6 +162,7 @@ async def send_batch(
     settings: Settings,
     request_id: str | None,
     api_key_id: uuid.UUID,
+    project_id: uuid.UUID,
     idempotency_key: str | None,
     sandbox: bool = False,
 ) -> BatchAcceptance:
@@ -196,7 +208,7 @@ async def send_batch(
         if idempotency_key is not None:
             meanings.append(request.model_dump(mode="json", by_alias=True))
         email = new_emails.new_email(
-            request, settings, request_id, api_key_id, now, sandbox=sandbox
+            request, settings, request_id, api_key_id, now, project_id=project_id, sandbox=sandbox
         )
         emails.append(email)
         attachment_rows += new_emails.attachment_rows(email, request)

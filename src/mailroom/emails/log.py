@@ -1,6 +1,8 @@
 """Reading the email log: one email with its attempts, pages of the log, today's report.
 
-Everything here only reads; ``emails_by_status`` is what the metrics' gauge shows.
+Everything here only reads, and only what the caller's ``ProjectAccess`` reaches: its
+project's emails, counts and report (every project's for an admin key, or the one it
+names). ``emails_by_status`` is what the metrics' gauge shows: every project's.
 """
 
 from __future__ import annotations
@@ -13,8 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailroom.emails import log_repository
 from mailroom.emails.log_query import LogQuery, day_bounds, encode_cursor
-from mailroom.emails.log_repository import LogFilter, Position
-from mailroom.emails.models import Email
+from mailroom.emails.log_repository import Listed, LogFilter, Position
 from mailroom.emails.schemas.responses import (
     AttachmentInfo,
     DailySummary,
@@ -27,17 +28,26 @@ from mailroom.emails.schemas.responses import (
 )
 from mailroom.emails.states import EmailStatus
 from mailroom.errors import NotFound
+from mailroom.projects.access import ProjectAccess
 
 
-async def get_email(session: AsyncSession, email_id: uuid.UUID) -> EmailDetail:
-    email = await log_repository.get_email(session, email_id, with_attempts=True)
-    if email is None:
+async def get_email(
+    session: AsyncSession, email_id: uuid.UUID, *, access: ProjectAccess
+) -> EmailDetail:
+    """One email with its attempts: a 404 alike for one that does not exist and for one of
+    a project the caller does not reach."""
+    project_id = await access.project_id(session, None)
+    found = await log_repository.get_email(
+        session, email_id, project_id=project_id, with_attempts=True
+    )
+    if found is None:
         raise NotFound(f"No email with id {email_id}")
+    email = found.email
     files = (
         await log_repository.attachment_info(session, email_id) if email.attachment_count else []
     )
     return EmailDetail(
-        **log_item(email).model_dump(),
+        **log_item(found).model_dump(),
         reply_to=email.reply_to,
         text=email.text_body,
         html=email.html_body,
@@ -69,10 +79,12 @@ async def get_email(session: AsyncSession, email_id: uuid.UUID) -> EmailDetail:
     )
 
 
-def log_item(email: Email) -> EmailLogItem:
+def log_item(found: Listed) -> EmailLogItem:
+    email = found.email
     has_error = email.last_error_code is not None or email.last_error_message is not None
     return EmailLogItem(
         id=email.id,
+        project=found.project,
         sender=email.sender,
         to=email.to_addrs,
         cc=email.cc_addrs,
@@ -98,8 +110,11 @@ def log_item(email: Email) -> EmailLogItem:
     )
 
 
-async def list_log(session: AsyncSession, query: LogQuery, *, now: datetime) -> EmailLogPage:
-    log_filter = query.log_filter()
+async def list_log(
+    session: AsyncSession, query: LogQuery, *, access: ProjectAccess, now: datetime
+) -> EmailLogPage:
+    project_id = await access.project_id(session, query.project)
+    log_filter = query.log_filter(project_id)
     after = query.position()
     page = None if after is not None else (query.page or 1)
     offset = 0 if page is None else (page - 1) * query.limit
@@ -111,8 +126,9 @@ async def list_log(session: AsyncSession, query: LogQuery, *, now: datetime) -> 
     rows = rows[: query.limit]
     total = await log_repository.count_emails(session, log_filter)
     last = rows[-1] if rows else None
+    names = await _project_names(session, {e.project_id for e in rows}, access)
     return EmailLogPage(
-        data=[log_item(e) for e in rows],
+        data=[log_item(Listed(e, names[e.project_id])) for e in rows],
         pagination=Pagination(
             page=page,
             limit=query.limit,
@@ -123,15 +139,26 @@ async def list_log(session: AsyncSession, query: LogQuery, *, now: datetime) -> 
             if has_more and last is not None
             else None,
         ),
-        summary=await daily_summary(session, query, now=now),
+        summary=await daily_summary(session, query, project_id=project_id, now=now),
     )
 
 
-async def daily_summary(session: AsyncSession, query: LogQuery, *, now: datetime) -> DailySummary:
+async def _project_names(
+    session: AsyncSession, ids: set[uuid.UUID], access: ProjectAccess
+) -> dict[uuid.UUID, str]:
+    """The names of these projects: the caller's own is known, others are read (an admin's)."""
+    known = {access.own.id: access.own.name} if access.own is not None else {}
+    missing = ids - known.keys()
+    return known | (await log_repository.project_names(session, missing) if missing else {})
+
+
+async def daily_summary(
+    session: AsyncSession, query: LogQuery, *, project_id: uuid.UUID | None, now: datetime
+) -> DailySummary:
     zone = query.zone
     today = now.astimezone(zone).date()
     start, end = day_bounds(today, zone)
-    counts = await log_repository.count_created_between(session, start, end)
+    counts = await log_repository.count_created_between(session, start, end, project_id=project_id)
     return DailySummary(
         date=today.isoformat(),
         timezone=query.tz,
@@ -144,10 +171,18 @@ async def daily_summary(session: AsyncSession, query: LogQuery, *, now: datetime
 
 
 async def emails_by_status(session: AsyncSession) -> dict[str, int]:
-    """Emails present in each status (from the counters, as ``pagination.total``)."""
+    """Emails present in each status, every project's (from the counters, as
+    ``pagination.total``)."""
     # One snapshot for every status, so that they add up to the emails present.
     await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
     return {
-        status.value: await log_repository.count_emails(session, LogFilter(statuses=(status,)))
+        status.value: await log_repository.count_emails(
+            session, LogFilter(project_id=None, statuses=(status,))
+        )
         for status in EmailStatus
     }
+
+
+async def emails_by_project(session: AsyncSession) -> dict[uuid.UUID, int]:
+    """Emails present in each project (for `mailroom projects list`)."""
+    return await log_repository.emails_by_project(session)

@@ -16,6 +16,7 @@ from mailroom.addresses import parse_mailbox
 from mailroom.emails.instants import in_utc, iso_8601_only
 from mailroom.emails.log_repository import LogFilter, Position
 from mailroom.emails.states import EmailStatus
+from mailroom.projects.names import MAX_NAME_LENGTH, check_name
 
 MAX_LIMIT = 100
 _CURSOR_VERSION = 1
@@ -119,6 +120,22 @@ class LogQuery(BaseModel):
         ),
     ] = None
 
+    project: Annotated[
+        str | None,
+        Field(
+            max_length=MAX_NAME_LENGTH,
+            description="Only this project's emails. A key sees only its own project's "
+            "emails; a key with the `admin` scope sees every project's unless it names one "
+            "here. Naming another project with a key without `admin` is a 403.",
+            examples=["billing"],
+        ),
+    ] = None
+
+    @field_validator("project")
+    @classmethod
+    def _project(cls, value: str | None) -> str | None:
+        return None if value is None else check_name(value)
+
     @field_validator("status")
     @classmethod
     def _status(cls, value: str | None) -> str | None:
@@ -177,8 +194,11 @@ class LogQuery(BaseModel):
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.tz)
 
-    def log_filter(self) -> LogFilter:
+    def log_filter(self, project_id: uuid.UUID | None) -> LogFilter:
+        """The filter these parameters make, on ``project_id``'s emails (None: every one's);
+        the caller's access decides which (see ProjectAccess.project_id)."""
         return LogFilter(
+            project_id=project_id,
             statuses=tuple(EmailStatus(s) for s in self.status.split(",")) if self.status else (),
             recipient=self.to,
             since=self.since,

@@ -1,12 +1,17 @@
 """SQL of the email log: one email, pages of emails, counts and the daily report.
 
-Counts come from the counters (migration 0003) where a filter allows, so a total or
-a report costs a few hundred small rows, not a scan of the emails.
+Counts come from the counters (migrations 0003 and 0006) where a filter allows, so a
+total or a report costs a few hundred small rows, not a scan of the emails.
+
+Every function here takes the project to look at (None: every project's emails, for a
+caller that reaches them all): a caller confined to a project never gets a row, nor a
+count, of another's.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -24,16 +29,39 @@ from mailroom.emails.models import (
     EmailStatusTotal,
 )
 from mailroom.emails.states import EmailStatus
+from mailroom.projects.models import Project
+
+# The project's name of one email read alone (a page of the log gets its names apart,
+# see project_names: a subquery in its select list would also run for every row an OFFSET
+# skips).
+PROJECT_NAME = (
+    select(Project.name).where(Project.id == Email.project_id).scalar_subquery().label("project")
+)
+
+
+@dataclass(frozen=True)
+class Listed:
+    """An email as read for a caller, with its project's name."""
+
+    email: Email
+    project: str
 
 
 async def get_email(
-    session: AsyncSession, email_id: uuid.UUID, *, with_attempts: bool = False
-) -> Email | None:
-    stmt = select(Email).where(Email.id == email_id)
+    session: AsyncSession,
+    email_id: uuid.UUID,
+    *,
+    project_id: uuid.UUID | None,
+    with_attempts: bool = False,
+) -> Listed | None:
+    """The email, if it is ``project_id``'s (any project's if None)."""
+    stmt = select(Email, PROJECT_NAME).where(Email.id == email_id)
+    if project_id is not None:
+        stmt = stmt.where(Email.project_id == project_id)
     if with_attempts:
         stmt = stmt.options(selectinload(Email.delivery_attempts))
-    result = await session.execute(stmt)
-    return result.scalar_one_or_none()
+    row = (await session.execute(stmt)).one_or_none()
+    return Listed(row[0], row[1]) if row is not None else None
 
 
 async def attachment_info(session: AsyncSession, email_id: uuid.UUID) -> list[Any]:
@@ -51,8 +79,11 @@ async def attachment_info(session: AsyncSession, email_id: uuid.UUID) -> list[An
     return list(await session.execute(stmt))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class LogFilter:
+    # Whose emails: one project's, or (None) every project's. No default, so that no
+    # query on emails can leave it out by accident.
+    project_id: uuid.UUID | None
     statuses: tuple[EmailStatus, ...] = ()
     recipient: str | None = None
     since: datetime | None = None
@@ -62,6 +93,8 @@ class LogFilter:
 
     def clauses(self) -> list[Any]:
         where: list[Any] = []
+        if self.project_id is not None:
+            where.append(Email.project_id == self.project_id)
         if self.error_class == "connection":
             where.append(Email.last_error_code.is_(None))
             where.append(Email.last_error_message.is_not(None))
@@ -104,6 +137,11 @@ async def list_emails(
     return list((await session.execute(stmt)).scalars())
 
 
+async def project_names(session: AsyncSession, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, str]:
+    stmt = select(Project.id, Project.name).where(Project.id.in_(set(ids)))
+    return {row.id: row.name for row in await session.execute(stmt)}
+
+
 async def count_emails(session: AsyncSession, log_filter: LogFilter) -> int:
     """How many emails match: from the counters, plus rows at unaligned edges."""
     if log_filter.recipient is not None or log_filter.error_class is not None:
@@ -111,10 +149,19 @@ async def count_emails(session: AsyncSession, log_filter: LogFilter) -> int:
         return await _count_rows(session, log_filter)
     statuses = [s.value for s in log_filter.statuses]
     since, until = log_filter.since, log_filter.until
+    project_id = log_filter.project_id
     if since is None and until is None:
         present = union_all(
-            select(EmailStatusTotal.status, EmailStatusTotal.present.label("n")),
-            select(EmailCountDelta.status, EmailCountDelta.present.label("n")),
+            _of_project(
+                select(EmailStatusTotal.status, EmailStatusTotal.present.label("n")),
+                EmailStatusTotal.project_id,
+                project_id,
+            ),
+            _of_project(
+                select(EmailCountDelta.status, EmailCountDelta.present.label("n")),
+                EmailCountDelta.project_id,
+                project_id,
+            ),
         ).subquery()
         totals = select(func.coalesce(func.sum(present.c.n), 0))
         if statuses:
@@ -125,7 +172,9 @@ async def count_emails(session: AsyncSession, log_filter: LogFilter) -> int:
     if inner_start is not None and inner_end is not None and inner_start >= inner_end:
         return await _count_rows(session, log_filter)  # less than one whole bucket
     cells = _cells(
-        EmailCount.created - EmailCount.purged, EmailCountDelta.created - EmailCountDelta.purged
+        EmailCount.created - EmailCount.purged,
+        EmailCountDelta.created - EmailCountDelta.purged,
+        project_id,
     )
     whole = select(func.coalesce(func.sum(cells.c.n), 0))
     if statuses:
@@ -142,15 +191,29 @@ async def count_emails(session: AsyncSession, log_filter: LogFilter) -> int:
     return total
 
 
-def _cells(folded: Any, unfolded: Any) -> Any:
-    """(bucket, status, n) from the folded counts and the deltas not folded yet.
+def _of_project(stmt: Any, column: Any, project_id: uuid.UUID | None) -> Any:
+    return stmt if project_id is None else stmt.where(column == project_id)
+
+
+def _cells(folded: Any, unfolded: Any, project_id: uuid.UUID | None) -> Any:
+    """(bucket, status, n) of a project (or every one) from the folded counts and the
+    deltas not folded yet.
 
     Read in one statement, so one snapshot: a fold that commits meanwhile is seen
-    entirely or not at all, never counted twice or missed.
+    entirely or not at all, never counted twice or missed. The project is filtered
+    inside each branch, so that a project's cells come from its part of the primary key.
     """
     return union_all(
-        select(EmailCount.bucket, EmailCount.status, folded.label("n")),
-        select(EmailCountDelta.bucket, EmailCountDelta.status, unfolded.label("n")),
+        _of_project(
+            select(EmailCount.bucket, EmailCount.status, folded.label("n")),
+            EmailCount.project_id,
+            project_id,
+        ),
+        _of_project(
+            select(EmailCountDelta.bucket, EmailCountDelta.status, unfolded.label("n")),
+            EmailCountDelta.project_id,
+            project_id,
+        ),
     ).subquery()
 
 
@@ -168,9 +231,10 @@ class StatusCounts:
 
 
 async def count_created_between(
-    session: AsyncSession, start: datetime, end: datetime
+    session: AsyncSession, start: datetime, end: datetime, *, project_id: uuid.UUID | None
 ) -> StatusCounts:
-    """Counts by status of the emails created in [start, end), purged ones included."""
+    """Counts by status of the emails of a project (or every project) created in
+    [start, end), purged ones included."""
     if buckets.floor(start) != start or buckets.floor(end) != end:
         # Not a day of any zone in use today (those are whole buckets): count the rows
         # (purged ones are then left out).
@@ -179,10 +243,10 @@ async def count_created_between(
             func.count().filter(Email.status == EmailStatus.SENT.value),
             func.count().filter(Email.status == EmailStatus.FAILED.value),
             func.count().filter(Email.status == EmailStatus.CANCELLED.value),
-        ).where(Email.created_at >= start, Email.created_at < end)
+        ).where(*LogFilter(project_id=project_id, since=start, until=end).clauses())
         total, sent, failed, cancelled = (await session.execute(exact)).one()
         return StatusCounts(total=total, sent=sent, failed=failed, cancelled=cancelled)
-    cells = _cells(EmailCount.created, EmailCountDelta.created)
+    cells = _cells(EmailCount.created, EmailCountDelta.created, project_id)
     stmt = (
         select(cells.c.status, func.sum(cells.c.n))
         .where(cells.c.bucket >= start, cells.c.bucket < end)
@@ -195,6 +259,20 @@ async def count_created_between(
         failed=by_status.get(EmailStatus.FAILED.value, 0),
         cancelled=by_status.get(EmailStatus.CANCELLED.value, 0),
     )
+
+
+async def emails_by_project(session: AsyncSession) -> dict[uuid.UUID, int]:
+    """Emails present in each project (from the counters; projects without any left out)."""
+    present = union_all(
+        select(EmailStatusTotal.project_id, EmailStatusTotal.present.label("n")),
+        select(EmailCountDelta.project_id, EmailCountDelta.present.label("n")),
+    ).subquery()
+    stmt = (
+        select(present.c.project_id, func.sum(present.c.n))
+        .group_by(present.c.project_id)
+        .having(func.sum(present.c.n) != 0)
+    )
+    return {project_id: int(n) for project_id, n in await session.execute(stmt)}
 
 
 async def fold_counts(session: AsyncSession) -> int:

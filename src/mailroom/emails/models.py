@@ -29,6 +29,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from mailroom.db.base import Base
 from mailroom.emails.states import EmailStatus
+from mailroom.projects.models import Project
 
 _STATUSES = ", ".join(f"'{s.value}'" for s in EmailStatus)
 
@@ -55,6 +56,9 @@ class Email(Base):
     api_key_id: Mapped[uuid.UUID | None] = mapped_column(
         UUID(as_uuid=True), ForeignKey("api_keys.id", ondelete="SET NULL")
     )
+    # The sending key's project, set once at acceptance: who may read and act on it. Every
+    # query a caller makes on emails filters on it (see mailroom.projects.access).
+    project_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), ForeignKey(Project.id))
 
     status: Mapped[str] = mapped_column(String(16), server_default=EmailStatus.QUEUED.value)
     attempts: Mapped[int] = mapped_column(Integer, server_default="0")
@@ -101,12 +105,24 @@ class Email(Base):
         ),
         CheckConstraint("attempts >= 0", name="attempts_non_negative"),
         # Newest-first listing, keyset cursor and today's report (status is included
-        # so the report counts from the index alone).
+        # so the report counts from the index alone): one project's, and every project's
+        # (an admin key's).
+        Index(
+            "ix_emails_project_id_created_at_id",
+            "project_id",
+            "created_at",
+            "id",
+            postgresql_include=["status"],
+        ),
         Index(
             "ix_emails_created_at_id",
             "created_at",
             "id",
             postgresql_include=["status"],
+        ),
+        # The status filter and requeue (one project); every project's, and retention.
+        Index(
+            "ix_emails_project_id_status_created_at_id", "project_id", "status", "created_at", "id"
         ),
         Index("ix_emails_status_created_at_id", "status", "created_at", "id"),
         Index("ix_emails_recipients", "recipients", postgresql_using="gin"),
@@ -195,9 +211,9 @@ class IdempotencyKey(Base):
 
 
 class EmailCount(Base):
-    """How many emails created in a 15-minute bucket are in each status.
+    """How many emails of a project created in a 15-minute bucket are in each status.
 
-    Kept by the triggers of migration 0003: they append to ``email_count_deltas`` in
+    Kept by the triggers of migrations 0003 and 0006: they append to ``email_count_deltas`` in
     the statement that inserts, moves or deletes emails, and ``mailroom_fold_counts()``
     folds those into this table every second. The daily report and
     ``pagination.total`` sum a few hundred rows instead of counting today's emails, and
@@ -208,17 +224,23 @@ class EmailCount(Base):
 
     __tablename__ = "email_counts"
 
+    # A project's report reads its own rows (the primary key's prefix); an admin's, every
+    # project's rows of the day (the bucket index).
+    project_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
     bucket: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
     status: Mapped[str] = mapped_column(String(16), primary_key=True)
     created: Mapped[int] = mapped_column(BigInteger, server_default="0")
     purged: Mapped[int] = mapped_column(BigInteger, server_default="0")
 
+    __table_args__ = (Index("ix_email_counts_bucket", "bucket"),)
+
 
 class EmailStatusTotal(Base):
-    """Emails present in each status, all time (folded from the same deltas)."""
+    """A project's emails present in each status, all time (folded from the same deltas)."""
 
     __tablename__ = "email_status_totals"
 
+    project_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
     status: Mapped[str] = mapped_column(String(16), primary_key=True)
     present: Mapped[int] = mapped_column(BigInteger, server_default="0")
 
@@ -229,6 +251,7 @@ class EmailCountDelta(Base):
     __tablename__ = "email_count_deltas"
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    project_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
     bucket: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     status: Mapped[str] = mapped_column(String(16))
     created: Mapped[int] = mapped_column(BigInteger)

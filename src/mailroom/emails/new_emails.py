@@ -31,6 +31,7 @@ def new_email(
     api_key_id: uuid.UUID | None,
     now: datetime,
     *,
+    project_id: uuid.UUID,
     sandbox: bool = False,
 ) -> Email:
     sender = request.sender or settings.mail_from
@@ -52,6 +53,7 @@ def new_email(
         message_id=new_message_id(settings.message_id_domain or _domain(sender)),
         request_id=request_id,
         api_key_id=api_key_id,
+        project_id=project_id,
         status=(EmailStatus.SCHEDULED if scheduled else EmailStatus.QUEUED).value,
         attempts=0,
         attempts_before_retry=0,
@@ -81,6 +83,7 @@ _INSERTED_COLUMNS = (
     "request_id",
     "batch_job_id",
     "api_key_id",
+    "project_id",
     "status",
     "attempts",
     "attempts_before_retry",

@@ -14,11 +14,13 @@ from typing import Any, cast
 from sqlalchemy import Table, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mailroom.emails.log_repository import LogFilter
+from mailroom.emails.log_repository import Listed, LogFilter
 from mailroom.emails.models import Email, EmailAttachment
 from mailroom.emails.states import CANCEL, RETRY, Transition
+from mailroom.projects.models import Project
 
 _EMAILS = cast(Table, Email.__table__)
+_PROJECT_NAME = select(Project.name).where(Project.id == _EMAILS.c.project_id).scalar_subquery()
 
 
 async def add_emails(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
@@ -34,9 +36,14 @@ async def add_attachments(session: AsyncSession, rows: Sequence[dict[str, Any]])
 
 
 async def _move(
-    session: AsyncSession, email_id: uuid.UUID, transition: Transition, **values: Any
-) -> Email | None:
-    """One guarded transition of one email; None if its status does not allow it."""
+    session: AsyncSession,
+    email_id: uuid.UUID,
+    transition: Transition,
+    project_id: uuid.UUID | None,
+    **values: Any,
+) -> Listed | None:
+    """One guarded transition of one email of ``project_id`` (any project's if None); None
+    if there is no such email or its status does not allow it."""
     stmt = (
         update(_EMAILS)
         .where(
@@ -44,23 +51,32 @@ async def _move(
             _EMAILS.c.status.in_([s.value for s in transition.sources]),
         )
         .values(status=transition.target.value, updated_at=func.now(), **values)
-        .returning(*_EMAILS.c)
+        .returning(*_EMAILS.c, _PROJECT_NAME.label("project_name"))
     )
+    if project_id is not None:
+        stmt = stmt.where(_EMAILS.c.project_id == project_id)
     row = (await session.execute(stmt)).mappings().one_or_none()
-    return Email.from_row(row) if row is not None else None
+    return Listed(Email.from_row(row), row["project_name"]) if row is not None else None
 
 
-async def cancel(session: AsyncSession, email_id: uuid.UUID) -> Email | None:
+async def cancel(
+    session: AsyncSession, email_id: uuid.UUID, *, project_id: uuid.UUID | None
+) -> Listed | None:
     """Cancel an email no worker holds; a job still in Redis for it finds nothing to claim."""
-    return await _move(session, email_id, CANCEL, cancelled_at=func.now(), next_attempt_at=None)
+    return await _move(
+        session, email_id, CANCEL, project_id, cancelled_at=func.now(), next_attempt_at=None
+    )
 
 
-async def retry(session: AsyncSession, email_id: uuid.UUID) -> Email | None:
+async def retry(
+    session: AsyncSession, email_id: uuid.UUID, *, project_id: uuid.UUID | None
+) -> Listed | None:
     """Put a failed email back in the queue, with a fresh budget of attempts."""
     return await _move(
         session,
         email_id,
         RETRY,
+        project_id,
         failed_at=None,
         next_attempt_at=func.now(),
         attempts_before_retry=_EMAILS.c.attempts,
@@ -86,7 +102,7 @@ class Requeued:
 async def requeue_failed(
     session: AsyncSession, log_filter: LogFilter, *, limit: int
 ) -> list[Requeued]:
-    """Retry up to ``limit`` failed emails matching the filter, oldest first."""
+    """Retry up to ``limit`` failed emails matching the filter (its project's), oldest first."""
     failed = [s.value for s in RETRY.sources]
     chosen = (
         select(_EMAILS.c.id)

@@ -10,9 +10,11 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from mailroom.api.deps import InboxDep
 from mailroom.api.errors import AUTH_RESPONSES
-from mailroom.api.security import LogsReader
+from mailroom.api.security import LogsReader, require
+from mailroom.auth.scopes import Scope
 
-router = APIRouter(tags=["development"], dependencies=[LogsReader])
+# The inbox holds what every project sent: only a key that reaches every project reads it.
+router = APIRouter(tags=["development"], dependencies=[LogsReader, require(Scope.ADMIN)])
 
 
 @router.get(

@@ -5,12 +5,13 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Path, Request, Response, status
+from fastapi import APIRouter, Header, Path, Query, Request, Response, status
 
+from mailroom.api.callers import EmailsCaller, LogsCaller
 from mailroom.api.context import request_context
 from mailroom.api.deps import RequestId, Session, SettingsDep, State, UoW
 from mailroom.api.errors import AUTH_RESPONSES, ErrorResponse
-from mailroom.api.security import EmailsWriter, GuardedRoute, LogsReader, SendCaller
+from mailroom.api.security import GuardedRoute, SendCaller
 from mailroom.emails import accepting, idempotency, log, operations
 from mailroom.emails.schemas.requests import RequeueRequest, SendBatchRequest, SendEmailRequest
 from mailroom.emails.schemas.responses import (
@@ -21,6 +22,7 @@ from mailroom.emails.schemas.responses import (
     SendBatchAccepted,
 )
 from mailroom.errors import NotFound
+from mailroom.projects.names import MAX_NAME_LENGTH, NAME_PATTERN
 
 IdempotencyKeyHeader = Annotated[
     str | None,
@@ -87,6 +89,7 @@ async def send(
         settings=settings,
         request_id=request_id,
         api_key_id=caller.key_id,
+        project_id=caller.project.id,
         idempotency_key=idempotency_key,
         sandbox=sandbox or caller.sandbox,
     )
@@ -140,6 +143,7 @@ async def send_batch(
         settings=settings,
         request_id=request_id,
         api_key_id=caller.key_id,
+        project_id=caller.project.id,
         idempotency_key=idempotency_key,
         sandbox=sandbox or caller.sandbox,
     )
@@ -164,11 +168,28 @@ EmailId = Annotated[
         examples=["5b0c1c2a-0b1d-45f5-9b8c-bc0d9b1a6f6d"],
     ),
 ]
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {
+        "model": ErrorResponse,
+        "description": "No such email, or it belongs to a project the key does not reach",
+    }
+}
 _WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {
     **AUTH_RESPONSES,
-    404: {"model": ErrorResponse, "description": "No such email"},
+    **_NOT_FOUND,
     409: {"model": ErrorResponse, "description": "Its status does not allow this"},
 }
+ProjectParameter = Annotated[
+    str | None,
+    Query(
+        max_length=MAX_NAME_LENGTH,
+        pattern=NAME_PATTERN,
+        description="Only this project's emails. A key acts only on its own project's "
+        "emails; a key with the `admin` scope on every project's unless it names one here. "
+        "Naming another project with a key without `admin` is a 403.",
+        examples=["billing"],
+    ),
+]
 
 
 def _parse_id(email_id: str) -> uuid.UUID:
@@ -183,15 +204,14 @@ def _parse_id(email_id: str) -> uuid.UUID:
     response_model=EmailLogItem,
     summary="Send a failed email again",
     responses=_WRITE_RESPONSES,
-    dependencies=[EmailsWriter],
 )
-async def retry_email(email_id: EmailId, uow: UoW) -> EmailLogItem:
+async def retry_email(email_id: EmailId, uow: UoW, caller: EmailsCaller) -> EmailLogItem:
     """A `failed` email goes back to `queued`, with a fresh budget of MAX_ATTEMPTS.
 
     Its attempts so far stay in its history and the new ones continue their numbering;
     the Message-ID stays the same. Any other status is a `409`.
     """
-    return await operations.retry_email(uow, _parse_id(email_id))
+    return await operations.retry_email(uow, _parse_id(email_id), access=caller.access)
 
 
 @router.post(
@@ -199,14 +219,13 @@ async def retry_email(email_id: EmailId, uow: UoW) -> EmailLogItem:
     response_model=EmailLogItem,
     summary="Cancel an email that has not been sent",
     responses=_WRITE_RESPONSES,
-    dependencies=[EmailsWriter],
 )
-async def cancel_email(email_id: EmailId, uow: UoW) -> EmailLogItem:
+async def cancel_email(email_id: EmailId, uow: UoW, caller: EmailsCaller) -> EmailLogItem:
     """A `scheduled`, `queued` or `retrying` email becomes `cancelled` and is never sent.
 
     An email being sent right now (`sending`), or already `sent` or `failed`, is a `409`.
     """
-    return await operations.cancel_email(uow, _parse_id(email_id))
+    return await operations.cancel_email(uow, _parse_id(email_id), access=caller.access)
 
 
 @router.post(
@@ -216,18 +235,27 @@ async def cancel_email(email_id: EmailId, uow: UoW) -> EmailLogItem:
     responses={
         400: {"model": ErrorResponse, "description": "The body is not JSON"},
         **AUTH_RESPONSES,
+        403: {
+            "model": ErrorResponse,
+            "description": "The key lacks `emails:write`, or names another project without `admin`",
+        },
+        404: {"model": ErrorResponse, "description": "An admin key named no existing project"},
         422: {"model": ErrorResponse, "description": "A filter is invalid"},
     },
-    dependencies=[EmailsWriter],
 )
-async def requeue(body: RequeueRequest, state: State) -> RequeueResult:
+async def requeue(
+    body: RequeueRequest, state: State, caller: EmailsCaller, project: ProjectParameter = None
+) -> RequeueResult:
     """Requeue the `failed` emails the filters select (oldest first, up to `limit`).
 
-    `dryRun: true` only counts them. Otherwise they are requeued in transactions of
-    500, each dispatched once committed; `hasMore` says whether more matched than
-    `limit`.
+    Only the key's project's emails; a key with the `admin` scope requeues every
+    project's, or the one `project` names. `dryRun: true` only counts them. Otherwise
+    they are requeued in transactions of 500, each dispatched once committed; `hasMore`
+    says whether more matched than `limit`.
     """
-    return await operations.requeue_failed(state.sessions, state.dispatcher.dispatch, body)
+    return await operations.requeue_failed(
+        state.sessions, state.dispatcher.dispatch, body, access=caller.access, project=project
+    )
 
 
 # Last: /emails/{email_id} would otherwise answer for /emails/requeue's other methods.
@@ -235,8 +263,9 @@ async def requeue(body: RequeueRequest, state: State) -> RequeueResult:
     "/emails/{email_id}",
     response_model=EmailDetail,
     summary="One email with its bodies and every delivery attempt",
-    responses={**AUTH_RESPONSES, 404: {"model": ErrorResponse, "description": "No such email"}},
-    dependencies=[LogsReader],
+    responses={**AUTH_RESPONSES, **_NOT_FOUND},
 )
-async def get_email(email_id: EmailId, session: Session) -> EmailDetail:
-    return await log.get_email(session, _parse_id(email_id))
+async def get_email(email_id: EmailId, session: Session, caller: LogsCaller) -> EmailDetail:
+    """Only an email of the key's project (any project's for a key with `admin`): any
+    other is a `404`, exactly as one that does not exist."""
+    return await log.get_email(session, _parse_id(email_id), access=caller.access)

@@ -62,6 +62,7 @@ class EmailError(CamelSchema):
 
 class EmailLogItem(CamelSchema):
     id: uuid.UUID
+    project: str = Field(description="The project the email belongs to: its sending key's")
     sender: str = Field(alias="from")
     to: list[str]
     cc: list[str]
