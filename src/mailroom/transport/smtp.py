@@ -5,8 +5,9 @@ Hand-written, not aiosmtplib: a third of its instructions and ~60 % of its CPU p
 
 Up to ``pool_size`` connections, each carrying one transaction at a time and kept
 open between messages (a new TCP and TLS handshake per email would dominate the
-cost). ``smtp_connect`` opens them, ``smtp_transaction`` runs one MAIL…DATA over one
-and decides what each reply means, ``smtp_wire`` handles replies, timeouts and framing.
+cost), for at most ``idle_seconds`` without use. ``smtp_connect`` opens them,
+``smtp_transaction`` runs one MAIL…DATA over one and decides what each reply means,
+``smtp_wire`` handles replies, timeouts, the upload and framing.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import time
 from dataclasses import replace
 
 from mailroom.transport.base import Envelope, SendResult
-from mailroom.transport.smtp_connect import Connector, SmtpConfig
+from mailroom.transport.smtp_config import SmtpConfig
+from mailroom.transport.smtp_connect import Connector
 from mailroom.transport.smtp_transaction import (
     FAULTS,
     Commands,
@@ -62,19 +64,30 @@ class SmtpTransport:
     # -- one delivery ----------------------------------------------------------------
 
     async def _deliver(self, commands: Commands, recipients: tuple[str, ...]) -> SendResult:
-        pooled = self._idle.pop() if self._idle else None
+        pooled = self._take_idle()
         if pooled is not None:
-            if pooled.reusable:
-                with contextlib.suppress(Stale):
-                    return await self._use(pooled, commands, recipients, pooled=True)
-            else:
-                self._discard(pooled)
-            # The server hung up on the idle connection (or was about to): nothing was
-            # handed over, so this is no failed attempt; carry on over a new connection.
+            with contextlib.suppress(Stale):
+                return await self._use(pooled, commands, recipients, pooled=True)
+            # The server hung up on the idle connection (or was about to), or it went
+            # silent: nothing was handed over, so this is no failed attempt; carry on
+            # over a new connection.
         opened = await self._open()
         if isinstance(opened, SendResult):
             return opened
         return await self._use(opened, commands, recipients, pooled=False)
+
+    def _take_idle(self) -> SmtpConnection | None:
+        """The most recently used idle connection that may still be alive, if any."""
+        limit = asyncio.get_running_loop().time() - self._config.idle_seconds
+        while self._idle:
+            connection = self._idle.pop()
+            if connection.idle_timer is not None:
+                connection.idle_timer.cancel()
+                connection.idle_timer = None
+            if connection.reusable and connection.idle_since >= limit:
+                return connection
+            self._discard(connection)
+        return None
 
     async def _use(
         self,
@@ -85,17 +98,40 @@ class SmtpTransport:
         pooled: bool,
     ) -> SendResult:
         keep = False
+        config = self._config
         try:
-            result, keep = await transact(connection, commands, recipients, pooled=pooled)
+            result, keep = await transact(
+                connection,
+                commands,
+                recipients,
+                pooled=pooled,
+                pipelining=config.pipelining,
+                data_timeout=config.data_timeout,
+            )
             return result
         finally:
             # Also on cancellation: a connection left mid-transaction is out of step.
             if keep and connection.reusable:
-                self._idle.append(connection)
+                self._put_aside(connection)
             else:
                 self._discard(connection)
 
     # -- connections -----------------------------------------------------------------
+
+    def _put_aside(self, connection: SmtpConnection) -> None:
+        loop = asyncio.get_running_loop()
+        connection.idle_since = loop.time()
+        connection.idle_timer = loop.call_later(self._config.idle_seconds, self._retire, connection)
+        self._idle.append(connection)
+
+    def _retire(self, connection: SmtpConnection) -> None:
+        """Idle too long: say QUIT and close (the reply is not worth waiting for)."""
+        connection.idle_timer = None
+        if connection in self._idle:
+            self._idle.remove(connection)
+            with contextlib.suppress(*FAULTS):
+                connection.write(b"QUIT\r\n")
+            self._discard(connection)
 
     async def _open(self) -> SmtpConnection | SendResult:
         """A connection ready for MAIL, or why there is none."""
@@ -112,6 +148,9 @@ class SmtpTransport:
         return connection
 
     async def _quit(self, connection: SmtpConnection) -> None:
+        if connection.idle_timer is not None:
+            connection.idle_timer.cancel()
+            connection.idle_timer = None
         try:
             connection.write(b"QUIT\r\n")
             await connection.reply(within=min(_QUIT_TIMEOUT, self._config.timeout))
