@@ -25,6 +25,10 @@ _EXPIRY_MARGIN = 60.0
 COMMAND_TOKEN_SECONDS = 300.0
 
 
+def _now() -> float:
+    return time.monotonic()
+
+
 class TokenError(Exception):
     """No token could be had; the message says why (and holds no secret)."""
 
@@ -41,14 +45,14 @@ class _Cache:
     def __init__(self, fetch: Callable[[], Awaitable[tuple[str, float]]]) -> None:
         self._fetch = fetch
         self._token: str | None = None
-        self._expires = 0.0  # time.monotonic()
+        self._expires = 0.0  # _now()
         self._lock = asyncio.Lock()
 
     async def token(self) -> str:
         async with self._lock:
-            if self._token is None or time.monotonic() >= self._expires:
+            if self._token is None or _now() >= self._expires:
                 token, lifetime = await self._fetch()
-                self._token, self._expires = token, time.monotonic() + lifetime
+                self._token, self._expires = token, _now() + lifetime
             return self._token
 
     def invalidate(self, token: str) -> None:
@@ -113,8 +117,7 @@ class ClientCredentials:
         token = body.get("access_token")
         if not isinstance(token, str) or not token:
             raise TokenError(f"{where} answered without an access_token", config_error=True)
-        expires_in = body.get("expires_in")
-        lifetime = float(expires_in) if isinstance(expires_in, (int, float, str)) else 3600.0
+        lifetime = _seconds(body.get("expires_in"))
         # Renew a minute before expiry, or halfway through a lifetime shorter than two.
         return token, max(lifetime - _EXPIRY_MARGIN, lifetime / 2)
 
@@ -170,3 +173,11 @@ class TokenCommand:
             )
             raise TokenError(f"the token command {name!r} {problem}", config_error=True)
         return token, self._lifetime
+
+
+def _seconds(expires_in: object) -> float:
+    """``expires_in`` as seconds: a number, or a string of one (some endpoints send that)."""
+    try:
+        return float(expires_in) if isinstance(expires_in, (int, float, str)) else 3600.0
+    except ValueError:
+        return 3600.0  # the usual lifetime; a 535 renews it sooner if it was wrong
