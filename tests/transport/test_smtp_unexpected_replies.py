@@ -11,7 +11,7 @@ import pytest
 from mailroom.transport.base import Outcome, Stage
 from mailroom.transport.smtp import SmtpConfig, SmtpTransport
 from tests.support.smtp_sink import smtp_sink
-from tests.transport.scripted import ONE, Peer, ScriptedServer, quit_politely, transport_for
+from tests.transport.scripted import ONE, Peer, ScriptedServer, transport_for
 
 
 async def test_a_250_greeting_is_no_greeting() -> None:
@@ -73,20 +73,3 @@ async def test_a_250_to_auth_from_postfix_smtp_sink_is_no_login() -> None:
     assert "AUTH PLAIN" in result.message and "235" in result.message
     assert "s3cret" not in result.message
     assert dumps == []  # not one MAIL command
-
-
-async def test_a_250_to_rset_after_a_refusal_keeps_the_connection() -> None:
-    async def script(peer: Peer) -> None:
-        await peer.greet("PIPELINING")
-        await peer.lines(3)
-        await peer.send("550 5.7.1 Sender rejected", "503 Need MAIL", "503 Need RCPT")
-        await peer.expect("RSET")
-        await peer.send("250 2.0.0 Ok")
-        await quit_politely(peer)
-
-    async with ScriptedServer(script) as server:
-        transport = transport_for(server)
-        result = await transport.send(ONE)
-        assert transport.open_connections == 1
-        await transport.aclose()
-    assert (result.outcome, result.stage) == (Outcome.PERMANENT, Stage.MAIL)

@@ -11,7 +11,9 @@ the server took nothing, however friendly it sounds.
 
 from __future__ import annotations
 
+import asyncio
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from mailroom.transport.base import Envelope, Outcome, RecipientRefusal, SendResult, Stage
@@ -134,17 +136,25 @@ async def transact(
     pooled: bool,
     pipelining: bool = True,
     data_timeout: float = 600.0,
+    after: asyncio.Future[bool] | None = None,
+    uploaded: Callable[[], None] | None = None,
 ) -> tuple[SendResult, bool]:
     """One MAIL…DATA transaction; returns the result and whether the connection may be reused.
 
     Raises Stale when a pooled connection died (or went silent) before the server
     answered MAIL. The body goes out at the pace the server reads it, no stall longer
     than the connection's timeout; its final reply may take up to ``data_timeout``.
+
+    ``after``: the connection was handed over (smtp_slots) while the message ahead still
+    awaits its final reply; this transaction's commands go out at once, and its replies
+    are read once ``after`` says the connection is still in step. ``uploaded`` is called
+    once the body has left, while the final reply is still to come.
     """
     extensions = connection.extensions
     refused_here = refused_before_mail(commands, extensions)
     if refused_here is not None:
-        return refused_here, True  # nothing was said: the connection is as it was
+        # Nothing was said: the connection is as the transaction ahead left it.
+        return refused_here, True if after is None else await after
     mail = mail_command(commands, extensions)
     pipelining = pipelining and "PIPELINING" in extensions
     stage = Stage.MAIL
@@ -155,6 +165,8 @@ async def transact(
                 connection.write(b"".join((mail, *commands.rcpts, b"DATA\r\n")))
             else:
                 connection.write(mail)
+            if after is not None and not await after:
+                raise Stale  # the message ahead left the connection unusable
             code, text = await connection.reply()
         except (ConnectionLost, TimeoutError):
             # Dropped by a NAT or a firewall without a word, or closed while idle:
@@ -208,6 +220,8 @@ async def transact(
             return reply_result(code, text, Stage.DATA), keep
         await connection.upload(commands.body, connection.timeout)
         body_sent = True
+        if uploaded is not None:
+            uploaded()
         code, text = await connection.reply(within=data_timeout)
     except FAULTS as exc:
         # Until the final dot has left Mailroom nothing was handed over, so a retry is

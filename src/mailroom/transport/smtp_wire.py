@@ -238,17 +238,15 @@ class SmtpConnection(asyncio.Protocol):
             drained.set_exception(TimeoutError(self._fault))
 
     @property
+    def alive(self) -> bool:
+        """Open, and no fault seen (replies may still be due)."""
+        transport = self.transport
+        return self._fault is None and transport is not None and not transport.is_closing()
+
+    @property
     def reusable(self) -> bool:
         """Open, and nothing arrived that no command asked for (a 421 before a hang-up)."""
-        transport = self.transport
-        return (
-            self._fault is None
-            and transport is not None
-            and not transport.is_closing()
-            and not self._replies
-            and not self._buffer
-            and not self._lines
-        )
+        return self.alive and not self._replies and not self._buffer and not self._lines
 
     async def start_tls(self, context: ssl.SSLContext, server_hostname: str) -> None:
         transport = self.transport
