@@ -110,6 +110,31 @@ async def test_without_pipelining_nothing_is_sent_ahead() -> None:
     assert {r.outcome for r in results} == {Outcome.ACCEPTED}
 
 
+async def test_a_message_cancelled_behind_another_leaves_that_one_alone() -> None:
+    group_in, cancelled = asyncio.Event(), asyncio.Event()
+
+    async def script(peer: Peer) -> None:
+        await first_body_then_next_group(peer)
+        group_in.set()
+        await cancelled.wait()  # the second send is gone before the first's final reply
+        await peer.send("250 2.0.0 Ok: queued as 1", "250 Ok", "250 Ok", "354 Go")
+        await peer.closed()  # its replies are owed to no one: the connection is closed
+
+    async with ScriptedServer(script) as server:
+        transport = transport_for(server, pool_size=1)
+        first = asyncio.create_task(transport.send(ONE))
+        second = asyncio.create_task(transport.send(ONE))
+        await group_in.wait()
+        second.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await second
+        cancelled.set()
+        result = await first
+        assert transport.open_connections == 0
+        await transport.aclose()
+    assert (result.outcome, result.message) == (Outcome.ACCEPTED, "Ok: queued as 1")
+
+
 # -- Slots ---------------------------------------------------------------------------------
 
 

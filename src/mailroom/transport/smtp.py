@@ -87,7 +87,7 @@ class SmtpTransport:
             # Waiting for the final reply ahead is waiting for the connection, not the attempt.
             handoff.turn.add_done_callback(lambda _: send.start())
             with contextlib.suppress(Stale):
-                return await self._use(handoff.connection, send, pooled=True, after=handoff.turn)
+                return await self._use(handoff.connection, send, pooled=True, handoff=handoff)
             # The message ahead left the connection unusable: nothing of this one was
             # taken; carry on as any other sender.
         pooled = self._take_idle()
@@ -121,7 +121,7 @@ class SmtpTransport:
         send: _Send,
         *,
         pooled: bool,
-        after: asyncio.Future[bool] | None = None,
+        handoff: Handoff | None = None,
     ) -> SendResult:
         config = self._config
         keep = False
@@ -143,14 +143,18 @@ class SmtpTransport:
                 pooled=pooled,
                 pipelining=config.pipelining,
                 data_timeout=config.data_timeout,
-                after=after,
+                after=handoff.turn if handoff is not None else None,
                 uploaded=uploaded,
             )
             return result
         finally:
             # Also on cancellation: a connection left mid-transaction is out of step.
-            if passed_on is not None and not passed_on.declined:
-                in_step = keep and connection.alive
+            if handoff is not None and not handoff.turn.done():
+                # Cancelled before its turn: the transaction ahead still uses the
+                # connection, and closes it when done (our replies are owed to no one).
+                handoff.abandoned = True
+            elif passed_on is not None and not passed_on.declined:
+                in_step = keep and connection.alive and not passed_on.abandoned
                 passed_on.turn.set_result(in_step)  # the next sender owns it now
                 if not in_step:
                     self._discard(connection)

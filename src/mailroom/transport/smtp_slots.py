@@ -30,6 +30,9 @@ class Handoff:
     )
     # The sender was cancelled before it could use it: nothing of its was written.
     declined: bool = False
+    # The sender was cancelled after writing its commands, before its turn: replies are
+    # owed to nobody, so the connection must go once the transaction ahead is done.
+    abandoned: bool = False
 
 
 class Slots:

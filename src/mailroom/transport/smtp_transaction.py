@@ -154,7 +154,7 @@ async def transact(
     refused_here = refused_before_mail(commands, extensions)
     if refused_here is not None:
         # Nothing was said: the connection is as the transaction ahead left it.
-        return refused_here, True if after is None else await after
+        return refused_here, True if after is None else await asyncio.shield(after)
     mail = mail_command(commands, extensions)
     pipelining = pipelining and "PIPELINING" in extensions
     stage = Stage.MAIL
@@ -165,7 +165,8 @@ async def transact(
                 connection.write(b"".join((mail, *commands.rcpts, b"DATA\r\n")))
             else:
                 connection.write(mail)
-            if after is not None and not await after:
+            # Shielded: a cancelled send must not cancel the turn the sender ahead will give.
+            if after is not None and not await asyncio.shield(after):
                 raise Stale  # the message ahead left the connection unusable
             code, text = await connection.reply()
         except (ConnectionLost, TimeoutError):
