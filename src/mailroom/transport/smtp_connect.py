@@ -26,6 +26,8 @@ __all__ = ["Connector", "SmtpConfig", "tls_context"]
 _HOSTNAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)+$")
 _IMPLICIT_TLS_PORT = 465
 _TLS_FAULTS = (ssl.SSLError, ConnectionLost, TimeoutError, OSError)
+# OpenSSL's X509_V_ERR_HOSTNAME_MISMATCH and X509_V_ERR_IP_ADDRESS_MISMATCH.
+_NAME_MISMATCH = frozenset({62, 64})
 
 
 class Connector:
@@ -136,9 +138,12 @@ class Connector:
         try:
             await connection.start_tls(tls, config.host)
         except ssl.SSLCertVerificationError as exc:
+            if exc.verify_code in _NAME_MISMATCH:
+                hint = f"SMTP_HOST must be a name the certificate is for, not {config.host}"
+            else:
+                hint = "for a private CA, set SMTP_CA_FILE to its PEM bundle"
             return connect_fault(
-                f"the server's certificate was refused: {exc.verify_message or exc}"
-                " (for a private CA, set SMTP_CA_FILE to its PEM bundle)",
+                f"the server's certificate was refused: {exc.verify_message or exc} ({hint})",
                 config_error=True,
             )
         except _TLS_FAULTS as exc:

@@ -198,8 +198,8 @@ class SmtpConnection(asyncio.Protocol):
             raise ConnectionLost(self._fault)
         if transport is None or transport.is_closing():
             raise ConnectionLost("the connection is closed")
-        # No drain(): at most one message is ever written before its reply is awaited,
-        # so the transport's buffer is bounded by one message.
+        # No drain() here: commands are a few hundred bytes, and bodies go through
+        # upload(), which waits while the transport's buffer is full.
         transport.write(data)
 
     async def upload(self, data: bytes, stall: float) -> None:
