@@ -157,3 +157,10 @@ async def quit_politely(peer: Peer) -> None:
     await peer.expect("QUIT")
     await peer.send("221 2.0.0 Bye")
     await peer.closed()
+
+
+async def one_message(peer: Peer) -> None:
+    """A whole session: greeting with PIPELINING, one message accepted, then QUIT."""
+    await peer.greet("PIPELINING")
+    await accept_pipelined(peer)
+    await quit_politely(peer)

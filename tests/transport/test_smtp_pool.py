@@ -18,6 +18,7 @@ from tests.transport.scripted import (
     Peer,
     ScriptedServer,
     accept_pipelined,
+    one_message,
     quit_politely,
     transport_for,
 )
@@ -34,12 +35,7 @@ async def test_a_421_after_the_final_dot_closes_the_connection() -> None:
         await peer.send("421 4.3.2 Shutting down")  # and holds the socket open
         await peer.closed()  # the client must hang up, not send the next MAIL here
 
-    async def second(peer: Peer) -> None:
-        await peer.greet("PIPELINING")
-        await accept_pipelined(peer)
-        await quit_politely(peer)
-
-    async with ScriptedServer(first, second) as server:
+    async with ScriptedServer(first, one_message) as server:
         # Reusing the dead session would wait this long for a reply that never comes.
         transport = transport_for(server, timeout=30)
         refused = await transport.send(ONE)
@@ -78,12 +74,7 @@ async def test_a_pooled_connection_gone_silent_costs_no_attempt() -> None:
         await peer.lines(3)
         await peer.closed()  # the client gives up on it and hangs up
 
-    async def second(peer: Peer) -> None:
-        await peer.greet("PIPELINING")
-        await accept_pipelined(peer)
-        await quit_politely(peer)
-
-    async with ScriptedServer(first, second) as server:
+    async with ScriptedServer(first, one_message) as server:
         transport = transport_for(server, timeout=0.5)
         results = [await transport.send(ONE), await transport.send(ONE)]
         await transport.aclose()
@@ -98,12 +89,7 @@ async def test_a_connection_idle_longer_than_the_limit_is_closed_not_reused() ->
         await accept_pipelined(peer)
         await quit_politely(peer)  # unprompted: the client retires it once idle too long
 
-    async def second(peer: Peer) -> None:
-        await peer.greet("PIPELINING")
-        await accept_pipelined(peer)
-        await quit_politely(peer)
-
-    async with ScriptedServer(first, second) as server:
+    async with ScriptedServer(first, one_message) as server:
         transport = transport_for(server, idle_seconds=0.2)
         assert (await transport.send(ONE)).outcome is Outcome.ACCEPTED
 
@@ -160,12 +146,7 @@ async def test_a_pooled_connection_dropped_without_a_word_reconnects() -> None:
         await peer.lines(3)
         peer.hang_up()
 
-    async def second(peer: Peer) -> None:
-        await peer.greet("PIPELINING")
-        await accept_pipelined(peer)
-        await quit_politely(peer)
-
-    async with ScriptedServer(first, second) as server:
+    async with ScriptedServer(first, one_message) as server:
         transport = transport_for(server)
         results = [await transport.send(ONE), await transport.send(ONE)]
         await transport.aclose()
@@ -211,12 +192,7 @@ async def test_a_cancelled_send_discards_its_connection() -> None:
 
 
 async def test_aclose_says_quit_on_every_idle_connection() -> None:
-    async def script(peer: Peer) -> None:
-        await peer.greet("PIPELINING")
-        await accept_pipelined(peer)
-        await quit_politely(peer)
-
-    async with ScriptedServer(script, script) as server:
+    async with ScriptedServer(one_message, one_message) as server:
         transport = transport_for(server, pool_size=2)
         results = await asyncio.gather(transport.send(ONE), transport.send(ONE))
         assert transport.open_connections == 2

@@ -18,7 +18,7 @@ from tests.transport.scripted import (
     ONE,
     Peer,
     ScriptedServer,
-    accept_pipelined,
+    one_message,
     quit_politely,
     transport_for,
 )
@@ -77,12 +77,7 @@ async def test_a_421_to_the_message_ahead_sends_the_next_over_a_new_connection()
         await peer.send("421 4.3.2 Shutting down")
         peer.hang_up()
 
-    async def fresh(peer: Peer) -> None:
-        await peer.greet("PIPELINING")
-        await accept_pipelined(peer)
-        await quit_politely(peer)
-
-    async with ScriptedServer(closing, fresh) as server:
+    async with ScriptedServer(closing, one_message) as server:
         transport = transport_for(server, pool_size=1)
         first, second = await asyncio.gather(transport.send(ONE), transport.send(ONE))
         await transport.aclose()

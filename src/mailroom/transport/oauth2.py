@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import shlex
 import time
-from collections.abc import Awaitable, Callable
 
 import httpx
 
@@ -39,11 +38,10 @@ class TokenError(Exception):
         self.config_error = config_error
 
 
-class _Cache:
+class _CachedTokens:
     """One token at a time, fetched once however many connections ask at the same time."""
 
-    def __init__(self, fetch: Callable[[], Awaitable[tuple[str, float]]]) -> None:
-        self._fetch = fetch
+    def __init__(self) -> None:
         self._token: str | None = None
         self._expires = 0.0  # _now()
         self._lock = asyncio.Lock()
@@ -60,8 +58,12 @@ class _Cache:
         if self._token == token:
             self._token = None
 
+    async def _fetch(self) -> tuple[str, float]:
+        """A new token and how many seconds to keep it."""
+        raise NotImplementedError
 
-class ClientCredentials:
+
+class ClientCredentials(_CachedTokens):
     def __init__(
         self,
         url: str,
@@ -80,15 +82,9 @@ class ClientCredentials:
         if scope:
             self._form["scope"] = scope
         self._timeout = timeout
-        self._cache = _Cache(self._request)
+        super().__init__()
 
-    async def token(self) -> str:
-        return await self._cache.token()
-
-    def invalidate(self, token: str) -> None:
-        self._cache.invalidate(token)
-
-    async def _request(self) -> tuple[str, float]:
+    async def _fetch(self) -> tuple[str, float]:
         where = f"the OAuth2 token endpoint {self._url}"
         try:
             async with httpx.AsyncClient(timeout=self._timeout) as client:
@@ -122,7 +118,7 @@ class ClientCredentials:
         return token, max(lifetime - _EXPIRY_MARGIN, lifetime / 2)
 
 
-class TokenCommand:
+class TokenCommand(_CachedTokens):
     def __init__(
         self, command: str, *, timeout: float = 30.0, lifetime: float = COMMAND_TOKEN_SECONDS
     ) -> None:
@@ -131,15 +127,9 @@ class TokenCommand:
             raise ValueError("the token command is empty")
         self._timeout = timeout
         self._lifetime = lifetime
-        self._cache = _Cache(self._run)
+        super().__init__()
 
-    async def token(self) -> str:
-        return await self._cache.token()
-
-    def invalidate(self, token: str) -> None:
-        self._cache.invalidate(token)
-
-    async def _run(self) -> tuple[str, float]:
+    async def _fetch(self) -> tuple[str, float]:
         name = self._argv[0]
         try:
             process = await asyncio.create_subprocess_exec(
