@@ -31,11 +31,14 @@ from datetime import UTC, datetime
 from bench.config import SMTP_POOL_SIZE, WORKER_CONCURRENCY
 from bench.report import MISS, PASS, Row
 from bench.tools import Postfix
+from mailroom.settings import Settings
 
 DELAY_S = 0.020  # each way: a 40 ms round trip
 RUN_S = 8.0
 TARGET_PER_S = 600.0  # one worker, SMTP_POOL_SIZE=50, pipelining on
-DEFAULT_POOL, DEFAULT_CONCURRENCY = 10, 20  # the service's defaults (mailroom.settings)
+# The service's defaults, as mailroom.settings has them.
+DEFAULT_POOL = int(Settings.model_fields["smtp_pool_size"].default)
+DEFAULT_CONCURRENCY = int(Settings.model_fields["worker_concurrency"].default)
 
 
 @dataclass
