@@ -29,12 +29,14 @@ from bench.e2e import E2EResult, run_e2e
 from bench.ingest import run_ingest
 from bench.limit import run_limit
 from bench.logs import run_logs
+from bench.pipelining import pipelining_rows, run_pipelining
 from bench.report import ERROR, Row
 from bench.stack import BenchStack
 from bench.tools import Postfix, ensure_postfix, ensure_wrk
 
 RUNS = (
     "limit",
+    "pipelining",
     "ingest",
     "e2e-single",
     "e2e-batch",
@@ -157,6 +159,13 @@ def _limit(session: Session, postfix: Postfix) -> None:
     )
 
 
+def _pipelining(session: Session, postfix: Postfix) -> None:
+    runs = run_pipelining(postfix)
+    session.raw["pipelining"] = [{**asdict(r), "emails_per_s": r.emails_per_s} for r in runs]
+    session.rows += pipelining_rows(runs)
+    session.note_problems("pipelining", [p for r in runs for p in r.problems])
+
+
 def _ingest(
     session: Session, stack: BenchStack, wrk: str, api_processes: int, profile: str
 ) -> None:
@@ -237,7 +246,9 @@ def run_all(args: argparse.Namespace, session: Session) -> None:
     postfix = ensure_postfix()
     if "limit" in runs:
         session.attempt("limit", lambda: _limit(session, postfix))
-    if not set(runs) - {"limit"}:
+    if "pipelining" in runs:  # the SMTP client alone, 20 ms from smtp-sink (bench/pipelining)
+        session.attempt("pipelining", lambda: _pipelining(session, postfix))
+    if not set(runs) - {"limit", "pipelining"}:
         return
     stack = BenchStack(postfix, api_processes=args.api_processes)
     try:

@@ -271,7 +271,9 @@ async def running_worker(
     settings: Settings, server: SmtpTestServer, **kwargs: Any
 ) -> AsyncIterator[DeliveryWorker]:
     kwargs.setdefault("grace_period", 5)
-    transport = smtp_transport_for(server, timeout=settings.smtp_timeout)
+    transport = smtp_transport_for(
+        server, timeout=settings.smtp_timeout, data_timeout=settings.smtp_data_timeout
+    )
     worker = DeliveryWorker(settings, transport=transport, **kwargs)
     await worker.start()
     try:

@@ -102,8 +102,10 @@ def parse_mailbox(value: str) -> Mailbox:
     if not addr:
         raise ValueError("is empty")
     try:
-        # Syntax only: a DNS lookup has no place on the request path.
-        checked = validate_email(addr, check_deliverability=False, allow_smtputf8=False)
+        # Syntax only: a DNS lookup has no place on the request path. Internationalized
+        # local parts (jöhn@…) are allowed: they go out with SMTPUTF8 (RFC 6531), or fail
+        # as smtputf8_not_supported when the server lacks it.
+        checked = validate_email(addr, check_deliverability=False, allow_smtputf8=True)
     except EmailNotValidError as exc:
         raise ValueError(f"is not a valid address: {exc}") from None
     address = checked.ascii_email or checked.normalized

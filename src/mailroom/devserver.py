@@ -19,8 +19,9 @@ from mailroom.db.migrate import migrate
 from mailroom.devinbox.server import CaptureHandler, start_smtp_server
 from mailroom.devinbox.store import Inbox
 from mailroom.settings import Settings
+from mailroom.transport.from_settings import smtp_transport
 from mailroom.transport.smtp import SmtpConfig, SmtpTransport
-from mailroom.worker.runner import DeliveryWorker, smtp_transport
+from mailroom.worker.runner import DeliveryWorker
 
 log = structlog.get_logger("mailroom.dev")
 

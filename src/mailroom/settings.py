@@ -7,9 +7,12 @@ surfacing later as a failed delivery.
 
 from __future__ import annotations
 
+import re
+import shlex
+import ssl
 from email.utils import parseaddr
 from functools import lru_cache
-from ipaddress import IPv4Network, IPv6Network, ip_network
+from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -19,6 +22,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SmtpSecurity = Literal["none", "starttls", "tls"]
+SmtpMechanism = Literal["auto", "plain", "login", "xoauth2"]
 
 _DEFAULT_SMTP_PORTS: dict[str, int] = {"none": 25, "starttls": 587, "tls": 465}
 
@@ -40,6 +44,27 @@ class Settings(BaseSettings):
     smtp_security: SmtpSecurity = "starttls"
     smtp_timeout: float = Field(default=30.0, gt=0, le=600)
     smtp_pool_size: int = Field(default=10, ge=1, le=200)
+    # -- SMTP: security, authentication, timing (checked together in _smtp_problems) --
+    # AUTH over a connection that is not encrypted (SMTP_SECURITY=none): refused unless true.
+    smtp_allow_insecure_auth: bool = False
+    # A PEM bundle of the CAs to trust for the SMTP server's certificate (a private relay),
+    # instead of the system's; the certificate and host name are still checked.
+    smtp_ca_file: Path | None = None
+    # false: no certificate or host name check at all (development only; warned at start).
+    smtp_verify_cert: bool = True
+    # Seconds to wait for the reply to the final dot (RFC 5321 §4.5.3.2.6: 10 minutes).
+    smtp_data_timeout: float = Field(default=600.0, gt=0, le=3600)
+    # Pooled connections idle longer than this are closed instead of reused.
+    smtp_pool_idle_seconds: float = Field(default=20.0, gt=0, le=3600)
+    smtp_auth_mechanism: SmtpMechanism = "auto"
+    # XOAUTH2 tokens from a client-credentials endpoint, or from a command that prints one.
+    smtp_oauth2_token_url: str | None = None
+    smtp_oauth2_client_id: str | None = None
+    smtp_oauth2_client_secret: SecretStr | None = None
+    smtp_oauth2_scope: str | None = None
+    smtp_oauth2_token_command: str | None = None
+    # The name given in EHLO/HELO (default: the machine's FQDN, else an address literal).
+    smtp_ehlo_name: str | None = None
 
     mail_from: str = "Mailroom <no-reply@example.com>"
     message_id_domain: str | None = None
@@ -118,7 +143,18 @@ class Settings(BaseSettings):
         return value
 
     @field_validator(
-        "smtp_host", "smtp_username", "message_id_domain", "worker_heartbeat_file", mode="before"
+        "smtp_host",
+        "smtp_username",
+        "message_id_domain",
+        "worker_heartbeat_file",
+        "smtp_ca_file",
+        "smtp_oauth2_token_url",
+        "smtp_oauth2_client_id",
+        "smtp_oauth2_client_secret",
+        "smtp_oauth2_scope",
+        "smtp_oauth2_token_command",
+        "smtp_ehlo_name",
+        mode="before",
     )
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
@@ -142,6 +178,42 @@ class Settings(BaseSettings):
 
         return parse_mailbox(value).header
 
+    @field_validator("smtp_ca_file")
+    @classmethod
+    def _ca_file(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            check_ca_file(value)
+        return value
+
+    @field_validator("smtp_ehlo_name")
+    @classmethod
+    def _ehlo_name(cls, value: str | None) -> str | None:
+        if value is not None and not is_ehlo_name(value):
+            raise ValueError(
+                "must be a domain name (mail.example.com) or an address literal ([192.0.2.1])"
+            )
+        return value
+
+    @field_validator("smtp_oauth2_token_url")
+    @classmethod
+    def _token_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            parts = urlsplit(value)
+            local = parts.hostname in ("localhost", "127.0.0.1", "::1")
+            if parts.scheme != "https" and not (parts.scheme == "http" and local):
+                raise ValueError("must be an https:// URL (http:// only for localhost)")
+        return value
+
+    @field_validator("smtp_oauth2_token_command")
+    @classmethod
+    def _token_command(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                shlex.split(value)
+            except ValueError as exc:
+                raise ValueError(f"cannot be split into a command line: {exc}") from None
+        return value
+
     @field_validator("send_rate_limit")
     @classmethod
     def _rate_limit(cls, value: str) -> str:
@@ -157,8 +229,9 @@ class Settings(BaseSettings):
     def _coherent(self) -> Settings:
         if self.retry_backoff_max < self.retry_backoff_base:
             raise ValueError("RETRY_BACKOFF_MAX must be at least RETRY_BACKOFF_BASE")
-        if (self.smtp_username is None) != (self.smtp_password is None):
-            raise ValueError("SMTP_USERNAME and SMTP_PASSWORD must be set together")
+        problems = _smtp_problems(self)
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     @property
@@ -176,6 +249,85 @@ class Settings(BaseSettings):
     @property
     def sender_domain(self) -> str:
         return parseaddr(self.mail_from)[1].rpartition("@")[2]
+
+
+def _smtp_problems(s: Settings) -> list[str]:
+    """What is wrong with the SMTP settings taken together (each names its variables)."""
+    problems: list[str] = []
+    url, command = s.smtp_oauth2_token_url, s.smtp_oauth2_token_command
+    client = (s.smtp_oauth2_client_id, s.smtp_oauth2_client_secret)
+    oauth2 = url is not None or command is not None
+    password = s.smtp_password is not None
+    mechanism = s.smtp_auth_mechanism
+    if url is not None and command is not None:
+        problems.append("set SMTP_OAUTH2_TOKEN_URL or SMTP_OAUTH2_TOKEN_COMMAND, not both")
+    if url is not None and None in client:
+        problems.append("SMTP_OAUTH2_TOKEN_URL needs SMTP_OAUTH2_CLIENT_ID and _CLIENT_SECRET")
+    if url is None and (s.smtp_oauth2_scope is not None or client != (None, None)):
+        problems.append("SMTP_OAUTH2_CLIENT_ID, _CLIENT_SECRET and _SCOPE need _TOKEN_URL")
+    if s.smtp_username is None and (password or oauth2):
+        problems.append(
+            "SMTP_USERNAME and SMTP_PASSWORD must be set together"
+            if password
+            else "XOAUTH2 (SMTP_OAUTH2_*) needs SMTP_USERNAME, the mailbox to send as"
+        )
+    elif s.smtp_username is not None and not (password or oauth2):
+        problems.append(
+            "SMTP_USERNAME and SMTP_PASSWORD must be set together (or give an OAuth2 "
+            "token source: SMTP_OAUTH2_TOKEN_URL or SMTP_OAUTH2_TOKEN_COMMAND)"
+        )
+    if mechanism == "xoauth2" and not oauth2:
+        problems.append(
+            "SMTP_AUTH_MECHANISM=xoauth2 needs SMTP_OAUTH2_TOKEN_URL or SMTP_OAUTH2_TOKEN_COMMAND"
+        )
+    if mechanism == "xoauth2" and password:
+        problems.append("SMTP_PASSWORD is not used with SMTP_AUTH_MECHANISM=xoauth2: unset it")
+    if mechanism in ("plain", "login") and not password:
+        problems.append(f"SMTP_AUTH_MECHANISM={mechanism} needs SMTP_PASSWORD")
+    if mechanism in ("plain", "login") and oauth2:
+        problems.append(
+            f"SMTP_OAUTH2_* are not used with SMTP_AUTH_MECHANISM={mechanism}: "
+            "unset them or use auto"
+        )
+    if mechanism != "auto" and s.smtp_username is None:
+        problems.append(f"SMTP_AUTH_MECHANISM={mechanism} needs SMTP_USERNAME")
+    if s.smtp_security == "none" and s.smtp_username and not s.smtp_allow_insecure_auth:
+        problems.append(
+            "SMTP_SECURITY=none would send the SMTP credentials unencrypted: use "
+            "SMTP_SECURITY=starttls or tls, or set SMTP_ALLOW_INSECURE_AUTH=true on a "
+            "trusted network"
+        )
+    if s.smtp_ca_file is not None and not s.smtp_verify_cert:
+        problems.append("SMTP_CA_FILE is pointless with SMTP_VERIFY_CERT=false: unset one")
+    return problems
+
+
+def check_ca_file(path: Path) -> None:
+    """Raise ValueError unless ``path`` is a readable PEM bundle with at least one certificate."""
+    try:
+        ssl.create_default_context(cafile=str(path))
+    except FileNotFoundError:
+        raise ValueError(f"{path} does not exist") from None
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(f"{path} is not a PEM bundle of CA certificates ({exc})") from None
+
+
+_DOMAIN = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
+
+
+def is_ehlo_name(value: str) -> bool:
+    """A domain, or an address literal as RFC 5321 §4.1.3 writes one: [192.0.2.1], [IPv6:…]."""
+    if value.startswith("[") and value.endswith("]"):
+        inner = value[1:-1]
+        inner = inner[5:] if inner.lower().startswith("ipv6:") else inner
+        try:
+            ip_address(inner)
+        except ValueError:
+            return False
+        return (":" in inner) == value[1:6].lower().startswith("ipv6:")
+    return _DOMAIN.match(value) is not None
 
 
 def validate_rate_limit(value: str) -> str:

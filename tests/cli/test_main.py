@@ -43,6 +43,21 @@ def test_the_worker_refuses_to_start_without_an_smtp_host(monkeypatch: pytest.Mo
     assert "SMTP_HOST is not set" in result.output
 
 
+def test_the_worker_refuses_to_send_credentials_unencrypted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SMTP_HOST", "smtp.example.com")
+    monkeypatch.setenv("SMTP_SECURITY", "none")
+    monkeypatch.setenv("SMTP_USERNAME", "mailer")
+    monkeypatch.setenv("SMTP_PASSWORD", "s3cret-password")
+    monkeypatch.delenv("SMTP_ALLOW_INSECURE_AUTH", raising=False)
+    result = runner.invoke(app, ["worker"])
+    assert result.exit_code == 2
+    assert "SMTP_ALLOW_INSECURE_AUTH=true" in result.output
+    assert "s3cret-password" not in result.output
+    assert "Traceback" not in result.output
+
+
 @pytest.mark.slow
 def test_importing_the_package_connects_to_nothing() -> None:
     # Unreachable services must not matter at import time.

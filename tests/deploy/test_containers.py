@@ -507,6 +507,7 @@ def test_the_configuration_is_valid_and_points_at_the_compose_services(
             assert settings.effective_smtp_port == 1025
             assert settings.smtp_security == "none"
             assert settings.smtp_username is None and settings.smtp_password is None
+            assert settings.smtp_oauth2_token_url is None and settings.smtp_ca_file is None
 
 
 # -- README ------------------------------------------------------------------------------

@@ -109,3 +109,20 @@ async def test_under_mailroom_dev_a_sandbox_email_lands_in_the_dev_inbox(
     assert smtp_server.handler.messages() == []
     detail = (await client.get(f"/emails/{sent.json()['id']}")).json()
     assert (detail["status"], detail["sandbox"]) == ("sent", True)
+
+
+async def test_an_internationalized_address_reaches_the_inbox() -> None:
+    # The dev inbox offers SMTPUTF8, so `mailroom dev` delivers to jöhn@example.com too.
+    inbox = Inbox()
+    server = await start_smtp_server(CaptureHandler(inbox), "127.0.0.1", 0)
+    transport = SmtpTransport(SmtpConfig(host="127.0.0.1", port=server.sockets[0].getsockname()[1]))
+    raw = "From: sender@example.com\r\nTo: jöhn@example.com\r\nSubject: Hi\r\n\r\nHi\r\n".encode()
+    try:
+        result = await transport.send(Envelope("sender@example.com", ("jöhn@example.com",), raw))
+    finally:
+        await transport.aclose()
+        server.close()
+        await server.wait_closed()
+    assert result.outcome is Outcome.ACCEPTED
+    [message] = list(inbox)
+    assert message.envelope_to == ("jöhn@example.com",)

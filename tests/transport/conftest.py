@@ -9,19 +9,17 @@ from a buffered stream, so it answers a pipelined group correctly).
 from __future__ import annotations
 
 import asyncio
-import shutil
 import ssl
-import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from tests.support.smtp_server import ScriptedHandler, SmtpTestServer
+from tests.support.tls import PrivateCA, ServerCertificate
 
 
 @dataclass
@@ -64,49 +62,16 @@ async def smtp_server(request: pytest.FixtureRequest) -> AsyncIterator[SmtpTestS
     await server.stop()
 
 
-@dataclass(frozen=True)
-class Certificate:
-    cert: Path
-    key: Path
-
-    def server_context(self) -> ssl.SSLContext:
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(self.cert, self.key)
-        return context
+@pytest.fixture(scope="session")
+def private_ca(tmp_path_factory: pytest.TempPathFactory) -> PrivateCA:
+    """A CA of the test's own, like a company's private relay has: trusted by nothing else."""
+    return PrivateCA.create(tmp_path_factory.mktemp("ca"))
 
 
 @pytest.fixture(scope="session")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> Certificate:
-    """A self-signed certificate for 127.0.0.1, made with the openssl command line tool."""
-    openssl = shutil.which("openssl")
-    assert openssl is not None, "the TLS tests need the openssl command (Debian: openssl)"
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        [
-            openssl,
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return Certificate(cert=cert, key=key)
+def certificate(private_ca: PrivateCA) -> ServerCertificate:
+    """A server certificate for 127.0.0.1 signed by ``private_ca``."""
+    return private_ca.issue("127.0.0.1")
 
 
 @asynccontextmanager

@@ -10,11 +10,20 @@ checked as well as the result the transport returned.
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections import deque
 from collections.abc import Awaitable, Callable
 from types import TracebackType
+from typing import Any
+
+from mailroom.transport.base import Envelope
+from mailroom.transport.smtp import SmtpConfig, SmtpTransport
 
 Script = Callable[["Peer"], Awaitable[None]]
+
+MESSAGE = b"From: sender@example.com\r\nTo: a@example.com\r\nSubject: Hi\r\n\r\nHello\r\n"
+ONE = Envelope("sender@example.com", ("a@example.com",), MESSAGE)
+TWO = Envelope("sender@example.com", ("a@example.com", "b@example.com"), MESSAGE)
 
 
 class Peer:
@@ -58,12 +67,19 @@ class Peer:
         rest = await self._reader.read()
         assert rest == b"", f"unexpected data before the hang-up: {rest!r}"
 
+    async def read(self, limit: int) -> bytes:
+        """Up to ``limit`` bytes as they come (b"" once the client closed)."""
+        return await self._reader.read(limit)
+
     def hang_up(self) -> None:
         self._writer.transport.abort()
 
 
 class ScriptedServer:
-    def __init__(self, *scripts: Script) -> None:
+    def __init__(self, *scripts: Script, receive_buffer: int | None = None) -> None:
+        """``receive_buffer``: a small SO_RCVBUF, so that a script that stops reading
+        stops the client's upload soon instead of after megabytes of kernel buffers."""
+        self._receive_buffer = receive_buffer
         self._scripts = deque(scripts)
         self._tasks: list[asyncio.Task[None]] = []
         self._errors: list[BaseException] = []
@@ -74,7 +90,12 @@ class ScriptedServer:
         self.finished = asyncio.Event()  # set when every script has run to its end
 
     async def __aenter__(self) -> ScriptedServer:
-        self._server = await asyncio.start_server(self._accept, self.host, 0)
+        listener = socket.socket()
+        if self._receive_buffer is not None:
+            # Set before listen(), so that accepted sockets inherit it (and a small TCP window).
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self._receive_buffer)
+        listener.bind((self.host, 0))
+        self._server = await asyncio.start_server(self._accept, sock=listener)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
@@ -112,3 +133,34 @@ class ScriptedServer:
             writer.close()
             if not self._scripts and all(t.done() or t is task for t in self._tasks):
                 self.finished.set()
+
+
+def transport_for(server: ScriptedServer, **overrides: Any) -> SmtpTransport:
+    # A failing test may wait for this timeout; a passing one never does.
+    config: dict[str, Any] = {"host": server.host, "port": server.port, "timeout": 2.0}
+    config.update(overrides)
+    return SmtpTransport(SmtpConfig(**config))
+
+
+async def accept_pipelined(peer: Peer, recipients: int = 1) -> bytes:
+    """One pipelined transaction, every command accepted; returns the body as sent."""
+    group = await peer.lines(recipients + 2)
+    assert group[0].startswith("MAIL FROM:")
+    assert group[-1] == "DATA"
+    await peer.send("250 2.1.0 Ok", *["250 2.1.5 Ok"] * recipients, "354 End data with .")
+    body = await peer.body()
+    await peer.send("250 2.0.0 Ok: queued")
+    return body
+
+
+async def quit_politely(peer: Peer) -> None:
+    await peer.expect("QUIT")
+    await peer.send("221 2.0.0 Bye")
+    await peer.closed()
+
+
+async def one_message(peer: Peer) -> None:
+    """A whole session: greeting with PIPELINING, one message accepted, then QUIT."""
+    await peer.greet("PIPELINING")
+    await accept_pipelined(peer)
+    await quit_politely(peer)

@@ -140,18 +140,20 @@ def test_reply_splits_enhanced_code_and_reads_retry_hint() -> None:
         (530, Stage.MAIL),
         (534, Stage.RCPT),
         (538, Stage.DATA),
-        (554, Stage.CONNECT),
-        (421, Stage.CONNECT),
     ],
 )
 def test_reply_flags_config_errors_like_the_smtp_transport(code: int, stage: Stage) -> None:
-    # SmtpTransport._reply_result sets config_error for AUTH/TLS codes and for any
-    # refusal while connecting; reply() promises the same result.
+    # The authentication codes mean Mailroom's settings wherever they come; reply()
+    # promises the same result as SmtpTransport.
     assert reply(code, "5.7.8 Authentication credentials invalid", stage).config_error is True
 
 
-@pytest.mark.parametrize(("code", "stage"), [(550, Stage.RCPT), (451, Stage.DATA)])
+@pytest.mark.parametrize(
+    ("code", "stage"),
+    [(550, Stage.RCPT), (451, Stage.DATA), (421, Stage.CONNECT), (554, Stage.CONNECT)],
+)
 def test_reply_does_not_flag_ordinary_replies(code: int, stage: Stage) -> None:
+    # A 421 or 554 greeting is the server shedding load or refusing us, not a setting.
     assert reply(code, "no", stage).config_error is False
 
 

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from mailroom.transport.base import Outcome, RecipientRefusal, SendResult, Stage
 from mailroom.transport.replies import (
+    accepted,
     classify,
     classify_refusals,
     is_config_error,
@@ -15,6 +16,7 @@ from mailroom.transport.replies import (
     reply_result,
     retry_after_hint,
     split_enhanced,
+    unexpected_reply,
 )
 
 ACCEPTED, TRANSIENT, PERMANENT = Outcome.ACCEPTED, Outcome.TRANSIENT, Outcome.PERMANENT
@@ -25,8 +27,10 @@ LATER_STAGES = [Stage.MAIL, Stage.RCPT, Stage.DATA]
 
 @pytest.mark.parametrize("stage", list(Stage))
 @pytest.mark.parametrize("code", [200, 220, 250, 251, 252, 299])
-def test_2xx_is_accepted_at_every_stage(code: int, stage: Stage) -> None:
-    assert classify(code, stage) is ACCEPTED
+def test_a_2xx_that_ends_an_attempt_is_never_acceptance(code: int, stage: Stage) -> None:
+    # A 250 greeting, or a 250 to STARTTLS, AUTH or DATA: nothing was handed over. Only
+    # the reply to the final dot accepts a message, and that goes through accepted().
+    assert classify(code, stage) is TRANSIENT
 
 
 @pytest.mark.parametrize("stage", list(Stage))
@@ -69,9 +73,7 @@ def test_odd_codes_are_transient(code: int, stage: Stage) -> None:
 
 @given(code=st.integers(min_value=0, max_value=999), stage=st.sampled_from(list(Stage)))
 def test_classify_matches_the_rules(code: int, stage: Stage) -> None:
-    if 200 <= code < 300:
-        expected = ACCEPTED
-    elif (
+    if (
         500 <= code < 600
         and stage is not Stage.CONNECT
         and code not in {530, 534, 535, 538}
@@ -247,8 +249,9 @@ def test_reply_result_permanent() -> None:
         (530, Stage.MAIL, True),
         (538, Stage.RCPT, True),
         (534, Stage.DATA, True),
-        (421, Stage.CONNECT, True),
-        (554, Stage.CONNECT, True),
+        # A 421 or 554 greeting is load or policy, not Mailroom's settings.
+        (421, Stage.CONNECT, False),
+        (554, Stage.CONNECT, False),
         (421, Stage.MAIL, False),
         (550, Stage.RCPT, False),
         (250, Stage.DATA, False),
@@ -260,3 +263,37 @@ def test_reply_result_flags_configuration_faults(
     result = reply_result(code, "text", stage)
     assert result.config_error is config_error
     assert result.outcome is classify(code, stage)
+
+
+def test_reply_result_can_be_told_it_is_a_configuration_fault() -> None:
+    # The connection set-up says so for AUTH and TLS refusals with other codes (504).
+    result = reply_result(
+        504, "5.5.4 Unrecognized authentication type", Stage.CONNECT, config_error=True
+    )
+    assert (result.outcome, result.config_error) == (TRANSIENT, True)
+
+
+# -- accepted and unexpected replies ---------------------------------------------------------
+
+
+def test_accepted_is_the_final_dots_2xx() -> None:
+    refused = (refusal("b@example.com", 550, "5.1.1 No such user"),)
+    assert accepted(250, "2.0.0 Ok: queued as 12", refused) == SendResult(
+        outcome=ACCEPTED,
+        code=250,
+        enhanced_code="2.0.0",
+        message="Ok: queued as 12",
+        stage=Stage.DATA,
+        refused=refused,
+    )
+
+
+def test_an_unexpected_2xx_is_transient_and_says_what_was_due() -> None:
+    result = unexpected_reply(250, "2.0.0 Ok", Stage.DATA, command="DATA", expected="354")
+    assert (result.outcome, result.code, result.stage, result.config_error) == (
+        TRANSIENT,
+        250,
+        Stage.DATA,
+        False,
+    )
+    assert result.message == "the server answered DATA with 250 where 354 was due: Ok"

@@ -141,7 +141,8 @@ async def test_a_server_slower_than_the_timeout_is_recorded_and_retried(
     sessions: async_sessionmaker[AsyncSession],
     smtp_server: SmtpTestServer,
 ) -> None:
-    settings = settings_factory(smtp_timeout=0.3)
+    # The final reply (after the body) is waited for up to SMTP_DATA_TIMEOUT.
+    settings = settings_factory(smtp_timeout=0.3, smtp_data_timeout=0.3)
     smtp_server.handler.data_delay = 1.0
     await _send(client, 1, subject="slow")
 

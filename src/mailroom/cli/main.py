@@ -51,11 +51,12 @@ def worker(
 ) -> None:
     """Run the delivery worker until SIGTERM or Ctrl-C (in-flight sends are allowed to finish)."""
     settings = load_cli_settings()
-    from mailroom.worker.runner import DeliveryWorker, MissingSmtpHost, smtp_transport
+    from mailroom.transport.from_settings import SmtpSetupError, smtp_transport
+    from mailroom.worker.runner import DeliveryWorker
 
     try:
         transport = smtp_transport(settings)
-    except MissingSmtpHost as exc:
+    except SmtpSetupError as exc:
         typer.echo(f"Cannot start the worker: {exc}", err=True)
         raise typer.Exit(2) from None
     if processes > 1:

@@ -30,7 +30,14 @@ async def start_smtp_server(handler: Any, host: str, port: int) -> asyncio.Serve
     """Listen on host:port with any aiosmtpd ``handler``; close the returned server to stop."""
     loop = asyncio.get_running_loop()
     return await loop.create_server(
-        lambda: SMTP(handler, hostname="mailroom-dev-inbox", loop=loop, data_size_limit=None),
+        # SMTPUTF8: internationalized addresses (jöhn@example.com) reach the inbox too.
+        lambda: SMTP(
+            handler,
+            hostname="mailroom-dev-inbox",
+            loop=loop,
+            data_size_limit=None,
+            enable_SMTPUTF8=True,
+        ),
         host=host,
         port=port,
     )

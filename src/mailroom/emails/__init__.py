@@ -14,6 +14,7 @@ Their parts:
     states, retry   the state machine; after an attempt: deliver, fail, or retry when
     schemas/        what the API accepts (requests) and returns (responses); log_query
     message, addresses, attachments, instants: building and checking what is sent
+    message_format  how it is written: 7-bit bodies, literal headers, the same bytes each time
 Repositories (SQL): transitions_ (new emails, cancel, retry, requeue), delivery_ (claims,
 leases, attempt records), log_ (reads, counts, the report), sweeper_ and purge_repository.
 Also: models (the tables), counters and buckets (the report's 15-minute counts),

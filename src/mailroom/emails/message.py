@@ -2,7 +2,8 @@
 
 The modern API refuses CR/LF in header values; the legacy MIME classes would
 happily emit an injected header. Control characters are also refused earlier, at
-validation, so this is the second of two locks.
+validation, so this is the second of two locks. How it is written out (7-bit bodies,
+literal headers, identical bytes on every attempt) is ``message_format``'s.
 """
 
 from __future__ import annotations
@@ -10,12 +11,17 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime
 
 from mailroom.addresses import header_safe, parse_mailbox
 from mailroom.emails.attachments import Attachment
+from mailroom.emails.message_format import (
+    POLICY,
+    UTF8_POLICY,
+    stable_bytes,
+    text_transfer_encoding,
+)
 from mailroom.emails.models import Email
 
 
@@ -24,7 +30,8 @@ def new_message_id(domain: str) -> str:
 
 
 def build_message(email: Email, attachments: Sequence[Attachment] = ()) -> bytes:
-    message = EmailMessage(policy=policy.SMTP)
+    """The message's bytes: the same on every attempt, 7-bit but for SMTPUTF8 headers."""
+    message = EmailMessage(policy=UTF8_POLICY if needs_smtputf8(email) else POLICY)
     message["From"] = email.sender
     message["To"] = ", ".join(email.to_addrs)
     if email.cc_addrs:
@@ -37,14 +44,21 @@ def build_message(email: Email, attachments: Sequence[Attachment] = ()) -> bytes
     message["Message-ID"] = email.message_id
     for name, value in email.headers.items():
         message[name] = header_safe(value)
-    if email.text_body is not None:
-        message.set_content(email.text_body)
-        if email.html_body is not None:
-            message.add_alternative(email.html_body, subtype="html")
-    elif email.html_body is not None:
-        message.set_content(email.html_body, subtype="html")
+    text, html = email.text_body, email.html_body
+    if text is not None:
+        message.set_content(text, cte=text_transfer_encoding(text))
+        if html is not None:
+            message.add_alternative(html, subtype="html", cte=text_transfer_encoding(html))
+    elif html is not None:
+        message.set_content(html, subtype="html", cte=text_transfer_encoding(html))
     _attach(message, attachments)
-    return message.as_bytes()
+    return stable_bytes(message, email.message_id)
+
+
+def needs_smtputf8(email: Email) -> bool:
+    """An address in the headers has a non-ASCII local part (RFC 6531/6532)."""
+    headers = (email.sender, *email.to_addrs, *email.cc_addrs, *email.reply_to)
+    return not all(parse_mailbox(h).address.isascii() for h in headers)
 
 
 def _attach(message: EmailMessage, attachments: Sequence[Attachment]) -> None:

@@ -3,10 +3,15 @@
 ``MailTransport`` (base) is the whole interface the worker depends on.
 
 smtp              ``SmtpTransport``: a real server over a pool of reused connections
-smtp_connect      opening one: greeting, EHLO, STARTTLS, AUTH
+smtp_slots        who sends next; a connection handed on before the final reply
+smtp_config       what the client is told: server, security, credentials, timing
+smtp_connect      opening one: TCP, TLS, greeting, EHLO, STARTTLS
+smtp_auth         AUTH: PLAIN, LOGIN, XOAUTH2, the next mechanism after a refusal
+oauth2            XOAUTH2 tokens from a token endpoint or a command
 smtp_transaction  one MAIL…DATA (pipelined when offered) and what each reply means
-smtp_wire         replies in, commands out, timeouts, dot-stuffing
+smtp_wire         replies in, commands out, timeouts, the upload, dot-stuffing
 replies           reply classes, enhanced codes, retry hints
+from_settings     the worker's SmtpTransport from the SMTP_* settings
 sandbox           sandbox keys' emails: logged as sent, never delivered
 memory            messages kept in memory with scripted replies, for tests
 """

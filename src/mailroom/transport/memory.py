@@ -9,11 +9,16 @@ from __future__ import annotations
 from collections import deque
 
 from mailroom.transport.base import Envelope, Outcome, SendResult, Stage
-from mailroom.transport.replies import reply_result
+from mailroom.transport.replies import accepted, reply_result
 
 
 def reply(code: int, message: str = "", stage: Stage = Stage.DATA) -> SendResult:
-    """The result a server reply at ``stage`` comes to, exactly as SmtpTransport reports it."""
+    """The result a server reply at ``stage`` comes to, exactly as SmtpTransport reports it.
+
+    At DATA it stands for the reply to the final dot, so a 2xx there is ``accepted``.
+    """
+    if 200 <= code < 300 and stage is Stage.DATA:
+        return accepted(code, message)
     return reply_result(code, message, stage)
 
 

@@ -39,9 +39,12 @@ def is_config_error(code: int) -> bool:
 
 
 def classify(code: int, stage: Stage) -> Outcome:
-    """The outcome a reply code means at a given stage of the conversation."""
-    if 200 <= code < 300:
-        return Outcome.ACCEPTED
+    """What a reply that ends an attempt short of delivery means; never ``accepted``.
+
+    Only a 2xx to the final dot of the message's own DATA accepts it (``accepted``). A
+    2xx where another reply was due (a 250 greeting, a 250 to STARTTLS, AUTH or DATA)
+    is a server not following the protocol: nothing was handed over, so try again.
+    """
     if 400 <= code < 500:
         return Outcome.TRANSIENT
     if stage is Stage.CONNECT or is_config_error(code):
@@ -53,7 +56,7 @@ def classify(code: int, stage: Stage) -> Outcome:
         return Outcome.TRANSIENT
     if 500 <= code < 600:
         return Outcome.PERMANENT
-    # 1xx/3xx where a final reply was due: the server is confused; try again later.
+    # 1xx/2xx/3xx where something else was due: the server is confused; try again later.
     return Outcome.TRANSIENT
 
 
@@ -69,8 +72,14 @@ def classify_refusals(refusals: tuple[RecipientRefusal, ...]) -> Outcome:
     return Outcome.PERMANENT
 
 
-def reply_result(code: int, message: str, stage: Stage) -> SendResult:
-    """What a server reply at ``stage`` means for the attempt."""
+def reply_result(
+    code: int, message: str, stage: Stage, *, config_error: bool | None = None
+) -> SendResult:
+    """What a server reply at ``stage`` that ends the attempt means (never ``accepted``).
+
+    ``config_error`` defaults to the codes that always mean our settings (530, 534, 535,
+    538); the connection set-up says so itself for other AUTH and TLS failures.
+    """
     enhanced, text = split_enhanced(message)
     return SendResult(
         outcome=classify(code, stage),
@@ -79,5 +88,39 @@ def reply_result(code: int, message: str, stage: Stage) -> SendResult:
         message=text,
         stage=stage,
         retry_after=retry_after_hint(text),
-        config_error=stage is Stage.CONNECT or is_config_error(code),
+        config_error=is_config_error(code) if config_error is None else config_error,
+    )
+
+
+def unexpected_reply(
+    code: int,
+    message: str,
+    stage: Stage,
+    *,
+    command: str,
+    expected: str,
+    config_error: bool = False,
+) -> SendResult:
+    """A reply the protocol does not allow at this point (a 250 where 354 was due)."""
+    enhanced, text = split_enhanced(message)
+    return SendResult(
+        outcome=classify(code, stage),
+        code=code,
+        enhanced_code=enhanced,
+        message=f"the server answered {command} with {code} where {expected} was due: {text}",
+        stage=stage,
+        config_error=config_error,
+    )
+
+
+def accepted(code: int, message: str, refused: tuple[RecipientRefusal, ...] = ()) -> SendResult:
+    """A 2xx to the final dot: the server now owns the message."""
+    enhanced, text = split_enhanced(message)
+    return SendResult(
+        outcome=Outcome.ACCEPTED,
+        code=code,
+        enhanced_code=enhanced,
+        message=text,
+        stage=Stage.DATA,
+        refused=refused,
     )

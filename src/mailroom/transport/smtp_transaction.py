@@ -4,26 +4,37 @@ With PIPELINING (RFC 2920) MAIL, every RCPT and DATA go out in one write and the
 in a second: two round trips per email instead of 3 + recipients. The replies are still
 read one by one, in order, so each is attributed to its stage exactly as in a
 command-by-command conversation, which is what servers without PIPELINING get.
+
+Only a 2xx to the final dot makes an email ``accepted``; a 250 where 354 was due means
+the server took nothing, however friendly it sounds.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from mailroom.transport.base import Envelope, Outcome, RecipientRefusal, SendResult, Stage
 from mailroom.transport.replies import (
+    accepted,
     classify_refusals,
     refusal,
     reply_result,
     retry_after_hint,
-    split_enhanced,
+    unexpected_reply,
 )
-from mailroom.transport.smtp_wire import ConnectionLost, SmtpConnection, frame_message
+from mailroom.transport.smtp_wire import (
+    ConnectionLost,
+    SmtpConnection,
+    canonical_lines,
+    dot_stuff,
+)
 
-# Anything that could end or extend a command line, or that needs SMTPUTF8, which
-# address validation already refuses (so build_message never needs it either).
-_UNSAFE_ADDRESS = re.compile(r"[^\x21-\x7e]|[<>]")
+# Anything that could end or extend a command line. Non-ASCII is allowed: it needs
+# SMTPUTF8, which the transaction asks for (or refuses without).
+_UNSAFE_ADDRESS = re.compile(r"[\s<>\x00-\x1f\x7f-\x9f]")
 # "Service not available, closing transmission channel": no more replies will come,
 # so none are waited for (RFC 5321 §3.8).
 CLOSING = 421
@@ -41,13 +52,17 @@ class Commands:
 
     mail: bytes  # "MAIL FROM:<…>" without its CRLF, so parameters can follow
     rcpts: tuple[bytes, ...]
-    body: bytes
+    body: bytes  # dot-stuffed, with the final dot
+    size: int  # octets as SIZE counts them (RFC 1870): CRLF lines, no stuffing, no dot
     eight_bit: bool
+    smtputf8: bool  # an address or a header is UTF-8 (RFC 6531)
+    utf8_address: str | None  # the first address that needs SMTPUTF8, for the error
 
 
 def to_commands(envelope: Envelope) -> Commands | SendResult:
     """The envelope as command lines, or why it cannot be sent at all."""
-    for address in (envelope.sender, *envelope.recipients):
+    addresses = (envelope.sender, *envelope.recipients)
+    for address in addresses:
         if _UNSAFE_ADDRESS.search(address):
             return SendResult(
                 outcome=Outcome.PERMANENT,
@@ -56,14 +71,61 @@ def to_commands(envelope: Envelope) -> Commands | SendResult:
             )
     if not envelope.recipients:
         return SendResult(outcome=Outcome.PERMANENT, code=None, message="no recipients")
-    message = envelope.message
+    message = canonical_lines(envelope.message)
+    eight_bit = not message.isascii()
+    utf8_address = next((a for a in addresses if not a.isascii()), None)
+    headers = message.partition(b"\r\n\r\n")[0] if eight_bit else b""
     return Commands(
-        mail=b"MAIL FROM:<" + envelope.sender.encode("ascii") + b">",
-        rcpts=tuple(b"RCPT TO:<" + r.encode("ascii") + b">\r\n" for r in envelope.recipients),
-        body=frame_message(message),
-        # 8-bit bodies go out either way (servers take them); BODY=8BITMIME says so.
-        eight_bit=not message.isascii(),
+        mail=b"MAIL FROM:<" + envelope.sender.encode() + b">",
+        rcpts=tuple(b"RCPT TO:<" + r.encode() + b">\r\n" for r in envelope.recipients),
+        body=dot_stuff(message),
+        size=len(message),
+        eight_bit=eight_bit,
+        smtputf8=utf8_address is not None or not headers.isascii(),
+        utf8_address=utf8_address,
     )
+
+
+def refused_before_mail(commands: Commands, extensions: dict[str, str]) -> SendResult | None:
+    """Why this server cannot take this message, known from its EHLO alone; or None."""
+    if commands.smtputf8 and "SMTPUTF8" not in extensions:
+        needs = (
+            f"the address {commands.utf8_address!r}"
+            if commands.utf8_address
+            else "a header with UTF-8 text"
+        )
+        return _local(
+            "smtputf8_not_supported",
+            f"{needs} needs SMTPUTF8 (RFC 6531), which the server does not offer",
+            "5.6.7",
+        )
+    if commands.eight_bit and "8BITMIME" not in extensions:
+        return _local(
+            "8bitmime_not_supported",
+            "the message has 8-bit content and the server does not offer 8BITMIME",
+            "5.6.3",
+        )
+    limit = _size_limit(extensions)
+    if limit and commands.size > limit:
+        return _local(
+            "message_too_large",
+            f"the message is {commands.size:,} bytes; the server accepts at most {limit:,} "
+            "(its SIZE)",
+            "5.3.4",
+        )
+    return None
+
+
+def mail_command(commands: Commands, extensions: dict[str, str]) -> bytes:
+    """MAIL FROM with the parameters this server understands and this message needs."""
+    mail = commands.mail
+    if "SIZE" in extensions:
+        mail += b" SIZE=%d" % commands.size
+    if commands.eight_bit:
+        mail += b" BODY=8BITMIME"
+    if commands.smtputf8:
+        mail += b" SMTPUTF8"
+    return mail + b"\r\n"
 
 
 async def transact(
@@ -72,17 +134,29 @@ async def transact(
     recipients: tuple[str, ...],
     *,
     pooled: bool,
+    pipelining: bool = True,
+    data_timeout: float = 600.0,
+    after: asyncio.Future[bool] | None = None,
+    uploaded: Callable[[], None] | None = None,
 ) -> tuple[SendResult, bool]:
     """One MAIL…DATA transaction; returns the result and whether the connection may be reused.
 
-    Raises Stale when a pooled connection died before the server answered MAIL.
+    Raises Stale when a pooled connection died (or went silent) before the server
+    answered MAIL. The body goes out at the pace the server reads it, no stall longer
+    than the connection's timeout; its final reply may take up to ``data_timeout``.
+
+    ``after``: the connection was handed over (smtp_slots) while the message ahead still
+    awaits its final reply; this transaction's commands go out at once, and its replies
+    are read once ``after`` says the connection is still in step. ``uploaded`` is called
+    once the body has left, while the final reply is still to come.
     """
     extensions = connection.extensions
-    mail = commands.mail
-    if commands.eight_bit and "8BITMIME" in extensions:
-        mail += b" BODY=8BITMIME"
-    mail += b"\r\n"
-    pipelining = "PIPELINING" in extensions
+    refused_here = refused_before_mail(commands, extensions)
+    if refused_here is not None:
+        # Nothing was said: the connection is as the transaction ahead left it.
+        return refused_here, True if after is None else await asyncio.shield(after)
+    mail = mail_command(commands, extensions)
+    pipelining = pipelining and "PIPELINING" in extensions
     stage = Stage.MAIL
     body_sent = False
     try:
@@ -91,8 +165,13 @@ async def transact(
                 connection.write(b"".join((mail, *commands.rcpts, b"DATA\r\n")))
             else:
                 connection.write(mail)
+            # Shielded: a cancelled send must not cancel the turn the sender ahead will give.
+            if after is not None and not await asyncio.shield(after):
+                raise Stale  # the message ahead left the connection unusable
             code, text = await connection.reply()
-        except ConnectionLost:
+        except (ConnectionLost, TimeoutError):
+            # Dropped by a NAT or a firewall without a word, or closed while idle:
+            # nothing was handed over, so this is no failed attempt.
             if pooled:
                 raise Stale from None
             raise
@@ -134,30 +213,28 @@ async def transact(
             connection.write(b"DATA\r\n")
         code, text = await connection.reply()
         if code != 354:
+            if 200 <= code < 300:
+                # It did not ask for the message, so it has none: out of step with us.
+                result = unexpected_reply(code, text, Stage.DATA, command="DATA", expected="354")
+                return result, False
             keep = code != CLOSING and await _abandon(connection, 0)
             return reply_result(code, text, Stage.DATA), keep
+        await connection.upload(commands.body, connection.timeout)
         body_sent = True
-        connection.write(commands.body)
-        code, text = await connection.reply()
+        if uploaded is not None:
+            uploaded()
+        code, text = await connection.reply(within=data_timeout)
     except FAULTS as exc:
-        # Before the body nothing was handed over, so a retry is safe; once it is
-        # written the server may hold the message even if we never hear so.
+        # Until the final dot has left Mailroom nothing was handed over, so a retry is
+        # safe; once it has, the server may hold the message even if we never hear so.
         outcome = Outcome.UNKNOWN if body_sent else Outcome.TRANSIENT
         text = str(exc) or type(exc).__name__
         return SendResult(outcome=outcome, code=None, message=text, stage=stage), False
     if not 200 <= code < 300:
         # The final reply ends the transaction either way (RFC 5321 §4.1.1.4): no RSET.
-        return reply_result(code, text, Stage.DATA), True
-    enhanced, text = split_enhanced(text)
-    result = SendResult(
-        outcome=Outcome.ACCEPTED,
-        code=code,
-        enhanced_code=enhanced,
-        message=text,
-        stage=Stage.DATA,
-        refused=tuple(refused),
-    )
-    return result, True
+        # After a 421 the server is closing: the connection goes with it.
+        return reply_result(code, text, Stage.DATA), code != CLOSING
+    return accepted(code, text, tuple(refused)), True
 
 
 async def _abandon(connection: SmtpConnection, owed: int) -> bool:
@@ -177,4 +254,21 @@ async def _abandon(connection: SmtpConnection, owed: int) -> bool:
         code, _ = await connection.reply()
     except FAULTS:
         return False
-    return 200 <= code < 300
+    return code == 250
+
+
+def _size_limit(extensions: dict[str, str]) -> int:
+    """The server's SIZE limit in octets; 0 when it states none (RFC 1870 §4)."""
+    value = extensions.get("SIZE", "").strip()
+    return int(value) if value.isdigit() else 0
+
+
+def _local(reason: str, explanation: str, enhanced: str) -> SendResult:
+    """A permanent refusal decided here, before MAIL; ``reason`` opens the message."""
+    return SendResult(
+        outcome=Outcome.PERMANENT,
+        code=None,
+        enhanced_code=enhanced,
+        message=f"{reason}: {explanation}",
+        stage=Stage.MAIL,
+    )

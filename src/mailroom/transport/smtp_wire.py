@@ -17,6 +17,9 @@ import ssl
 from collections import deque
 from typing import cast
 
+# The body goes out in pieces of this size, the next once the transport has passed the
+# previous one on: progress is then visible, and a stalled upload can be told from a slow one.
+_CHUNK = 64 * 1024
 # A server that sends this much without a line break is not speaking SMTP
 # (RFC 5321 §4.5.3.1.5 allows 512 octets per reply line).
 _MAX_LINE = 8192
@@ -30,21 +33,31 @@ class ConnectionLost(Exception):
     """The connection is gone or unusable (closed, reset, garbled); the text says why."""
 
 
-def frame_message(message: bytes) -> bytes:
-    """The message as DATA content: CRLF line endings, dot-stuffed, ending in ``CRLF.CRLF``."""
+def canonical_lines(message: bytes) -> bytes:
+    """The message with CRLF line endings, ending in one: what SIZE counts (RFC 1870)."""
     crlf = message.count(b"\r\n")
     # EmailMessage with policy.SMTP already writes CRLF: three counts in C are far
     # cheaper than a regex substitution over every message.
     if message.count(b"\n") != crlf or message.count(b"\r") != crlf:
         message = _LINE_BREAKS.sub(b"\r\n", message)
+    if not message.endswith(b"\r\n"):
+        message += b"\r\n"
+    return message
+
+
+def frame_message(message: bytes) -> bytes:
+    """The message as DATA content: CRLF line endings, dot-stuffed, ending in ``CRLF.CRLF``."""
+    return dot_stuff(canonical_lines(message))
+
+
+def dot_stuff(message: bytes) -> bytes:
+    """CRLF-ended content as sent after DATA: dot-stuffed, then the final ``.CRLF``."""
     # RFC 5321 §4.5.2: a line starting with "." gets one more, or a line holding a
     # lone "." would end the message early and the rest would be read as commands.
     if b"\n." in message:
         message = message.replace(b"\n.", b"\n..")
     if message.startswith(b"."):
         message = b"." + message
-    if not message.endswith(b"\r\n"):
-        message += b"\r\n"
     return message + b".\r\n"
 
 
@@ -70,12 +83,18 @@ class SmtpConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         # ESMTP keywords (upper case) and their parameters, from the last EHLO.
         self.extensions: dict[str, str] = {}
+        self.encrypted = False  # TLS is up (implicit or after STARTTLS)
+        # When the pool last put it aside (loop time), and the timer that closes it then.
+        self.idle_since = 0.0
+        self.idle_timer: asyncio.TimerHandle | None = None
         self._loop = asyncio.get_running_loop()
         self._buffer = bytearray()
         self._lines: list[str] = []  # the lines so far of a multi-line reply
         self._replies: deque[Reply] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._fault: str | None = None
+        # Set while the transport's write buffer is over its limit (pause_writing).
+        self._drained: asyncio.Future[None] | None = None
 
     # -- asyncio callbacks ---------------------------------------------------------
 
@@ -86,6 +105,7 @@ class SmtpConnection(asyncio.Protocol):
             # Each command is one small segment and the next waits for its reply:
             # Nagle's algorithm would hold a segment back for the previous ACK.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        _limit_buffer(self.transport)
 
     def data_received(self, data: bytes) -> None:
         buffer = self._buffer
@@ -111,6 +131,16 @@ class SmtpConnection(asyncio.Protocol):
         if self._fault is None:
             self._fault = str(exc) if exc else "the server closed the connection"
         self._wake()
+        self.resume_writing()
+
+    def pause_writing(self) -> None:
+        if self._drained is None:
+            self._drained = self._loop.create_future()
+
+    def resume_writing(self) -> None:
+        drained, self._drained = self._drained, None
+        if drained is not None and not drained.done():
+            drained.set_result(None)
 
     def _wake(self) -> None:
         waiter = self._waiter
@@ -162,28 +192,61 @@ class SmtpConnection(asyncio.Protocol):
 
     # -- writing and state -----------------------------------------------------------
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | memoryview) -> None:
         transport = self.transport
         if self._fault is not None:
             raise ConnectionLost(self._fault)
         if transport is None or transport.is_closing():
             raise ConnectionLost("the connection is closed")
-        # No drain(): at most one message is ever written before its reply is awaited,
-        # so the transport's buffer is bounded by one message.
+        # No drain() here: commands are a few hundred bytes, and bodies go through
+        # upload(), which waits while the transport's buffer is full.
         transport.write(data)
+
+    async def upload(self, data: bytes, stall: float) -> None:
+        """Write ``data`` at the pace the server reads it; return once all of it left.
+
+        Raises TimeoutError when the server takes nothing for ``stall`` seconds (and
+        ConnectionLost when the connection goes): the end of ``data`` was then never
+        handed to the network. A large message to a slow reader takes as long as it
+        takes, as long as it moves.
+        """
+        if len(data) <= _CHUNK:
+            self.write(data)
+        else:
+            view = memoryview(data)
+            for start in range(0, len(data), _CHUNK):
+                self.write(view[start : start + _CHUNK])
+                if self._drained is not None:
+                    await self._wait_drained(stall)
+        if self._drained is not None:
+            await self._wait_drained(stall)
+
+    async def _wait_drained(self, stall: float) -> None:
+        drained = self._drained
+        assert drained is not None
+        timer = self._loop.call_later(stall, self._stalled, drained, stall)
+        try:
+            await drained
+        finally:
+            timer.cancel()
+        if self._fault is not None:
+            raise ConnectionLost(self._fault)
+
+    def _stalled(self, drained: asyncio.Future[None], stall: float) -> None:
+        if not drained.done():
+            self._abort(f"the server took none of the message for {stall:g} s")
+            drained.set_exception(TimeoutError(self._fault))
+
+    @property
+    def alive(self) -> bool:
+        """Open, and no fault seen (replies may still be due)."""
+        transport = self.transport
+        return self._fault is None and transport is not None and not transport.is_closing()
 
     @property
     def reusable(self) -> bool:
         """Open, and nothing arrived that no command asked for (a 421 before a hang-up)."""
-        transport = self.transport
-        return (
-            self._fault is None
-            and transport is not None
-            and not transport.is_closing()
-            and not self._replies
-            and not self._buffer
-            and not self._lines
-        )
+        return self.alive and not self._replies and not self._buffer and not self._lines
 
     async def start_tls(self, context: ssl.SSLContext, server_hostname: str) -> None:
         transport = self.transport
@@ -192,7 +255,7 @@ class SmtpConnection(asyncio.Protocol):
         if not self.reusable:
             # Bytes received before the handshake were sent in clear text by someone;
             # reading them as replies after it would let them pass as protected.
-            self._abort("the server sent data after agreeing to STARTTLS")
+            self._abort("the server sent clear text where the TLS handshake was due")
             raise ConnectionLost(self._fault or "")
         tls = await self._loop.start_tls(
             transport,
@@ -204,6 +267,8 @@ class SmtpConnection(asyncio.Protocol):
         if tls is None:
             raise ConnectionLost("the connection closed during the TLS handshake")
         self.transport = tls
+        self.encrypted = True
+        _limit_buffer(tls)
 
     def close(self) -> None:
         transport = self.transport
@@ -221,3 +286,9 @@ class SmtpConnection(asyncio.Protocol):
         self._replies.clear()
         if self.transport is not None:
             self.transport.abort()
+
+
+def _limit_buffer(transport: asyncio.Transport) -> None:
+    # Paused above one chunk, resumed only once empty: when an upload is over, the whole
+    # message, final dot included, has left Mailroom's buffer for the network.
+    transport.set_write_buffer_limits(high=_CHUNK, low=0)

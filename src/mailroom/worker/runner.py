@@ -30,7 +30,7 @@ from mailroom.queue.dispatcher import Dispatcher, queue_options
 from mailroom.queue.jobs import BATCH_JOB_NAME, DeliveryBatch, DeliveryJob
 from mailroom.settings import Settings
 from mailroom.transport.base import MailTransport
-from mailroom.transport.smtp import SmtpConfig, SmtpTransport
+from mailroom.transport.from_settings import smtp_transport
 from mailroom.worker.delivery import Deliverer
 from mailroom.worker.sweeper import Sweeper
 
@@ -70,29 +70,6 @@ async def heartbeat(
         while_=lambda: not consumer.done(),
         stop_on_failure=True,
         log_fields={"path": str(path)},
-    )
-
-
-class MissingSmtpHost(Exception):
-    pass
-
-
-def smtp_transport(settings: Settings) -> SmtpTransport:
-    if settings.smtp_host is None:
-        raise MissingSmtpHost(
-            "SMTP_HOST is not set: point it at your provider (e.g. smtp-relay.brevo.com), "
-            "or run `mailroom dev`, which delivers to its own inbox"
-        )
-    return SmtpTransport(
-        SmtpConfig(
-            host=settings.smtp_host,
-            port=settings.effective_smtp_port,
-            security=settings.smtp_security,
-            username=settings.smtp_username,
-            password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
-            timeout=settings.smtp_timeout,
-            pool_size=settings.smtp_pool_size,
-        )
     )
 
 

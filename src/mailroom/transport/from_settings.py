@@ -1,0 +1,78 @@
+"""The worker's SMTP client, built from the settings: the one place they meet.
+
+``smtp_transport`` is what `mailroom worker` (and `mailroom dev` with SMTP_HOST set)
+delivers through; it raises ``SmtpSetupError`` with a message naming the variable to
+change when the settings cannot work, before anything connects.
+"""
+
+from __future__ import annotations
+
+import structlog
+
+from mailroom.settings import Settings
+from mailroom.transport.oauth2 import ClientCredentials, TokenCommand
+from mailroom.transport.smtp import SmtpTransport
+from mailroom.transport.smtp_config import SmtpConfig, TokenSource
+
+log = structlog.get_logger(__name__)
+
+
+class SmtpSetupError(Exception):
+    """The SMTP settings cannot work; the message says which variable to change."""
+
+
+class MissingSmtpHost(SmtpSetupError):
+    pass
+
+
+def smtp_config(settings: Settings) -> SmtpConfig:
+    """The worker's SMTP client settings (Settings has checked them together)."""
+    if settings.smtp_host is None:
+        raise MissingSmtpHost(
+            "SMTP_HOST is not set: point it at your provider (e.g. smtp-relay.brevo.com), "
+            "or run `mailroom dev`, which delivers to its own inbox"
+        )
+    secret = settings.smtp_password
+    return SmtpConfig(
+        host=settings.smtp_host,
+        port=settings.effective_smtp_port,
+        security=settings.smtp_security,
+        username=settings.smtp_username,
+        password=secret.get_secret_value() if secret is not None else None,
+        timeout=settings.smtp_timeout,
+        data_timeout=settings.smtp_data_timeout,
+        pool_size=settings.smtp_pool_size,
+        idle_seconds=settings.smtp_pool_idle_seconds,
+        verify_cert=settings.smtp_verify_cert,
+        ca_file=str(settings.smtp_ca_file) if settings.smtp_ca_file is not None else None,
+        allow_insecure_auth=settings.smtp_allow_insecure_auth,
+        auth_mechanism=settings.smtp_auth_mechanism,
+        oauth2=token_source(settings),
+        ehlo_name=settings.smtp_ehlo_name,
+    )
+
+
+def token_source(settings: Settings) -> TokenSource | None:
+    """Where XOAUTH2 tokens come from, if the settings name a source."""
+    timeout = settings.smtp_timeout
+    if settings.smtp_oauth2_token_command is not None:
+        return TokenCommand(settings.smtp_oauth2_token_command, timeout=timeout)
+    url, client_id = settings.smtp_oauth2_token_url, settings.smtp_oauth2_client_id
+    secret = settings.smtp_oauth2_client_secret
+    if url is None or client_id is None or secret is None:
+        return None
+    return ClientCredentials(
+        url, client_id, secret.get_secret_value(), settings.smtp_oauth2_scope, timeout=timeout
+    )
+
+
+def smtp_transport(settings: Settings) -> SmtpTransport:
+    config = smtp_config(settings)
+    if not config.verify_cert:
+        log.warning(
+            "smtp.certificate_verification_off",
+            host=config.host,
+            hint="SMTP_VERIFY_CERT=false: anyone on the path can read and change the mail; "
+            "for a private CA set SMTP_CA_FILE instead",
+        )
+    return SmtpTransport(config)
