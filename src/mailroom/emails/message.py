@@ -14,9 +14,10 @@ from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime
 
-from mailroom.addresses import header_safe, parse_mailbox
+from mailroom.addresses import parse_mailbox
 from mailroom.emails.attachments import Attachment
 from mailroom.emails.models import Email
+from mailroom.headers import header_safe
 
 
 def new_message_id(domain: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -17,7 +18,7 @@ from pydantic import (
     model_validator,
 )
 
-from mailroom.addresses import header_safe, parse_mailbox
+from mailroom.addresses import parse_mailbox
 from mailroom.emails.attachments import (
     MAX_ATTACHMENTS,
     check_content_id,
@@ -28,6 +29,7 @@ from mailroom.emails.attachments import (
 )
 from mailroom.emails.instants import in_utc, iso_8601_only
 from mailroom.emails.schemas import CamelSchema
+from mailroom.headers import built, header_safe, readable
 
 MAX_RECIPIENTS = 50
 MAX_SCHEDULE_DAYS = 30
@@ -37,6 +39,8 @@ MAX_HEADERS = 50
 MAX_HEADER_NAME_LENGTH = 76
 MAX_HEADER_VALUE_LENGTH = 998
 # Headers Mailroom writes itself; a caller setting them could forge or break the message.
+# Then those only a receiving or signing system may write: a sender's copy would be taken
+# for the receiver's verdict (Authentication-Results), a signature, a trace or a redirect.
 RESERVED_HEADERS = frozenset(
     {
         "from",
@@ -51,9 +55,25 @@ RESERVED_HEADERS = frozenset(
         "mime-version",
         "return-path",
         "received",
+        "dkim-signature",
+        "domainkey-signature",
+        "authentication-results",
+        "received-spf",
+        "delivered-to",
+        "envelope-to",
+        "x-original-to",
+        "return-receipt-to",
+        "disposition-notification-to",
+        "errors-to",
     }
 )
-_HEADER_NAME_CHARS = frozenset(chr(c) for c in range(33, 127)) - {":"}
+RESERVED_PREFIXES = ("content-", "arc-", "resent-")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+# RFC 9110's token characters: every real header name, and nothing a decoder or a
+# parser could read as syntax ("=?", quotes, brackets, ...).
+_HEADER_NAME_CHARS = frozenset(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!#$%&'*+-.^_`|~"
+)
 
 
 def _one_or_many(value: Any) -> Any:
@@ -175,13 +195,19 @@ class SendEmailRequest(CamelSchema):
     def _subject(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("must not be blank")
-        return header_safe(value)
+        return built("Subject", readable(header_safe(value)))
 
     @field_validator("text", "html")
     @classmethod
     def _body(cls, value: str | None) -> str | None:
-        if value is not None and "\x00" in value:
+        if value is None:
+            return None
+        if "\x00" in value:
             raise ValueError("must not contain NUL characters")
+        if _SURROGATE.search(value):
+            # JSON can carry "\ud800"; no encoder can write it, so the email could never be
+            # stored or sent.
+            raise ValueError("must not contain a lone surrogate (it cannot be encoded)")
         return value
 
     @field_validator("headers")
@@ -195,11 +221,15 @@ class SendEmailRequest(CamelSchema):
                 )
             if not set(name) <= _HEADER_NAME_CHARS:
                 raise ValueError(
-                    f"header name {name[:80]!r} may only contain printable ASCII without ':'"
+                    f"header name {name[:80]!r} may only contain letters, digits and "
+                    "!#$%&'*+-.^_`|~"
                 )
             lowered = name.lower()
-            if lowered in RESERVED_HEADERS or lowered.startswith("content-"):
-                raise ValueError(f"header {name!r} is set by Mailroom and cannot be given")
+            if lowered in RESERVED_HEADERS or lowered.startswith(RESERVED_PREFIXES):
+                raise ValueError(
+                    f"header {name!r} is set by Mailroom or by receiving systems and cannot "
+                    "be given"
+                )
             if lowered in seen:
                 raise ValueError(f"header {name!r} is given more than once")
             seen.add(lowered)
@@ -208,7 +238,7 @@ class SendEmailRequest(CamelSchema):
                     f"header {name!r} is longer than {MAX_HEADER_VALUE_LENGTH} characters"
                 )
             try:
-                header_safe(header_value)
+                built(name, header_safe(header_value))
             except ValueError as exc:
                 raise ValueError(f"header {name!r} {exc}") from None
         return value
