@@ -105,7 +105,10 @@ def test_an_accepted_email_is_built_and_reads_back_as_given(field: str, text: st
         event("refused")
         return  # refused at acceptance: nothing reaches the worker
     email = new_email(request, SETTINGS, None, uuid.uuid4(), datetime.now(UTC))
-    files = [Attachment(a.filename, a.content_type, a.content) for a in request.attachments]
+    files = [
+        Attachment(a.filename, a.content_type or "text/plain", a.content)
+        for a in request.attachments
+    ]
 
     parsed = message_from_bytes(build_message(email, files), policy=policy.default)
 
