@@ -8,11 +8,12 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mailroom.errors import (
+    MAX_DETAILS,
     HttpError,
     InvalidRequest,
     MailroomError,
@@ -31,7 +32,12 @@ DATABASE_RETRY_AFTER = 5  # seconds
 class ErrorBody(BaseModel):
     code: str
     message: str
-    details: Any = None
+    details: Any = Field(
+        default=None, description=f"For a list of problems: the first {MAX_DETAILS} of them"
+    )
+    detailsTotal: int | None = Field(  # the JSON name, as the other keys
+        default=None, description=f"How many problems there were, when over {MAX_DETAILS}"
+    )
 
 
 class ErrorResponse(BaseModel):

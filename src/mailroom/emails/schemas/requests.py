@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -17,6 +18,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from mailroom.addresses import parse_mailbox
 from mailroom.emails.attachments import (
@@ -76,8 +78,24 @@ _HEADER_NAME_CHARS = frozenset(
 )
 
 
+def _at_most(limit: int, what: str) -> Callable[[Any], Any]:
+    """A before-validator: a list (or object) longer than ``limit`` is refused before any of
+    its items is validated, so a million of them cost one ``len``."""
+
+    def check(value: Any) -> Any:
+        if isinstance(value, list | dict) and len(value) > limit:
+            raise PydanticCustomError(
+                "too_long",
+                "at most {limit} {what} ({given} given)",
+                {"limit": limit, "what": what, "given": len(value)},
+            )
+        return value
+
+    return check
+
+
 def _one_or_many(value: Any) -> Any:
-    return [value] if isinstance(value, str) else value
+    return _at_most(MAX_RECIPIENTS, "addresses")([value] if isinstance(value, str) else value)
 
 
 def _mailbox(value: str) -> str:
@@ -85,7 +103,7 @@ def _mailbox(value: str) -> str:
 
 
 Addr = Annotated[str, AfterValidator(_mailbox)]
-AddrList = Annotated[list[Addr], BeforeValidator(_one_or_many)]
+AddrList = Annotated[list[Addr], BeforeValidator(_one_or_many), Field(max_length=MAX_RECIPIENTS)]
 
 
 def _filename(value: str) -> str:
@@ -172,12 +190,14 @@ class SendEmailRequest(CamelSchema):
     subject: str = Field(min_length=1, max_length=MAX_SUBJECT_LENGTH)
     text: str | None = Field(default=None, min_length=1, description="Plain-text body")
     html: str | None = Field(default=None, min_length=1, description="HTML body")
-    headers: dict[str, str] = Field(
+    headers: Annotated[dict[str, str], BeforeValidator(_at_most(MAX_HEADERS, "headers"))] = Field(
         default_factory=dict,
         max_length=MAX_HEADERS,
         description="Extra headers, e.g. X-Campaign or List-Unsubscribe",
     )
-    attachments: list[AttachmentIn] = Field(
+    attachments: Annotated[
+        list[AttachmentIn], BeforeValidator(_at_most(MAX_ATTACHMENTS, "attachments"))
+    ] = Field(
         default_factory=list,
         max_length=MAX_ATTACHMENTS,
         description=f"Up to {MAX_ATTACHMENTS} files; MAX_ATTACHMENTS_BYTES in all (10 MiB by "
@@ -263,6 +283,19 @@ class SendEmailRequest(CamelSchema):
             raise ValueError(f"must be at most {MAX_SCHEDULE_DAYS} days ahead")
         return value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _few_enough_recipients(cls, data: Any) -> Any:
+        # Counted on the raw lists, before any address is validated.
+        if isinstance(data, dict):
+            count = sum(_raw_count(data.get(name)) for name in ("to", "cc", "bcc"))
+            if count > MAX_RECIPIENTS:
+                raise ValueError(
+                    f"at most {MAX_RECIPIENTS} recipients in to, cc and bcc together "
+                    f"({count} given)"
+                )
+        return data
+
     @model_validator(mode="after")
     def _whole(self) -> SendEmailRequest:
         if self.text is None and self.html is None:
@@ -279,6 +312,13 @@ class SendEmailRequest(CamelSchema):
 
 
 MAX_BATCH = 500
+
+
+def _raw_count(value: Any) -> int:
+    if isinstance(value, str):
+        return 1
+    return len(value) if isinstance(value, list) else 0
+
 
 # Items are validated one by one when accepted (see accepting), so that one bad email does not
 # reject the other 499; the OpenAPI document still describes each as a SendEmailRequest.
@@ -302,7 +342,7 @@ class SendBatchRequest(CamelSchema):
         },
     )
 
-    emails: list[_BatchItem] = Field(
+    emails: Annotated[list[_BatchItem], BeforeValidator(_at_most(MAX_BATCH, "emails"))] = Field(
         min_length=1, max_length=MAX_BATCH, description=f"1 to {MAX_BATCH} emails"
     )
 
