@@ -20,6 +20,7 @@ from mailroom.errors import (
     MalformedRequest,
     MethodNotAllowed,
     NotFound,
+    PayloadTooLarge,
     ServiceUnavailable,
     field_errors,
 )
@@ -79,6 +80,8 @@ async def _http(request: Request, exc: Exception) -> JSONResponse:
         error = NotFound("No such endpoint.", headers=exc.headers)
     elif exc.status_code == 405:
         error = MethodNotAllowed("Method not allowed on this endpoint.", headers=exc.headers)
+    elif exc.status_code == 413:  # the body passed its limit while it was read
+        error = PayloadTooLarge(str(exc.detail))
     else:
         error = HttpError(exc.status_code, str(exc.detail), headers=exc.headers)
     return error_response(error)

@@ -10,9 +10,9 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from mailroom.api.deps import InboxDep
 from mailroom.api.errors import AUTH_RESPONSES
-from mailroom.api.security import LogsReader
+from mailroom.api.security import GuardedRoute, LogsReader
 
-router = APIRouter(tags=["development"], dependencies=[LogsReader])
+router = APIRouter(tags=["development"], dependencies=[LogsReader], route_class=GuardedRoute)
 
 
 @router.get(

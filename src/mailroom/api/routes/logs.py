@@ -9,12 +9,12 @@ from fastapi import APIRouter, Query
 
 from mailroom.api.deps import Session
 from mailroom.api.errors import AUTH_RESPONSES, ErrorResponse
-from mailroom.api.security import LogsReader
+from mailroom.api.security import GuardedRoute, LogsReader
 from mailroom.emails import log
 from mailroom.emails.log_query import LogQuery
 from mailroom.emails.schemas.responses import EmailLogPage
 
-router = APIRouter(tags=["logs"], dependencies=[LogsReader])
+router = APIRouter(tags=["logs"], dependencies=[LogsReader], route_class=GuardedRoute)
 
 
 @router.get(
