@@ -9,6 +9,7 @@
     ├── Forbidden                 403 forbidden         (the key lacks the scope)
     ├── NotFound                  404 not_found
     ├── MethodNotAllowed          405 method_not_allowed
+    ├── RequestTimeout            408 request_timeout   (the request arrived too slowly)
     ├── Conflict                  409 conflict          (the email's status does not allow it)
     ├── PayloadTooLarge           413 payload_too_large
     ├── RateLimited               429 rate_limited      (``retry_after`` seconds)
@@ -99,6 +100,11 @@ class Forbidden(MailroomError):
 class NotFound(MailroomError):
     status_code = 404
     code = "not_found"
+
+
+class RequestTimeout(MailroomError):
+    status_code = 408
+    code = "request_timeout"
 
 
 class Conflict(MailroomError):

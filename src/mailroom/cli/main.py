@@ -31,11 +31,11 @@ def api(
     from mailroom.api.server import api_server, run_api_processes
 
     if processes > 1:
-        run_api_processes(host, port, processes)
+        run_api_processes(host, port, processes, settings=settings)
         return
     from mailroom.api.app import create_app
 
-    server = api_server(create_app(settings), host, port)
+    server = api_server(create_app(settings), host, port, settings=settings)
     run_server(server.serve)
 
 
