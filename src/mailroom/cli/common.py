@@ -40,8 +40,10 @@ def run_with_database(
     """Run ``work`` on a database opened for this command and closed after it.
 
     A MailroomError (a key or email that does not exist, a move its state forbids) ends
-    the command with its message and exit code 1.
+    the command with its message and exit code 1, and so does a PostgreSQL or Redis that
+    cannot be reached (one line saying which).
     """
+    from mailroom.cli.unreachable import reachable
     from mailroom.db.engine import open_database
     from mailroom.errors import MailroomError
 
@@ -50,7 +52,8 @@ def run_with_database(
             return await work(sessions)
 
     try:
-        return asyncio.run(main())
+        with reachable(settings):
+            return asyncio.run(main())
     except MailroomError as exc:
         typer.echo(exc.message, err=True)
         raise typer.Exit(1) from None

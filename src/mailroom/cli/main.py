@@ -11,6 +11,7 @@ from mailroom.cli.common import load_cli_settings, run_server, stop_event
 from mailroom.cli.emails import emails_app
 from mailroom.cli.keys import keys_app
 from mailroom.cli.purge import purge
+from mailroom.cli.unreachable import reachable
 from mailroom.settings import ConfigurationError, get_settings
 
 app = typer.Typer(
@@ -69,7 +70,8 @@ def worker(
         async with DeliveryWorker(settings, concurrency=concurrency, transport=transport):
             await stop.wait()
 
-    run_server(main)
+    with reachable(settings):
+        run_server(main)
 
 
 @app.command()
@@ -78,7 +80,8 @@ def migrate() -> None:
     settings = load_cli_settings()
     from mailroom.db.migrate import migrate as run_migrations
 
-    asyncio.run(run_migrations(settings.database_url))
+    with reachable(settings):
+        asyncio.run(run_migrations(settings.database_url))
     typer.echo("Database is up to date.")
 
 
