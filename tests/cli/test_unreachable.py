@@ -20,7 +20,6 @@ NO_SUCH_EMAIL = "00000000-0000-0000-0000-000000000000"
         ["migrate"],
         ["emails", "retry", NO_SUCH_EMAIL],
         ["emails", "requeue", "--dry-run"],
-        ["purge", "--older-than", "1d", "--dry-run"],
     ],
     ids=" ".join,
 )
