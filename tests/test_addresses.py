@@ -273,3 +273,9 @@ def test_a_local_part_of_64_octets_is_accepted_and_65_refused() -> None:
     assert parse_mailbox("l" * 64 + "@example.com").address == "l" * 64 + "@example.com"
     with pytest.raises(ValueError, match=r"65 octets before the @; at most 64"):
         parse_mailbox("l" * 65 + "@example.com")
+
+
+def test_a_display_name_that_would_fold_into_more_addresses_is_refused() -> None:
+    name = "x" * 30 + ",;Bcc:victim@evil.example" + "x" * 30
+    with pytest.raises(ValueError, match="too long to fold"):
+        parse_mailbox(f'"{name}" <sender@example.com>')

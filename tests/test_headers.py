@@ -180,3 +180,23 @@ def test_plain_ascii_is_built_unchanged_without_being_parsed(value: str) -> None
     lines = header.fold(policy=POLICY).split("\r\n")
     assert lines[-1] == ""
     assert all(line[:1] in (" ", "\t") for line in lines[1:-1])
+
+
+def test_a_display_name_the_folder_would_split_out_of_its_quotes_is_refused() -> None:
+    # CPython folds this From header without the quotes: receivers would read the name's
+    # punctuation as two more addresses, one of them victim@evil.example.
+    name = "x" * 30 + ",;Bcc:victim@evil.example" + "x" * 30
+    header = str(Address(display_name=name, username="sender", domain="example.com"))
+    with pytest.raises(ValueError, match="too long to fold"):
+        mailbox_built(header, display_name=name, addr_spec="sender@example.com")
+
+
+def test_long_display_names_people_use_still_fold_as_given() -> None:
+    for name, addr in [
+        ("Müller, Hans-Jürgen (Vertrieb Süd)", "hans-juergen.mueller@example-company.de"),
+        ("Doe, Jane (Accounting Department of Example Corporation)", "jane.doe@example.com"),
+        ("日本語の名前" * 12, "tanaka@example.jp"),
+    ]:
+        local, _, domain = addr.rpartition("@")
+        header = str(Address(display_name=name, username=local, domain=domain))
+        assert mailbox_built(header, display_name=name, addr_spec=addr) == header

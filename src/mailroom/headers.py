@@ -148,7 +148,27 @@ def _written(make: Callable[[], BaseHeader]) -> BaseHeader:
         or any(not line or line[0] not in " \t" for line in lines[1:-1])
     ):
         raise ValueError("would not fold into one header")
+    # And what a receiver reads from the folded lines is what was built: CPython's folder
+    # drops the quotes of a display name it has to split ("a, b …" <x@y> becomes two
+    # addresses), so a value that folds differently is refused rather than sent so.
+    name, _, written = "".join(lines).partition(":")
+    if _meaning(POLICY.header_factory(name, written.strip(" \t"))) != _meaning(header):
+        raise ValueError("would not be written as given (too long to fold; shorten it)")
     return header
+
+
+def _meaning(header: BaseHeader) -> object:
+    # Whitespace aside: folding may change it, and CPython's parser reads adjacent
+    # encoded-words in a display name with a space between them, which RFC 2047 drops.
+    def words(text: str) -> str:
+        return "".join(text.split())
+
+    if isinstance(header, AddressHeader):
+        return [(words(a.display_name), a.addr_spec) for a in header.addresses]
+    params = getattr(header, "params", None)
+    if params is not None:
+        return {key: words(str(value)) for key, value in params.items()}
+    return words(str(header))
 
 
 @functools.lru_cache(maxsize=1024)

@@ -41,8 +41,10 @@ PAYLOADS = {
     "bidi-override": "\u202egnp.exe",
     "zero-width-space": "Pay\u200bPal",
     "lone-surrogate": "\ud800",
+    # Long enough that CPython's folder splits a quoted display name out of its quotes.
+    "fold-out-of-quotes": "x" * 30 + ",;Bcc:victim@evil.example" + "x" * 30,
 }
-HARMLESS = frozenset({"percent-encoded-crlf"})
+HARMLESS = frozenset({"percent-encoded-crlf", "fold-out-of-quotes"})
 # Sent as escaped JSON ("\\ud800"): a lone surrogate has no UTF-8 form of its own.
 JSON = {"Content-Type": "application/json"}
 # Text that only deceives a reader: refused in subjects and display names, where a person
