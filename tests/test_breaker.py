@@ -42,3 +42,39 @@ def test_a_failure_while_open_extends_it() -> None:
 
 def test_five_seconds_is_the_default() -> None:
     assert REDIS_RETRY_AFTER == 5.0
+
+
+def test_it_opens_after_that_many_failures_in_a_row() -> None:
+    breaker = Breaker(failures=3)
+    breaker.failed()
+    breaker.failed()
+    assert not breaker.is_open
+    breaker.failed()
+    assert breaker.is_open
+
+
+def test_a_success_starts_the_count_again() -> None:
+    breaker = Breaker(failures=3)
+    breaker.failed()
+    breaker.failed()
+    breaker.succeeded()
+    breaker.failed()
+    breaker.failed()
+    assert not breaker.is_open
+
+
+def test_an_outage_opens_it_at_once() -> None:
+    breaker = Breaker(failures=3)
+    breaker.failed(outage=True)
+    assert breaker.is_open
+
+
+def test_after_it_closes_again_the_count_starts_from_zero() -> None:
+    clock = Clock()
+    breaker = Breaker(failures=2, clock=clock)
+    breaker.failed()
+    breaker.failed()
+    clock.now += REDIS_RETRY_AFTER
+    assert not breaker.is_open
+    breaker.failed()
+    assert not breaker.is_open

@@ -1,64 +1,32 @@
-"""Parsing and validating addresses and header-bound text.
+"""Parsing and validating addresses: ``a@b.com`` or ``Name <a@b.com>``.
 
 Hand-written "Name <addr>" split (email-validator checks the address itself): its own
 display-name parser refuses names people send, unquoted non-ASCII ("Jürgen Müller <…>"),
 an unquoted period ("J. Doe <…>") and spaces inside the brackets ("Jane < a@b.com >").
 
-Anything that ends up in a message header goes through here, and anything that
-could add a header (CR, LF, NUL, other control characters, Unicode line
-separators) is refused before a message is ever built.
+The whole value obeys the header rules (``mailroom.headers``), the display name is
+readable (no direction overrides or invisible characters), and the address header is
+built once here, so a mailbox that parses is one the worker can write.
 """
 
 from __future__ import annotations
 
 import functools
 import re
-import unicodedata
 from dataclasses import dataclass
 from email.headerregistry import Address
 
 from email_validator import EmailNotValidError, validate_email
 
+from mailroom.headers import header_safe, mailbox_built, readable
+
 # "Display Name <local@domain>" or a bare "local@domain".
 _NAME_ADDR = re.compile(
     r'^\s*(?:"(?P<quoted>(?:[^"\\]|\\.)*)"|(?P<plain>[^"<>]*?))\s*<(?P<addr>[^<>]*)>\s*$'
 )
-_LINE_SEPARATORS = frozenset("\u2028\u2029\u0085")
 MAX_ADDRESS_LENGTH = 320
 MAX_DISPLAY_NAME_LENGTH = 200
-
-
-def control_character(value: str) -> str | None:
-    """The first character that must never reach a header, or None."""
-    for char in value:
-        if char in _LINE_SEPARATORS or unicodedata.category(char) == "Cc":
-            return char
-    return None
-
-
-def reject_control_characters(value: str) -> str:
-    char = control_character(value)
-    if char is not None:
-        raise ValueError(f"must not contain control characters (found U+{ord(char):04X})")
-    return value
-
-
-# An RFC 2047 encoded-word. Python's email package decodes these when it writes a
-# header (before CVE-2024-6923's fix, CR/LF included): "=?utf-8?q?a=0D=0ABcc:=20x?="
-# would become a second header line. Mailroom encodes non-ASCII text itself, so a
-# caller never needs to send one.
-_ENCODED_WORD = re.compile(r"=\?[^?\s]*\?[^?\s]*\?[^?\s]*\?=")
-
-
-def header_safe(value: str) -> str:
-    """Text that may go into a header: no control characters, no encoded-words."""
-    reject_control_characters(value)
-    if _ENCODED_WORD.search(value):
-        raise ValueError(
-            "must not contain an RFC 2047 encoded-word (=?charset?…?=): send the text "
-            "itself, Mailroom encodes it"
-        )
-    return value
+MAX_LOCAL_PART_OCTETS = 64  # RFC 5321 4.5.3.1.1; counted in UTF-8, as SMTPUTF8 sends it
 
 
 @dataclass(frozen=True)
@@ -68,7 +36,7 @@ class Mailbox:
     address: str
     name: str = ""
 
-    @property
+    @functools.cached_property
     def header(self) -> str:
         if not self.name:
             return self.address
@@ -99,6 +67,10 @@ def parse_mailbox(value: str) -> Mailbox:
         )
     if len(name) > MAX_DISPLAY_NAME_LENGTH:
         raise ValueError(f"has a display name longer than {MAX_DISPLAY_NAME_LENGTH} characters")
+    try:
+        readable(name)
+    except ValueError as exc:
+        raise ValueError(f"has a display name that {exc}") from None
     if not addr:
         raise ValueError("is empty")
     try:
@@ -111,4 +83,15 @@ def parse_mailbox(value: str) -> Mailbox:
     address = checked.ascii_email or checked.normalized
     if len(address) > MAX_ADDRESS_LENGTH:
         raise ValueError("is too long")
-    return Mailbox(address=address, name=name)
+    octets = len(checked.local_part.encode())
+    if octets > MAX_LOCAL_PART_OCTETS:
+        raise ValueError(
+            f"has {octets} octets before the @; at most {MAX_LOCAL_PART_OCTETS} are allowed "
+            "(RFC 5321)"
+        )
+    mailbox = Mailbox(address=address, name=name)
+    try:
+        mailbox_built(mailbox.header, display_name=name, addr_spec=address)
+    except ValueError as exc:
+        raise ValueError(f"{exc} in an address header") from None
+    return mailbox

@@ -9,6 +9,7 @@
     ├── Forbidden                 403 forbidden         (the key lacks the scope)
     ├── NotFound                  404 not_found
     ├── MethodNotAllowed          405 method_not_allowed
+    ├── RequestTimeout            408 request_timeout   (the request arrived too slowly)
     ├── Conflict                  409 conflict          (the email's status does not allow it)
     ├── PayloadTooLarge           413 payload_too_large
     ├── RateLimited               429 rate_limited      (``retry_after`` seconds)
@@ -19,12 +20,25 @@
 Each leaves the API in one JSON shape (``body``)::
 
     {"error": {"code": "...", "message": "...", "details": ...}}
+
+A list of ``details`` holds at most MAX_DETAILS problems (the first ones); when there were
+more, ``detailsTotal`` says how many, so one request cannot make a huge answer.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, TypeVar
+
+MAX_DETAILS = 20
+T = TypeVar("T")
+
+
+def first_details(details: Sequence[T]) -> tuple[list[T], int | None]:
+    """The first MAX_DETAILS of ``details``, and their total when some were left out."""
+    if len(details) <= MAX_DETAILS:
+        return list(details), None
+    return list(details[:MAX_DETAILS]), len(details)
 
 
 class MailroomError(Exception):
@@ -45,7 +59,14 @@ class MailroomError(Exception):
 
     def body(self) -> dict[str, Any]:
         """The error as the API answers it."""
-        return {"error": {"code": self.code, "message": self.message, "details": self.details}}
+        error: dict[str, Any] = {"code": self.code, "message": self.message}
+        if isinstance(self.details, list):
+            error["details"], total = first_details(self.details)
+            if total is not None:
+                error["detailsTotal"] = total
+        else:
+            error["details"] = self.details
+        return {"error": error}
 
 
 class InvalidRequest(MailroomError):
@@ -79,6 +100,11 @@ class Forbidden(MailroomError):
 class NotFound(MailroomError):
     status_code = 404
     code = "not_found"
+
+
+class RequestTimeout(MailroomError):
+    status_code = 408
+    code = "request_timeout"
 
 
 class Conflict(MailroomError):

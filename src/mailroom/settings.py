@@ -119,6 +119,13 @@ class Settings(BaseSettings):
     cors_origins: str = ""
     # How long an API key lookup is cached per process (so a revocation takes this long).
     api_key_cache_seconds: float = Field(default=5.0, ge=0, le=300)
+    # Slow clients: a request's head (request line and headers) must arrive within this many
+    # seconds of the connection opening or of its first byte, its body within this many
+    # seconds of its head; past either, 408 and the connection is closed.
+    request_header_timeout: float = Field(default=10.0, gt=0, le=300)
+    request_body_timeout: float = Field(default=60.0, gt=0, le=3600)
+    # Connections one API process holds at once; a request beyond them gets 503 at once.
+    max_connections: int = Field(default=500, ge=1, le=100_000)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["console", "json"] = "console"

@@ -2,26 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import json
 import re
 import secrets
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
 import pytest
+from asgi_lifespan import LifespanManager
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from mailroom.api.app import create_app
 from mailroom.auth.keys import generate_key
 from mailroom.auth.scopes import Scope
 from mailroom.auth.service import create_key, revoke_key
 from mailroom.errors import InvalidRequest
 from mailroom.settings import Settings
 from tests.api.shapes import assert_error
-from tests.conftest import api_client, make_key
+from tests.conftest import api_client, make_key, make_settings
+from tests.support.live_server import LiveServer, serving
 from tests.support.waiting import eventually
 
 VALID: dict[str, Any] = {"to": "jane@example.com", "subject": "Hello", "text": "Hi there"}
@@ -314,3 +319,95 @@ async def test_two_keys_with_one_name_cannot_both_be_active(
     async with sessions() as session:
         with pytest.raises(InvalidRequest):
             await create_key(session, name=name, scopes=(Scope.SEND,))
+
+
+# -- authenticated from the headers, before the body ----------------------------------------
+
+
+@pytest.fixture(scope="module")
+async def live_server(database_url: str, namespace: str) -> AsyncIterator[LiveServer]:
+    async with serving(make_settings(database_url, namespace)) as server:
+        yield server
+
+
+async def _answer_to_headers_alone(server: LiveServer, head: str) -> tuple[int, float, bytes]:
+    """Send only a request's head (its Content-Length promises a body that never comes):
+    the status and how long it took to come, and the body that came with it."""
+    host, port = server.base_url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        started = time.monotonic()
+        writer.write(head.encode())
+        await writer.drain()
+        async with asyncio.timeout(10):
+            status_line = await reader.readline()
+            headers = await reader.readuntil(b"\r\n\r\n")
+        length = int(re.search(rb"content-length: (\d+)", headers.lower()).group(1))  # type: ignore[union-attr]
+        body = await reader.readexactly(length)
+        return int(status_line.split()[1]), time.monotonic() - started, body
+    finally:
+        writer.close()
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "length"),
+    [
+        ("POST", "/send", 1000),
+        ("POST", "/send/batch", 49 * 1024 * 1024),
+        ("POST", "/emails/requeue", 1000),
+        ("POST", f"/emails/{NO_SUCH_EMAIL}/cancel", 1000),
+        ("GET", "/logs/email", 1000),
+    ],
+)
+async def test_a_request_without_a_key_is_401_before_its_body_arrives(
+    live_server: LiveServer, method: str, path: str, length: int
+) -> None:
+    head = (
+        f"{method} {path} HTTP/1.1\r\nHost: mailroom.test\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
+    )
+    status, elapsed, body = await _answer_to_headers_alone(live_server, head)
+    assert status == 401, body
+    assert json.loads(body)["error"]["code"] == "unauthorized"
+    assert elapsed < 5  # at once: it used to wait for the body as long as the client did
+
+
+async def test_a_key_without_the_scope_is_403_before_its_body_arrives(
+    live_server: LiveServer, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    key = await make_key(sessions, (Scope.LOGS_READ,))
+    head = (
+        f"POST /send HTTP/1.1\r\nHost: mailroom.test\r\nAuthorization: Bearer {key}\r\n"
+        "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+    )
+    status, _, body = await _answer_to_headers_alone(live_server, head)
+    assert status == 403, body
+
+
+# -- failed authentication is limited per IP on every route ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/logs/email"),
+        ("GET", f"/emails/{NO_SUCH_EMAIL}"),
+        ("POST", f"/emails/{NO_SUCH_EMAIL}/cancel"),
+        ("POST", "/emails/requeue"),
+        ("GET", "/metrics"),
+    ],
+)
+async def test_failed_authentication_is_rate_limited_per_ip_on_every_route(
+    settings_factory: Callable[..., Settings], clean: None, method: str, path: str
+) -> None:
+    peer = f"198.19.{secrets.randbelow(256)}.{secrets.randbelow(254) + 1}"
+    app = create_app(settings_factory(send_rate_limit="5/minute"))
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app, client=(peer, 50000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            wrong = {"Authorization": f"Bearer {generate_key()}"}
+            statuses = [
+                (await client.request(method, path, headers=wrong, json={})).status_code
+                for _ in range(6)
+            ]
+    assert statuses == [401] * 5 + [429], statuses

@@ -211,3 +211,26 @@ async def test_an_allowed_origin_can_read_the_rate_limit_and_replay_headers(
         headers={"Origin": "https://evil.example.com"},
     )
     assert "access-control-allow-origin" not in other.headers
+
+
+# -- security headers ------------------------------------------------------------------
+
+
+async def test_every_response_is_never_sniffed_nor_cached(client: httpx.AsyncClient) -> None:
+    accepted = await client.post(
+        "/send", json={"to": "jane@example.com", "subject": "Hello", "text": "Hi"}
+    )
+    responses = [
+        accepted,
+        await client.get(f"/emails/{accepted.json()['id']}"),
+        await client.get("/logs/email"),
+        await client.get("/emails/00000000-0000-0000-0000-000000000000"),
+        await client.post("/send", json={"to": "bad"}),
+        await client.post("/send", json={}, headers={"Authorization": "Bearer nope"}),
+        await client.get("/health"),
+        await client.get("/openapi.json"),
+    ]
+    for response in responses:
+        where = (response.request.url.path, response.status_code)
+        assert response.headers["x-content-type-options"] == "nosniff", where
+        assert response.headers["cache-control"] == "no-store", where

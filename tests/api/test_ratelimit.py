@@ -418,3 +418,98 @@ async def test_the_limiter_reloads_its_script_after_redis_forgot_it(
     assert len(answers) == 4
     assert sorted(r.allowed for r in answers) == [False, True, True, True]
     assert min(r.remaining for r in answers) == 0
+
+
+# -- a busy event loop or one slow answer does not switch limits off ----------------------
+
+
+async def test_a_busy_event_loop_does_not_switch_the_limiter_off(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    limiter = SendRateLimiter(settings_factory())
+    identity = f"key:{secrets.token_hex(4)}"
+    try:
+        first = asyncio.create_task(limiter.hit(identity, "1/minute"))
+        # The loop is held for longer than the Redis timeout right after the hit is
+        # submitted (another request's CPU work): that is not Redis being slow.
+        asyncio.get_running_loop().call_soon(time.sleep, 1.3)
+        answered = await first
+        second = await limiter.hit(identity, "1/minute")
+    finally:
+        await limiter.aclose()
+    assert answered is not None and answered.allowed
+    assert second is not None and not second.allowed  # the limit still holds
+
+
+class FlakyRedis:
+    """A TCP proxy to the test Redis whose first connection never answers."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self._target = target
+        self.connections = 0
+        self._server: asyncio.Server | None = None
+        self._writers: list[asyncio.StreamWriter] = []
+
+    async def __aenter__(self) -> str:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        port = self._server.sockets[0].getsockname()[1]
+        return f"redis://127.0.0.1:{port}/0"
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        for writer in self._writers:
+            writer.close()
+        self._server.close()
+        await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        self._writers.append(writer)
+        if self.connections == 1:
+            await reader.read()  # swallow everything, answer nothing
+            return
+        upstream_reader, upstream_writer = await asyncio.open_connection(*self._target)
+        self._writers.append(upstream_writer)
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            while data := await source.read(65536):
+                sink.write(data)
+                await sink.drain()
+
+        await asyncio.gather(
+            pipe(reader, upstream_writer), pipe(upstream_reader, writer), return_exceptions=True
+        )
+
+
+async def test_one_slow_answer_lets_that_request_through_and_keeps_the_limits(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    from tests.conftest import REDIS_URL
+
+    target = REDIS_URL.removeprefix("redis://").split("/")[0].split(":")
+    async with FlakyRedis((target[0], int(target[1]))) as url:
+        limiter = SendRateLimiter(settings_factory(redis_url=url))
+        identity = f"key:{secrets.token_hex(4)}"
+        try:
+            lost = await limiter.hit(identity, "1/minute")  # its call times out
+            first = await limiter.hit(identity, "1/minute")
+            second = await limiter.hit(identity, "1/minute")
+        finally:
+            await limiter.aclose()
+    assert lost is None  # let through, unlimited
+    assert first is not None and first.allowed
+    assert second is not None and not second.allowed
+
+
+async def test_redis_down_switches_limits_off_at_once_and_back_on_later(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    limiter = SendRateLimiter(settings_factory(redis_url="redis://127.0.0.1:1/0"))
+    try:
+        assert await limiter.hit("key:refused", "1/minute") is None
+        # A refused connection is an outage: the next request does not even try.
+        started = time.monotonic()
+        assert await limiter.hit("key:refused", "1/minute") is None
+        assert time.monotonic() - started < 0.05
+    finally:
+        await limiter.aclose()

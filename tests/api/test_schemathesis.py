@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from schemathesis import HookContext
 
 from mailroom.api.app import create_app
+from tests.api.test_injection import PAYLOADS
 from tests.conftest import make_settings
 from tests.support.live_server import LiveServer, serving
 
@@ -68,21 +69,37 @@ _HEADERS = st.dictionaries(
     st.text(_LINE_SAFE, max_size=80),
     max_size=3,
 )
+# The injection corpus (encoded-words with and without whitespace, direction overrides,
+# invisible characters, lone surrogates, ...) spliced into the fields a header is made of:
+# each must be a 422 or deliver as given, never a 5xx.
+_HOSTILE = st.builds("{}{}".format, _SUBJECT, st.sampled_from(list(PAYLOADS.values())))
+_HOSTILE_MAILBOX = st.builds(
+    "{}{} <{}>".format, _DISPLAY_NAME, st.sampled_from(list(PAYLOADS.values())), _ADDRESS
+)
+# Address lists around their bound (50 recipients in to, cc and bcc together).
+_MANY = st.lists(_ADDRESS, min_size=45, max_size=55)
 
 
 @st.composite
 def _acceptable(draw: st.DrawFn, body: dict[str, Any]) -> dict[str, Any]:
     body = dict(body)
+    hostile = draw(st.integers(0, 9)) == 0  # one body in ten carries a corpus payload
     for name in _ADDRESS_FIELDS.intersection(body):
         value = body[name]
+        mailbox = _HOSTILE_MAILBOX if hostile else _MAILBOX
         if isinstance(value, str):
-            body[name] = draw(_MAILBOX)
+            body[name] = draw(mailbox)
         elif isinstance(value, list):
-            body[name] = [draw(_MAILBOX) for _ in value]
+            body[name] = [draw(mailbox) for _ in value]
+    if draw(st.integers(0, 9)) == 0:
+        body["to"] = draw(_MANY)
     if "subject" in body:
-        body["subject"] = draw(_SUBJECT)
+        body["subject"] = draw(_HOSTILE if hostile else _SUBJECT)
     if "headers" in body:
-        body["headers"] = draw(_HEADERS)
+        headers = draw(_HEADERS)
+        if hostile and headers:
+            headers = {name: draw(_HOSTILE) for name in headers}
+        body["headers"] = headers
     if not isinstance(body.get("text"), str) and not isinstance(body.get("html"), str):
         body["text"] = draw(st.text(min_size=1, max_size=200).filter(lambda t: "\x00" not in t))
     return body

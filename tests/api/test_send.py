@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -317,6 +318,34 @@ INVALID: list[Any] = [
     pytest.param(_with(headers={"MIME-Version": "1.0"}), "headers", id="header-mime-version"),
     pytest.param(_with(headers={"Return-Path": "<e@example.com>"}), "headers", id="header-rpath"),
     pytest.param(_with(headers={"Received": "from x"}), "headers", id="header-received"),
+    # headers only a receiving or signing system may write
+    *(
+        pytest.param(_with(headers={name: "v"}), "headers", id=f"header-{name}")
+        for name in (
+            "DKIM-Signature",
+            "DomainKey-Signature",
+            "ARC-Seal",
+            "ARC-Message-Signature",
+            "arc-authentication-results",
+            "Authentication-Results",
+            "Received-SPF",
+            "Delivered-To",
+            "Envelope-To",
+            "X-Original-To",
+            "Resent-From",
+            "Resent-To",
+            "resent-message-id",
+            "Return-Receipt-To",
+            "Disposition-Notification-To",
+            "Errors-To",
+        )
+    ),
+    pytest.param(_with(headers={"X-Note=?utf-8?q?x?=": "v"}), "headers", id="header-name-ew"),
+    pytest.param(_with(headers={"X-Evil": "=?utf-8?q?a b?="}), "headers", id="header-value-ew"),
+    pytest.param(_with(subject="Hi =?utf-8?q?x y?="), "subject", id="subject-encoded-word"),
+    pytest.param(_with(subject="Pay\u202eLaP"), "subject", id="subject-bidi-override"),
+    pytest.param(_with(subject="Pay\u200bPal"), "subject", id="subject-zero-width"),
+    pytest.param(_with(to="l" * 65 + "@example.com"), "to[0]", id="to-local-part-65-octets"),
     pytest.param(_with(headers={"X-Evil:Bcc": "v"}), "headers", id="header-name-colon"),
     pytest.param(_with(headers={"X-Evil:": "v"}), "headers", id="header-name-trailing-colon"),
     pytest.param(_with(headers={"X Evil": "v"}), "headers", id="header-name-space"),
@@ -413,3 +442,17 @@ async def test_header_injection_attempts_store_nothing_and_leak_nothing(
     log = (await client.get("/logs/email")).json()
     assert log["data"] == []
     assert log["pagination"]["total"] == 0
+
+
+@pytest.mark.parametrize("field", ["subject", "text", "html", "to"])
+async def test_a_lone_surrogate_is_422_and_nothing_is_stored(
+    client: httpx.AsyncClient, field: str
+) -> None:
+    # JSON may carry "\ud800"; PostgreSQL and the SMTP encoder cannot, and in a shared
+    # group commit it would fail the other requests' emails too.
+    body = {**VALID, field: "Jane\ud800 <jane@example.com>" if field == "to" else "x\ud800"}
+    raw = json.dumps(body).encode()
+    assert b"\\ud800" in raw
+    response = await client.post("/send", content=raw, headers={"Content-Type": "application/json"})
+    assert _fields(response) == [f"{field}[0]" if field == "to" else field]
+    assert await _stored_count(client) == 0

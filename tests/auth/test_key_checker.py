@@ -14,6 +14,7 @@ from mailroom.auth.service import KeyChecker
 from mailroom.db.engine import create_engine, create_session_factory
 from mailroom.settings import Settings
 from tests.conftest import make_key
+from tests.support.waiting import eventually
 
 
 class CountedLoads:
@@ -81,16 +82,79 @@ async def test_a_request_that_goes_away_does_not_cancel_the_others_load(
     assert loads.count == 1
 
 
-async def test_an_unknown_key_is_not_cached_and_each_wave_asks_again(
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_an_unknown_key_is_looked_up_once_per_cache_lifetime(loads: CountedLoads) -> None:
+    from mailroom.auth.keys import generate_key
+
+    unknown = generate_key()
+    clock = Clock()
+    checker = KeyChecker(loads.sessions, ttl=5, clock=clock)
+
+    assert await asyncio.gather(*(checker.check(unknown) for _ in range(10))) == [None] * 10
+    assert loads.count == 1  # the concurrent ten share one load
+    for _ in range(100):  # a client retrying a wrong key costs no lookup
+        assert await checker.check(unknown) is None
+    assert loads.count == 1
+    clock.now += 5
+    assert await checker.check(unknown) is None
+    assert loads.count == 2
+
+
+async def test_without_a_cache_an_unknown_key_is_looked_up_every_time(
     loads: CountedLoads,
 ) -> None:
     from mailroom.auth.keys import generate_key
 
     unknown = generate_key()
-    checker = KeyChecker(loads.sessions, ttl=60)
+    checker = KeyChecker(loads.sessions, ttl=0)
+    for _ in range(3):
+        assert await checker.check(unknown) is None
+    assert loads.count == 3
 
-    assert await asyncio.gather(*(checker.check(unknown) for _ in range(10))) == [None] * 10
-    assert await checker.check(unknown) is None
-    # One load for the concurrent ten, one for the later request: a key created
-    # meanwhile would be found.
-    assert loads.count == 2
+
+async def test_random_unknown_keys_evict_only_each_other(
+    sessions: async_sessionmaker[AsyncSession], loads: CountedLoads
+) -> None:
+    from mailroom.auth.keys import generate_key
+
+    class Small(KeyChecker):
+        _CACHED_KEYS = 3
+
+    key = await make_key(sessions)
+    checker = Small(loads.sessions, ttl=60)
+    assert await checker.check(key) is not None
+    first, *others = [generate_key() for _ in range(4)]
+    for unknown in (first, *others):
+        assert await checker.check(unknown) is None
+    assert loads.count == 5
+    assert await checker.check(key) is not None  # still cached
+    assert await checker.check(others[-1]) is None  # still remembered
+    assert loads.count == 5
+    assert await checker.check(first) is None  # evicted: asked again
+    assert loads.count == 6
+
+
+async def test_a_revoked_key_stops_working_within_the_cache_lifetime(
+    sessions: async_sessionmaker[AsyncSession], loads: CountedLoads
+) -> None:
+    from mailroom.auth.service import revoke_key
+
+    key = await make_key(sessions)
+    checker = KeyChecker(loads.sessions, ttl=0.2)
+    principal = await checker.check(key)
+    assert principal is not None
+    async with sessions() as session:
+        await revoke_key(session, principal.name)
+        await session.commit()
+
+    async def checked() -> object:
+        return await checker.check(key)
+
+    await eventually(checked, lambda found: found is None, timeout=2, what="the key refused")

@@ -261,6 +261,8 @@ def test_a_content_id_is_kept_without_its_brackets(given: str, kept: str) -> Non
         pytest.param("lögo", id="non-ascii"),
         pytest.param("x" * 201, id="too-long"),
         pytest.param('lo"go', id="quote"),
+        pytest.param("logo\u0085", id="trailing-next-line"),
+        pytest.param("logo\n", id="trailing-line-feed"),
     ],
 )
 def test_a_content_id_must_be_a_simple_id(given: str) -> None:
@@ -520,7 +522,15 @@ def test_an_encoded_word_in_a_subject_header_or_name_is_refused(fields: dict[str
             _build([], **fields)
 
 
-def test_text_that_only_looks_like_an_encoded_word_is_kept() -> None:
+def test_text_with_an_opening_but_no_closing_marker_is_kept() -> None:
     assert safe_filename("price=?yes?.txt") == "price=?yes?.txt"
-    message = _build([], subject="Is 2+2=? 4 ?= yes")
-    assert message["Subject"] == "Is 2+2=? 4 ?= yes"
+    message = _build([], subject="Is 2+2=? 4, yes")
+    assert message["Subject"] == "Is 2+2=? 4, yes"
+
+
+def test_an_encoded_word_with_whitespace_inside_is_refused_too() -> None:
+    # Some interpreters decode "=?utf-8?q?…?=" with spaces inside; any "=?" … "?=" is refused.
+    with pytest.raises(ValueError, match="encoded-word"):
+        safe_filename("=?utf-8?q?a=0D=0AX-Evil:=201 b.pdf?=")
+    with pytest.raises(ValueError, match="encoded-word"):
+        _build([], subject="Is 2+2=? 4 ?= yes")

@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 import uvicorn
 
 from mailroom.api.app import create_app
+from mailroom.api.server import server_options
 from mailroom.settings import Settings
 from tests.support.waiting import eventually
 
@@ -28,11 +29,10 @@ class LiveServer:
         self._socket.bind(("127.0.0.1", 0))
         port = self._socket.getsockname()[1]
         self.base_url = f"http://127.0.0.1:{port}"
+        # Served as `mailroom api` serves it (its connection deadlines and cap included);
+        # log_config=None among those options leaves the process's logging alone.
         config = uvicorn.Config(
-            create_app(app_settings),
-            log_config=None,  # leave the process's logging alone
-            access_log=False,
-            lifespan="on",
+            create_app(app_settings), lifespan="on", **server_options(app_settings)
         )
         self.server = uvicorn.Server(config)
         self._thread = threading.Thread(

@@ -14,6 +14,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from mailroom import __version__
+from mailroom.api.docs import install_docs
 from mailroom.api.errors import install_error_handlers
 from mailroom.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from mailroom.api.ratelimit import SendRateLimiter
@@ -72,8 +73,12 @@ def create_app(settings: Settings | None = None, *, inbox: Inbox | None = None) 
         # Mailroom exports its own Prometheus metrics. FastAPI's OpenTelemetry hooks would
         # otherwise look up the (unconfigured) providers on every request: 4 % of its CPU.
         telemetry={"tracing": False, "metrics": False, "logs": False},
+        # Served by install_docs with their scripts vendored, not from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     install_error_handlers(app)
+    install_docs(app)
     app.include_router(emails.send_router)
     app.include_router(emails.router)
     app.include_router(logs.router)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from starlette.types import Scope
 
 if TYPE_CHECKING:
+    from mailroom.auth.scopes import Scope as KeyScope
     from mailroom.auth.service import Principal
 
 _KEY = "mailroom.context"
@@ -20,7 +21,7 @@ _KEY = "mailroom.context"
 @dataclass
 class RequestContext:
     caller: Principal | None = None
-    send_checked: bool = False
+    authorized: KeyScope | None = None  # the scope the caller was checked for
     response_headers: dict[str, str] = field(default_factory=dict)
     # Emails this request stored (not replayed): the metrics count them once its 202 has
     # left, which is after the commit.

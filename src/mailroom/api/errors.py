@@ -8,17 +8,19 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mailroom.errors import (
+    MAX_DETAILS,
     HttpError,
     InvalidRequest,
     MailroomError,
     MalformedRequest,
     MethodNotAllowed,
     NotFound,
+    PayloadTooLarge,
     ServiceUnavailable,
     field_errors,
 )
@@ -31,7 +33,12 @@ DATABASE_RETRY_AFTER = 5  # seconds
 class ErrorBody(BaseModel):
     code: str
     message: str
-    details: Any = None
+    details: Any = Field(
+        default=None, description=f"For a list of problems: the first {MAX_DETAILS} of them"
+    )
+    detailsTotal: int | None = Field(  # the JSON name, as the other keys
+        default=None, description=f"How many problems there were, when over {MAX_DETAILS}"
+    )
 
 
 class ErrorResponse(BaseModel):
@@ -73,6 +80,8 @@ async def _http(request: Request, exc: Exception) -> JSONResponse:
         error = NotFound("No such endpoint.", headers=exc.headers)
     elif exc.status_code == 405:
         error = MethodNotAllowed("Method not allowed on this endpoint.", headers=exc.headers)
+    elif exc.status_code == 413:  # the body passed its limit while it was read
+        error = PayloadTooLarge(str(exc.detail))
     else:
         error = HttpError(exc.status_code, str(exc.detail), headers=exc.headers)
     return error_response(error)

@@ -6,6 +6,7 @@ import json
 import time
 
 import structlog
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mailroom.api.context import client_address, request_context
@@ -30,11 +31,25 @@ async def _send_error(send: Send, error: MailroomError) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+class BodyTooLarge(StarletteHTTPException):
+    """Raised while the body is read, once it passes the limit (mapped to Mailroom's 413).
+
+    An HTTPException, so that FastAPI lets it through as it reads the body rather than
+    turning it into a 400.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(413, f"The request body is larger than {max_bytes} bytes.")
+
+
 class BodyLimitMiddleware:
     """Refuse bodies over ``max_bytes`` with 413 before anything parses them.
 
-    The body is read (up to the limit) before the application runs, so a slow or
-    endless upload never reaches a JSON parser.
+    A declared Content-Length over the limit is answered at once. Otherwise the body is
+    counted as it is read, which happens only after the route has authenticated the
+    caller (see api.security): nothing here reads, so a request without a valid key is
+    answered 401 without a byte of its body buffered. Past the limit, reading stops with
+    a 413 before a JSON parser sees anything.
     """
 
     def __init__(
@@ -49,7 +64,6 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         max_bytes = self.per_path.get(scope["path"], self.max_bytes)
-        too_large = f"The request body is larger than {max_bytes} bytes."
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:
@@ -57,37 +71,25 @@ class BodyLimitMiddleware:
                 except ValueError:
                     declared = -1
                 if declared > max_bytes:
-                    await _send_error(send, PayloadTooLarge(too_large))
+                    await _send_error(send, PayloadTooLarge(BodyTooLarge(max_bytes).detail))
                     return
-        chunks: list[bytes] = []
         size = 0
-        while True:
+
+        async def limited() -> Message:
+            nonlocal size
             message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > max_bytes:
-                await _send_error(send, PayloadTooLarge(too_large))
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
-        replayed = False
+            if message["type"] == "http.request":
+                size += len(message.get("body", b""))
+                if size > max_bytes:
+                    raise BodyTooLarge(max_bytes)
+            return message
 
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, limited, send)
 
 
 class RequestContextMiddleware:
-    """Adds headers the request asked for (rate limits) and logs one line per request.
+    """Adds headers the request asked for (rate limits) and the security headers every
+    response carries, and logs one line per request.
 
     ``request.completed``: method, path, status, duration, client IP and key name (never
     the key). The request id comes from asgi-correlation-id's context.
@@ -110,14 +112,17 @@ class RequestContextMiddleware:
             observed.sent(message)
             if message["type"] == "http.response.start":
                 status = message["status"]
-                extra = context.response_headers
-                if extra:
-                    headers = list(message.get("headers", []))
-                    present = {name.lower() for name, _ in headers}
-                    for name, value in extra.items():
-                        if name.lower().encode() not in present:
-                            headers.append((name.lower().encode(), value.encode()))
-                    message = {**message, "headers": headers}
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                for name, value in context.response_headers.items():
+                    if name.lower().encode() not in present:
+                        headers.append((name.lower().encode(), value.encode()))
+                # Responses carry addresses and bodies: never sniffed into HTML by a
+                # browser, never kept by a cache (the docs' assets say otherwise).
+                headers.append((b"x-content-type-options", b"nosniff"))
+                if b"cache-control" not in present:
+                    headers.append((b"cache-control", b"no-store"))
+                message = {**message, "headers": headers}
             await send(message)
 
         try:

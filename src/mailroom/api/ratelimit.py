@@ -10,7 +10,10 @@ script (read both counters, decide, count) where the `limits` strategies make tw
 pipeline. `limits` still parses the limits ("100/second").
 
 If Redis cannot answer, requests are let through (and logged): Mailroom keeps
-accepting mail while Redis is down, as the sweeper will dispatch it later.
+accepting mail while Redis is down, as the sweeper will dispatch it later. Only the
+Redis call itself is timed (not the wait for a turn of a busy event loop), a failed call
+lets through only the requests it carried, and limits are off for a while only during an
+outage (see breaker).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Any
 import redis.asyncio as redis
 import structlog
 from limits import RateLimitItem, parse
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 
 from mailroom.breaker import Breaker
@@ -33,7 +37,8 @@ from mailroom.settings import Settings
 
 log = structlog.get_logger(__name__)
 
-_TIMEOUT = 1.0  # seconds; past it the request goes through unlimited
+_TIMEOUT = 1.0  # seconds for one Redis call; past it its requests go through unlimited
+_FAILURES_TO_OPEN = 3  # calls failing in a row that mean Redis is down
 _COALESCE_MAX_HITS = 200
 # This window's key, the previous window's, the limit, the window (ms), ms into it.
 _Hit = tuple[str, str, int, int, int]
@@ -111,7 +116,8 @@ class SendRateLimiter:
         self._prefix = f"{settings.queue_prefix}:ratelimit"
         self._default = settings.send_rate_limit
         self._items: dict[str, RateLimitItem] = {}
-        self._breaker = Breaker()  # after a Redis fault, requests go through unlimited a while
+        # During an outage, requests go through unlimited for a while without asking Redis.
+        self._breaker = Breaker(failures=_FAILURES_TO_OPEN)
 
     def _item(self, limit: str) -> RateLimitItem:
         item = self._items.get(limit)
@@ -131,15 +137,13 @@ class SendRateLimiter:
         base = f"{self._prefix}:{item.amount}/{window}:{identity}"
         hit = (f"{base}:{index}", f"{base}:{index - 1}", item.amount, window * 1000)
         try:
-            async with asyncio.timeout(_TIMEOUT):
-                answer = await self._hits.submit((*hit, int(elapsed * 1000)))
-            if isinstance(answer, BaseException):
-                raise answer
-            allowed, used, current, previous = answer
-        except Exception as exc:  # noqa: BLE001 - any Redis fault: fail open, loudly
-            self._breaker.trip()
-            log.warning("ratelimit.unavailable", error=str(exc) or type(exc).__name__)
+            answer = await self._hits.submit((*hit, int(elapsed * 1000)))
+        except Exception:  # noqa: BLE001 - the call failed (logged once, in _run_together)
             return None
+        if isinstance(answer, BaseException):  # Redis answered this one hit with an error
+            log.warning("ratelimit.hit_failed", error=str(answer) or type(answer).__name__)
+            return None
+        allowed, used, current, previous = answer
         weighted = float(used)
         # 0 while there is room for another request; otherwise when there will be.
         reset = (
@@ -156,12 +160,27 @@ class SendRateLimiter:
         )
 
     async def _run_together(self, hits: list[_Hit]) -> list[list[Any] | BaseException]:
-        answers = await self._pipeline(hits)
-        if any(isinstance(a, NoScriptError) for a in answers):
-            # Redis restarted or its scripts were flushed: load it, and run them again
-            # (a hit that met NOSCRIPT counted nothing).
-            await self._client.script_load(_HIT)
-            answers = await self._pipeline(hits)
+        try:
+            # The timer starts here, once the hits are on their way: waiting for a turn of
+            # a busy event loop before that is not Redis being slow.
+            async with asyncio.timeout(_TIMEOUT):
+                answers = await self._pipeline(hits)
+                if any(isinstance(a, NoScriptError) for a in answers):
+                    # Redis restarted or its scripts were flushed: load it, and run them
+                    # again (a hit that met NOSCRIPT counted nothing).
+                    await self._client.script_load(_HIT)
+                    answers = await self._pipeline(hits)
+        except Exception as exc:
+            # A refused or broken connection is an outage; a slow answer counts once.
+            self._breaker.failed(outage=isinstance(exc, RedisConnectionError))
+            log.warning(
+                "ratelimit.unavailable",
+                error=str(exc) or type(exc).__name__,
+                requests_let_through=len(hits),
+                limits_paused=self._breaker.is_open,
+            )
+            raise
+        self._breaker.succeeded()
         return answers
 
     async def _pipeline(self, hits: list[_Hit]) -> list[list[Any] | BaseException]:

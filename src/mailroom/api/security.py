@@ -1,4 +1,11 @@
-"""Who is calling: bearer API keys, scopes, and the rate limit on POST /send."""
+"""Who is calling: bearer API keys, scopes, and rate limits, checked from the headers alone.
+
+Every route that needs a key is a ``GuardedRoute``: it authenticates, checks the scope and
+counts the request against its rate limit before FastAPI reads a byte of the body, so a
+caller without a valid key gets its ``401`` (or ``403``, ``429``) at once, whatever it is
+still sending, and the server never buffers or parses a stranger's body. A failed
+authentication counts against the client IP's budget on every route.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +13,7 @@ from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
 from fastapi import Depends, Request, Response, params
+from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
@@ -18,69 +26,73 @@ from mailroom.errors import Forbidden, RateLimited, Unauthorized
 # auto_error=False: a missing key is reported in Mailroom's own error shape.
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer mr_…`")
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+_SCOPE = "mailroom_scope"  # the attribute naming the scope a dependency requires
 
 
-async def _principal(request: Request, state: State, credentials: Credentials) -> Principal:
-    if credentials is None:
-        raise Unauthorized("Missing API key: send 'Authorization: Bearer <key>'.")
-    principal = await state.keys.check(credentials.credentials)
-    if principal is None:
-        raise Unauthorized("Unknown or revoked API key.")
-    request_context(request.scope).caller = principal
-    return principal
+async def authenticate(request: Request, scope: Scope) -> Principal:
+    """The caller, if its key holds ``scope``; raises 401, 403 or 429 otherwise.
 
-
-def require(scope: Scope) -> params.Depends:
-    """A dependency that admits keys holding ``scope``."""
-
-    async def dependency(
-        principal: Annotated[Principal, Depends(_principal)],
-    ) -> Principal:
-        if not principal.has(scope):
-            raise Forbidden(f"This API key lacks the '{scope.value}' scope.")
-        return principal
-
-    marker: params.Depends = Depends(dependency)
-    return marker
-
-
-async def authenticate_send(request: Request) -> Principal:
-    """Authenticate and rate-limit a POST /send: per key, or per client IP if the key fails."""
+    Per client IP when the key is missing, unknown or revoked; per key on POST /send and
+    /send/batch. Runs once per request: a second call returns the caller found.
+    """
     context = request_context(request.scope)
-    if context.send_checked and context.caller is not None:
+    if context.caller is not None and context.authorized == scope:
         return context.caller
     state = state_of(request)
     credentials = await _bearer(request)
     try:
-        principal = await _principal(request, state, credentials)
+        if credentials is None:
+            raise Unauthorized("Missing API key: send 'Authorization: Bearer <key>'.")
+        principal = await state.keys.check(credentials.credentials)
+        if principal is None:
+            raise Unauthorized("Unknown or revoked API key.")
     except Unauthorized:
         await _limit(request, state, f"ip:{client_address(request.scope)}", None)
         raise
-    await _limit(request, state, f"key:{principal.key_id}", principal.rate_limit)
-    if not principal.has(Scope.SEND):
-        raise Forbidden(f"This API key lacks the '{Scope.SEND.value}' scope.")
-    context.send_checked = True
+    context.caller = principal
+    if scope is Scope.SEND:
+        await _limit(request, state, f"key:{principal.key_id}", principal.rate_limit)
+    if not principal.has(scope):
+        raise Forbidden(f"This API key lacks the '{scope.value}' scope.")
+    context.authorized = scope
     return principal
 
 
-async def _send_caller(request: Request, credentials: Credentials) -> Principal:
-    # Normally GuardedRoute has run this before the body was read; this declares the
-    # bearer scheme in the OpenAPI document and covers a route without GuardedRoute.
-    return await authenticate_send(request)
+def require(scope: Scope) -> params.Depends:
+    """A dependency that admits keys holding ``scope`` (and declares the bearer scheme)."""
+
+    async def dependency(request: Request, credentials: Credentials) -> Principal:
+        # GuardedRoute has normally authenticated already; this returns what it found.
+        return await authenticate(request, scope)
+
+    setattr(dependency, _SCOPE, scope)
+    marker: params.Depends = Depends(dependency)
+    return marker
+
+
+def _required_scope(dependant: Dependant) -> Scope | None:
+    for dependency in dependant.dependencies:
+        scope: Scope | None = getattr(dependency.call, _SCOPE, None) or _required_scope(dependency)
+        if scope is not None:
+            return scope
+    return None
 
 
 class GuardedRoute(APIRoute):
     """A route that authenticates (and rate-limits) before FastAPI reads the body.
 
-    Otherwise a body that is not JSON would be refused before the key is checked, and
-    strangers could make the server read and parse bodies without limit.
+    Otherwise FastAPI reads and parses the body first (its dependencies run after), and a
+    stranger could make the server buffer and parse bodies without limit.
     """
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
+        scope = _required_scope(self.dependant)
+        if scope is None:
+            return handler
 
         async def guarded(request: Request) -> Response:
-            await authenticate_send(request)
+            await authenticate(request, scope)
             return await handler(request)
 
         return guarded
@@ -99,6 +111,7 @@ async def _limit(request: Request, state: State, identity: str, limit: str | Non
         )
 
 
-SendCaller = Annotated[Principal, Depends(_send_caller)]
+SendCaller = Annotated[Principal, require(Scope.SEND)]
 LogsReader = require(Scope.LOGS_READ)
 EmailsWriter = require(Scope.EMAILS_WRITE)
+MetricsReader = require(Scope.METRICS_READ)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
 
+from mailroom.api.protocol import GuardedHttpProtocol
 from mailroom.metrics.registry import multiprocess_directory
+from mailroom.settings import Settings, get_settings
 
 _OPTIONS: dict[str, Any] = {
     # Mailroom logs each request itself (request.completed), through structlog.
@@ -24,9 +27,24 @@ _OPTIONS: dict[str, Any] = {
 }
 
 
-def api_server(app: FastAPI, host: str, port: int) -> uvicorn.Server:
+def server_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's options: Mailroom's connection protocol with its deadlines and cap."""
+    protocol = functools.partial(
+        GuardedHttpProtocol,
+        header_timeout=settings.request_header_timeout,
+        body_timeout=settings.request_body_timeout,
+        max_connections=settings.max_connections,
+    )
+    # No WebSocket route exists: an Upgrade request is served as plain HTTP.
+    return {**_OPTIONS, "http": protocol, "ws": "none"}
+
+
+def api_server(
+    app: FastAPI, host: str, port: int, *, settings: Settings | None = None
+) -> uvicorn.Server:
     """One process serving ``app`` (the caller runs its event loop)."""
-    return uvicorn.Server(uvicorn.Config(app, host=host, port=port, **_OPTIONS))
+    options = server_options(settings or get_settings())
+    return uvicorn.Server(uvicorn.Config(app, host=host, port=port, **options))
 
 
 def served_app() -> FastAPI:
@@ -39,7 +57,9 @@ def served_app() -> FastAPI:
     return app
 
 
-def run_api_processes(host: str, port: int, processes: int) -> None:
+def run_api_processes(
+    host: str, port: int, processes: int, *, settings: Settings | None = None
+) -> None:
     """Serve from ``processes`` processes sharing one socket, restarted if they die.
 
     The API is CPU-bound in Python, so one process uses one core; each process builds
@@ -55,5 +75,5 @@ def run_api_processes(host: str, port: int, processes: int) -> None:
             port=port,
             workers=processes,
             loop="uvloop",
-            **_OPTIONS,
+            **server_options(settings or get_settings()),
         )

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from async_lru import alru_cache
@@ -150,26 +151,50 @@ class KeyChecker:
     or expired meanwhile: when the entry of a busy key expires, every request in flight
     finds it expired at once, and each loading it for itself took a pooled connection
     apiece, which the requests storing emails then waited behind (the ingest
-    benchmark's p99). Exceptions are not cached; an unknown key is not kept either.
+    benchmark's p99). Exceptions are not cached.
+
+    An unknown key is remembered as unknown for as long (in a bounded set of its own, so
+    that a stream of random keys evicts none of the known ones): a client retrying a
+    revoked or mistyped key costs no database lookup per request. A key is never
+    presented before it exists (it is generated at creation), and revocation only turns
+    a known key into an unknown one, so this never keeps a key working longer.
     """
 
     _TOUCH_EVERY = 60.0  # seconds between last_used_at updates for one key
     _CACHED_KEYS = 10_000
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, ttl: float) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        ttl: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._sessions = sessions
         self._touched: dict[uuid.UUID, float] = {}
         # ttl=0 keeps nothing once the load is done (only requests waiting on it share it).
         self._principals = alru_cache(maxsize=self._CACHED_KEYS, ttl=ttl)(self._load)
+        self._ttl = ttl
+        self._clock = clock
+        self._unknown: OrderedDict[str, float] = OrderedDict()  # digest -> when to forget it
 
     async def check(self, presented: str) -> Principal | None:
         if not looks_like_key(presented):
             return None
         digest = hash_key(presented)
+        forget_at = self._unknown.get(digest)
+        if forget_at is not None:
+            if self._clock() < forget_at:
+                return None
+            del self._unknown[digest]
         principal = await self._principals(digest)
         if principal is None:
-            # Not kept: a key created a moment later must be found by the next request.
+            # Kept apart from the known keys (see the class docstring).
             self._principals.cache_invalidate(digest)
+            if self._ttl > 0:
+                self._unknown[digest] = self._clock() + self._ttl
+                if len(self._unknown) > self._CACHED_KEYS:
+                    self._unknown.popitem(last=False)
             return None
         now = time.monotonic()
         if now - self._touched.get(principal.key_id, -self._TOUCH_EVERY) >= self._TOUCH_EVERY:

@@ -36,12 +36,15 @@ def run_with_database(
     work: Callable[[async_sessionmaker[AsyncSession]], Awaitable[T]],
     *,
     pool_size: int = 1,
+    report_unreachable: bool = True,
 ) -> T:
     """Run ``work`` on a database opened for this command and closed after it.
 
     A MailroomError (a key or email that does not exist, a move its state forbids) ends
-    the command with its message and exit code 1.
+    the command with its message and exit code 1, and so does a PostgreSQL or Redis that
+    cannot be reached (one line saying which), unless the command reports that itself.
     """
+    from mailroom.cli.unreachable import reachable
     from mailroom.db.engine import open_database
     from mailroom.errors import MailroomError
 
@@ -49,8 +52,10 @@ def run_with_database(
         async with open_database(settings, pool_size=pool_size) as sessions:
             return await work(sessions)
 
+    guard = reachable(settings) if report_unreachable else contextlib.nullcontext()
     try:
-        return asyncio.run(main())
+        with guard:
+            return asyncio.run(main())
     except MailroomError as exc:
         typer.echo(exc.message, err=True)
         raise typer.Exit(1) from None

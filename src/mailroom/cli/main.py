@@ -12,6 +12,7 @@ from mailroom.cli.emails import emails_app
 from mailroom.cli.keys import keys_app
 from mailroom.cli.projects import projects_app
 from mailroom.cli.purge import purge
+from mailroom.cli.unreachable import reachable
 from mailroom.settings import ConfigurationError, get_settings
 
 app = typer.Typer(
@@ -32,11 +33,11 @@ def api(
     from mailroom.api.server import api_server, run_api_processes
 
     if processes > 1:
-        run_api_processes(host, port, processes)
+        run_api_processes(host, port, processes, settings=settings)
         return
     from mailroom.api.app import create_app
 
-    server = api_server(create_app(settings), host, port)
+    server = api_server(create_app(settings), host, port, settings=settings)
     run_server(server.serve)
 
 
@@ -71,7 +72,8 @@ def worker(
         async with DeliveryWorker(settings, concurrency=concurrency, transport=transport):
             await stop.wait()
 
-    run_server(main)
+    with reachable(settings):
+        run_server(main)
 
 
 @app.command()
@@ -80,7 +82,8 @@ def migrate() -> None:
     settings = load_cli_settings()
     from mailroom.db.migrate import migrate as run_migrations
 
-    asyncio.run(run_migrations(settings.database_url))
+    with reachable(settings):
+        asyncio.run(run_migrations(settings.database_url))
     typer.echo("Database is up to date.")
 
 

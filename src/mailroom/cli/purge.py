@@ -70,7 +70,8 @@ def purge(
         return dict(done.deleted)
 
     try:
-        counts = run_with_database(settings, work)
+        # Its own message: how far it got matters when the database goes away midway.
+        counts = run_with_database(settings, work, report_unreachable=False)
     except (OSError, DBAPIError) as exc:
         reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
         typer.echo(f"Purge stopped: {reason}", err=True)

@@ -13,7 +13,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from mailroom.addresses import header_safe
+from mailroom.headers import built, filename_built, header_safe
 
 MAX_ATTACHMENTS = 20
 MAX_FILENAME_LENGTH = 255
@@ -72,7 +72,7 @@ def safe_filename(value: str) -> str:
         )
     if len(name) > MAX_FILENAME_LENGTH:
         raise ValueError(f"must be at most {MAX_FILENAME_LENGTH} characters")
-    return name
+    return filename_built(name)
 
 
 def content_type_for(filename: str, given: str | None) -> str:
@@ -85,7 +85,7 @@ def content_type_for(filename: str, given: str | None) -> str:
             return "application/octet-stream"
         return guessed
     value = given.strip().lower()
-    if not _CONTENT_TYPE.match(value):
+    if not _CONTENT_TYPE.fullmatch(value):
         raise ValueError("must be a MIME type such as application/pdf (without parameters)")
     if value.split("/", 1)[0] in _REFUSED_TYPES:
         raise ValueError(f"{value} cannot be attached as a file")
@@ -93,7 +93,8 @@ def content_type_for(filename: str, given: str | None) -> str:
 
 
 def check_content_id(value: str) -> str:
-    value = value.strip().removeprefix("<").removesuffix(">")
-    if not _CONTENT_ID.match(value) or "=?" in value:
+    # Spaces only: a trailing CR, LF or NEL is refused, not quietly dropped.
+    value = value.strip(" ").removeprefix("<").removesuffix(">")
+    if not _CONTENT_ID.fullmatch(value) or "=?" in value:
         raise ValueError("must be a simple id such as logo or logo@example.com")
-    return value
+    return built("Content-ID", f"<{value}>")[1:-1]

@@ -14,7 +14,7 @@ from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
 
-from mailroom.addresses import header_safe, parse_mailbox
+from mailroom.addresses import parse_mailbox
 from mailroom.emails.attachments import Attachment
 from mailroom.emails.message_format import (
     POLICY,
@@ -23,6 +23,7 @@ from mailroom.emails.message_format import (
     text_transfer_encoding,
 )
 from mailroom.emails.models import Email
+from mailroom.headers import header_safe
 
 
 def new_message_id(domain: str) -> str:

@@ -10,11 +10,15 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from mailroom.api.deps import InboxDep
 from mailroom.api.errors import AUTH_RESPONSES
-from mailroom.api.security import LogsReader, require
+from mailroom.api.security import GuardedRoute, LogsReader, require
 from mailroom.auth.scopes import Scope
 
 # The inbox holds what every project sent: only a key that reaches every project reads it.
-router = APIRouter(tags=["development"], dependencies=[LogsReader, require(Scope.ADMIN)])
+router = APIRouter(
+    tags=["development"],
+    dependencies=[LogsReader, require(Scope.ADMIN)],
+    route_class=GuardedRoute,
+)
 
 
 @router.get(

@@ -48,8 +48,8 @@ SandboxHeader = Annotated[
     ),
 ]
 
-router = APIRouter(tags=["emails"])
-# POST /send authenticates before its body is read (see GuardedRoute).
+# Every route authenticates before its body is read (see GuardedRoute).
+router = APIRouter(tags=["emails"], route_class=GuardedRoute)
 send_router = APIRouter(tags=["emails"], route_class=GuardedRoute)
 
 

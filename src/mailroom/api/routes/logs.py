@@ -10,11 +10,12 @@ from fastapi import APIRouter, Query
 from mailroom.api.callers import LogsCaller
 from mailroom.api.deps import Session
 from mailroom.api.errors import AUTH_RESPONSES, ErrorResponse
+from mailroom.api.security import GuardedRoute
 from mailroom.emails import log
 from mailroom.emails.log_query import LogQuery
 from mailroom.emails.schemas.responses import EmailLogPage
 
-router = APIRouter(tags=["logs"])
+router = APIRouter(tags=["logs"], route_class=GuardedRoute)
 
 
 @router.get(

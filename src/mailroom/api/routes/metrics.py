@@ -9,12 +9,11 @@ from fastapi.responses import PlainTextResponse
 
 from mailroom.api.deps import State
 from mailroom.api.errors import AUTH_RESPONSES
-from mailroom.api.security import require
-from mailroom.auth.scopes import Scope
+from mailroom.api.security import GuardedRoute, MetricsReader
 from mailroom.metrics.collectors import queue_depth
 from mailroom.metrics.registry import API_REGISTRY, CONTENT_TYPE, multiprocess_dir, render
 
-router = APIRouter(tags=["metrics"], dependencies=[require(Scope.METRICS_READ)])
+router = APIRouter(tags=["metrics"], dependencies=[MetricsReader], route_class=GuardedRoute)
 
 # Errors are JSON as everywhere else; with a "model", FastAPI would file them under this
 # route's text/plain instead.

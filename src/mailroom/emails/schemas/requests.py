@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -16,8 +18,9 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
-from mailroom.addresses import header_safe, parse_mailbox
+from mailroom.addresses import parse_mailbox
 from mailroom.emails.attachments import (
     MAX_ATTACHMENTS,
     check_content_id,
@@ -28,6 +31,7 @@ from mailroom.emails.attachments import (
 )
 from mailroom.emails.instants import in_utc, iso_8601_only
 from mailroom.emails.schemas import CamelSchema
+from mailroom.headers import built, header_safe, readable
 
 MAX_RECIPIENTS = 50
 MAX_SCHEDULE_DAYS = 30
@@ -37,6 +41,8 @@ MAX_HEADERS = 50
 MAX_HEADER_NAME_LENGTH = 76
 MAX_HEADER_VALUE_LENGTH = 998
 # Headers Mailroom writes itself; a caller setting them could forge or break the message.
+# Then those only a receiving or signing system may write: a sender's copy would be taken
+# for the receiver's verdict (Authentication-Results), a signature, a trace or a redirect.
 RESERVED_HEADERS = frozenset(
     {
         "from",
@@ -51,13 +57,45 @@ RESERVED_HEADERS = frozenset(
         "mime-version",
         "return-path",
         "received",
+        "dkim-signature",
+        "domainkey-signature",
+        "authentication-results",
+        "received-spf",
+        "delivered-to",
+        "envelope-to",
+        "x-original-to",
+        "return-receipt-to",
+        "disposition-notification-to",
+        "errors-to",
     }
 )
-_HEADER_NAME_CHARS = frozenset(chr(c) for c in range(33, 127)) - {":"}
+RESERVED_PREFIXES = ("content-", "arc-", "resent-")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+# RFC 9110's token characters: every real header name, and nothing a decoder or a
+# parser could read as syntax ("=?", quotes, brackets, ...).
+_HEADER_NAME_CHARS = frozenset(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!#$%&'*+-.^_`|~"
+)
+
+
+def _at_most(limit: int, what: str) -> Callable[[Any], Any]:
+    """A before-validator: a list (or object) longer than ``limit`` is refused before any of
+    its items is validated, so a million of them cost one ``len``."""
+
+    def check(value: Any) -> Any:
+        if isinstance(value, list | dict) and len(value) > limit:
+            raise PydanticCustomError(
+                "too_long",
+                "at most {limit} {what} ({given} given)",
+                {"limit": limit, "what": what, "given": len(value)},
+            )
+        return value
+
+    return check
 
 
 def _one_or_many(value: Any) -> Any:
-    return [value] if isinstance(value, str) else value
+    return _at_most(MAX_RECIPIENTS, "addresses")([value] if isinstance(value, str) else value)
 
 
 def _mailbox(value: str) -> str:
@@ -65,7 +103,7 @@ def _mailbox(value: str) -> str:
 
 
 Addr = Annotated[str, AfterValidator(_mailbox)]
-AddrList = Annotated[list[Addr], BeforeValidator(_one_or_many)]
+AddrList = Annotated[list[Addr], BeforeValidator(_one_or_many), Field(max_length=MAX_RECIPIENTS)]
 
 
 def _filename(value: str) -> str:
@@ -152,12 +190,14 @@ class SendEmailRequest(CamelSchema):
     subject: str = Field(min_length=1, max_length=MAX_SUBJECT_LENGTH)
     text: str | None = Field(default=None, min_length=1, description="Plain-text body")
     html: str | None = Field(default=None, min_length=1, description="HTML body")
-    headers: dict[str, str] = Field(
+    headers: Annotated[dict[str, str], BeforeValidator(_at_most(MAX_HEADERS, "headers"))] = Field(
         default_factory=dict,
         max_length=MAX_HEADERS,
         description="Extra headers, e.g. X-Campaign or List-Unsubscribe",
     )
-    attachments: list[AttachmentIn] = Field(
+    attachments: Annotated[
+        list[AttachmentIn], BeforeValidator(_at_most(MAX_ATTACHMENTS, "attachments"))
+    ] = Field(
         default_factory=list,
         max_length=MAX_ATTACHMENTS,
         description=f"Up to {MAX_ATTACHMENTS} files; MAX_ATTACHMENTS_BYTES in all (10 MiB by "
@@ -175,13 +215,19 @@ class SendEmailRequest(CamelSchema):
     def _subject(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("must not be blank")
-        return header_safe(value)
+        return built("Subject", readable(header_safe(value)))
 
     @field_validator("text", "html")
     @classmethod
     def _body(cls, value: str | None) -> str | None:
-        if value is not None and "\x00" in value:
+        if value is None:
+            return None
+        if "\x00" in value:
             raise ValueError("must not contain NUL characters")
+        if _SURROGATE.search(value):
+            # JSON can carry "\ud800"; no encoder can write it, so the email could never be
+            # stored or sent.
+            raise ValueError("must not contain a lone surrogate (it cannot be encoded)")
         return value
 
     @field_validator("headers")
@@ -195,11 +241,15 @@ class SendEmailRequest(CamelSchema):
                 )
             if not set(name) <= _HEADER_NAME_CHARS:
                 raise ValueError(
-                    f"header name {name[:80]!r} may only contain printable ASCII without ':'"
+                    f"header name {name[:80]!r} may only contain letters, digits and "
+                    "!#$%&'*+-.^_`|~"
                 )
             lowered = name.lower()
-            if lowered in RESERVED_HEADERS or lowered.startswith("content-"):
-                raise ValueError(f"header {name!r} is set by Mailroom and cannot be given")
+            if lowered in RESERVED_HEADERS or lowered.startswith(RESERVED_PREFIXES):
+                raise ValueError(
+                    f"header {name!r} is set by Mailroom or by receiving systems and cannot "
+                    "be given"
+                )
             if lowered in seen:
                 raise ValueError(f"header {name!r} is given more than once")
             seen.add(lowered)
@@ -208,7 +258,7 @@ class SendEmailRequest(CamelSchema):
                     f"header {name!r} is longer than {MAX_HEADER_VALUE_LENGTH} characters"
                 )
             try:
-                header_safe(header_value)
+                built(name, header_safe(header_value))
             except ValueError as exc:
                 raise ValueError(f"header {name!r} {exc}") from None
         return value
@@ -233,6 +283,19 @@ class SendEmailRequest(CamelSchema):
             raise ValueError(f"must be at most {MAX_SCHEDULE_DAYS} days ahead")
         return value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _few_enough_recipients(cls, data: Any) -> Any:
+        # Counted on the raw lists, before any address is validated.
+        if isinstance(data, dict):
+            count = sum(_raw_count(data.get(name)) for name in ("to", "cc", "bcc"))
+            if count > MAX_RECIPIENTS:
+                raise ValueError(
+                    f"at most {MAX_RECIPIENTS} recipients in to, cc and bcc together "
+                    f"({count} given)"
+                )
+        return data
+
     @model_validator(mode="after")
     def _whole(self) -> SendEmailRequest:
         if self.text is None and self.html is None:
@@ -249,6 +312,13 @@ class SendEmailRequest(CamelSchema):
 
 
 MAX_BATCH = 500
+
+
+def _raw_count(value: Any) -> int:
+    if isinstance(value, str):
+        return 1
+    return len(value) if isinstance(value, list) else 0
+
 
 # Items are validated one by one when accepted (see accepting), so that one bad email does not
 # reject the other 499; the OpenAPI document still describes each as a SendEmailRequest.
@@ -272,7 +342,7 @@ class SendBatchRequest(CamelSchema):
         },
     )
 
-    emails: list[_BatchItem] = Field(
+    emails: Annotated[list[_BatchItem], BeforeValidator(_at_most(MAX_BATCH, "emails"))] = Field(
         min_length=1, max_length=MAX_BATCH, description=f"1 to {MAX_BATCH} emails"
     )
 

@@ -27,7 +27,10 @@ class FieldError(CamelSchema):
 class BatchItemError(CamelSchema):
     code: str
     message: str
-    details: list[FieldError]
+    details: list[FieldError] = Field(description="The first 20 problems")
+    details_total: int | None = Field(
+        default=None, description="How many problems there were, when over 20"
+    )
 
 
 class BatchItemResult(CamelSchema):
