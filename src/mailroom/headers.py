@@ -22,11 +22,14 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable
-from email import policy
+from email import errors, policy
 from email.headerregistry import AddressHeader, BaseHeader
 from email.message import EmailMessage
 
 POLICY = policy.SMTP
+# Messages to an internationalized address carry UTF-8 headers (RFC 6532), as the worker
+# writes them; only there may an address header hold a non-ASCII local part.
+UTF8_POLICY = POLICY.clone(utf8=True)
 
 # Cc (C0, DEL, C1: U+0085 NEL among them), the Unicode line and paragraph separators, and
 # lone surrogates (JSON can carry "\ud800"; no encoder can write it).
@@ -117,7 +120,8 @@ def mailbox_built(value: str, *, display_name: str, addr_spec: str) -> str:
 
 @functools.lru_cache(maxsize=4096)
 def _mailbox_built(value: str, display_name: str, addr_spec: str) -> str:
-    header = _parse("To", value)
+    chosen = POLICY if addr_spec.isascii() else UTF8_POLICY
+    header = _written(lambda: chosen.header_factory("To", value), chosen)
     assert isinstance(header, AddressHeader)
     found = [(a.display_name, a.addr_spec) for a in header.addresses]
     if found != [(display_name, addr_spec)]:
@@ -130,15 +134,21 @@ def _parse(name: str, value: str) -> BaseHeader:
     return _written(lambda: POLICY.header_factory(name, value))
 
 
-def _written(make: Callable[[], BaseHeader]) -> BaseHeader:
+def _written(make: Callable[[], BaseHeader], chosen: policy.EmailPolicy = POLICY) -> BaseHeader:
     try:
         header = make()
-        folded = header.fold(policy=POLICY)
+        folded = header.fold(policy=chosen)
     except Exception as exc:  # noqa: BLE001 - any failure to build is a refusal
         reason = type(exc).__name__
         raise ValueError(f"cannot be written into a message header ({reason})") from None
-    if header.defects:
-        raise ValueError(f"cannot be written into a message header ({header.defects[0]})")
+    defects = [
+        d
+        for d in header.defects
+        # A UTF-8 local part is what an RFC 6532 header is for.
+        if not (chosen.utf8 and isinstance(d, errors.NonASCIILocalPartDefect))
+    ]
+    if defects:
+        raise ValueError(f"cannot be written into a message header ({defects[0]})")
     # What CPython's verify_generated_headers checks (3.13+): every line after the first
     # is a continuation, so nothing the value holds can start a header of its own.
     lines = folded.split(POLICY.linesep)
