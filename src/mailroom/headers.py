@@ -134,7 +134,9 @@ def _parse(name: str, value: str) -> BaseHeader:
     return _written(lambda: POLICY.header_factory(name, value))
 
 
-def _written(make: Callable[[], BaseHeader], chosen: policy.EmailPolicy[EmailMessage] = POLICY) -> BaseHeader:
+def _written(
+    make: Callable[[], BaseHeader], chosen: policy.EmailPolicy[EmailMessage] = POLICY
+) -> BaseHeader:
     try:
         header = make()
         folded = header.fold(policy=chosen)
