@@ -7,6 +7,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from async_lru import alru_cache
 from sqlalchemy import func, select, update
@@ -174,6 +175,7 @@ class KeyChecker:
         self._touched: dict[uuid.UUID, float] = {}
         # ttl=0 keeps nothing once the load is done (only requests waiting on it share it).
         self._principals = alru_cache(maxsize=self._CACHED_KEYS, ttl=ttl)(self._load)
+        self._by_id = alru_cache(maxsize=self._CACHED_KEYS, ttl=ttl)(self._load_id)
         self._ttl = ttl
         self._clock = clock
         self._unknown: OrderedDict[str, float] = OrderedDict()  # digest -> when to forget it
@@ -202,13 +204,27 @@ class KeyChecker:
             await self._touch(principal.key_id)
         return principal
 
+    async def check_id(self, key_id: uuid.UUID) -> Principal | None:
+        """The key with this id while it is not revoked (cached as ``check``): what a
+        dashboard session, which holds a key's id rather than the key, re-checks."""
+        principal = await self._by_id(key_id)
+        if principal is None:
+            self._by_id.cache_invalidate(key_id)
+        return principal
+
+    async def _load_id(self, key_id: uuid.UUID) -> Principal | None:
+        return await self._find(ApiKey.id == key_id)
+
     async def _load(self, digest: str) -> Principal | None:
+        return await self._find(ApiKey.key_hash == digest)
+
+    async def _find(self, condition: Any) -> Principal | None:
         async with self._sessions() as session:
             found = (
                 await session.execute(
                     select(ApiKey, Project.name)
                     .join(Project, Project.id == ApiKey.project_id)
-                    .where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None))
+                    .where(condition, ApiKey.revoked_at.is_(None))
                 )
             ).one_or_none()
         if found is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -186,3 +187,84 @@ async def emails_by_status(session: AsyncSession) -> dict[str, int]:
 async def emails_by_project(session: AsyncSession) -> dict[uuid.UUID, int]:
     """Emails present in each project (for `mailroom projects list`)."""
     return await log_repository.emails_by_project(session)
+
+
+@dataclass(frozen=True)
+class Criteria:
+    """What a reader of the log (the dashboard) selects: every field optional."""
+
+    statuses: tuple[EmailStatus, ...] = ()
+    recipient: str | None = None
+    sender_contains: str | None = None
+    subject_contains: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def log_filter(self, project_id: uuid.UUID | None) -> LogFilter:
+        return LogFilter(
+            project_id=project_id,
+            statuses=self.statuses,
+            recipient=self.recipient,
+            sender_contains=self.sender_contains,
+            subject_contains=self.subject_contains,
+            since=self.since,
+            until=self.until,
+        )
+
+
+@dataclass(frozen=True)
+class Browsed:
+    items: list[EmailLogItem]
+    next_cursor: str | None  # the page after this one, if any
+
+
+async def browse(
+    session: AsyncSession,
+    criteria: Criteria,
+    *,
+    access: ProjectAccess,
+    project: str | None,
+    after: Position | None,
+    limit: int,
+) -> Browsed:
+    """A page of the log, newest first, by keyset only and without counting (so that a
+    text filter, matched row by row, costs only the rows a page needs)."""
+    project_id = await access.project_id(session, project)
+    rows = await log_repository.list_emails(
+        session, criteria.log_filter(project_id), limit=limit + 1, after=after
+    )
+    names = await _project_names(session, {e.project_id for e in rows[:limit]}, access)
+    items = [log_item(Listed(e, names[e.project_id])) for e in rows[:limit]]
+    last = rows[limit - 1] if len(rows) > limit else None
+    return Browsed(
+        items, encode_cursor(Position(last.created_at, last.id)) if last is not None else None
+    )
+
+
+async def newer(
+    session: AsyncSession,
+    criteria: Criteria,
+    *,
+    access: ProjectAccess,
+    project: str | None,
+    than: Position,
+    limit: int,
+) -> list[EmailLogItem]:
+    """The emails the criteria select created after ``than``, oldest first (what a live
+    view of the log's first page adds)."""
+    project_id = await access.project_id(session, project)
+    rows = await log_repository.list_newer(
+        session, criteria.log_filter(project_id), than=than, limit=limit
+    )
+    names = await _project_names(session, {e.project_id for e in rows}, access)
+    return [log_item(Listed(e, names[e.project_id])) for e in rows]
+
+
+async def emails_now(
+    session: AsyncSession, ids: set[uuid.UUID], *, access: ProjectAccess, project: str | None
+) -> list[EmailLogItem]:
+    """These emails as they are now (those the caller reaches; the others left out)."""
+    project_id = await access.project_id(session, project)
+    rows = await log_repository.emails_by_ids(session, ids, project_id=project_id)
+    names = await _project_names(session, {e.project_id for e in rows}, access)
+    return [log_item(Listed(e, names[e.project_id])) for e in rows]
