@@ -59,9 +59,9 @@ def _fingerprint(item: EmailLogItem) -> tuple[str, int]:
 async def live(request: Request, viewer: CurrentViewer) -> Response:
     filters = read_filters(request.query_params, viewer.session.tz)
     try:
-        newest = decode_cursor(request.query_params.get("from", ""))
+        newest = decode_cursor(request.query_params.get("after", ""))
     except ValueError:
-        return Response("from: not a cursor of this page", status_code=400)
+        return Response("after: not a cursor of this page", status_code=400)
     tracked = dict.fromkeys(_ids(request.query_params.get("ids")), ("", -1))
     project = request.query_params.get("project") or None
     stream = _updates(request, viewer, filters.criteria, project, newest, tracked)
@@ -119,7 +119,7 @@ async def _updates(
             message = {
                 "new": [{"id": str(i.id), "html": _row(i)} for i in added],
                 "changed": changed,
-                "from": encode_cursor(newest),
+                "after": encode_cursor(newest),
             }
             yield f"event: update\ndata: {json.dumps(message)}\n\n"
             quiet_since = time.monotonic()

@@ -42,19 +42,19 @@
     if (!table || !window.EventSource) { return; }
     const rows = table.querySelector("tbody");
     const state = document.getElementById("live-state");
-    let from = table.getAttribute("data-from");
+    let after = table.getAttribute("data-after");
     let source = null;
     function watched() {
       return Array.from(rows.querySelectorAll("tr[data-final='0']")).slice(0, 200)
         .map(function (tr) { return tr.getAttribute("data-id"); }).join(",");
     }
     function connect() {
-      const url = table.getAttribute("data-live") + "&from=" + encodeURIComponent(from) +
+      const url = table.getAttribute("data-live") + "&after=" + encodeURIComponent(after) +
         "&ids=" + encodeURIComponent(watched());
       source = new EventSource(url);
       source.addEventListener("update", function (event) {
         const message = JSON.parse(event.data);
-        from = message.from;
+        after = message.after;
         message.changed.forEach(function (item) {
           const old = document.getElementById("e-" + item.id);
           if (old) { old.replaceWith(rowFrom(item.html)); }
