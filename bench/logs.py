@@ -186,6 +186,13 @@ async def _query(api_url: str, api_key: str, result: LogsResult, today: int) -> 
             result.queries.append(timing)
             if timing.errors:
                 result.problems.append(f"{name}: {timing.errors} non-200 answers")
+    # The dashboard's pages over the same log (bench/dashboard.py).
+    from bench.dashboard import dashboard_timings
+
+    for timing in await dashboard_timings(api_url, api_key, _time):
+        result.queries.append(timing)
+        if timing.errors:
+            result.problems.append(f"dashboard {timing.name}: {timing.errors} non-200 answers")
 
 
 def run_logs(stack: BenchStack, rows: int = LOG_ROWS, today: int = LOG_ROWS_TODAY) -> LogsResult:

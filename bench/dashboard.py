@@ -1,0 +1,62 @@
+"""The dashboard's pages against the logs run's large log: each page's server response time.
+
+Signs in as a browser does (the form, then the session cookie), then times each page as
+bench/logs.py times the API's queries. The JavaScript shipped is measured too: its size
+compressed (gzip -9), as a browser fetches it from a server that compresses.
+"""
+
+from __future__ import annotations
+
+import gzip
+import re
+from collections.abc import Awaitable, Callable
+from importlib import resources
+
+import httpx
+
+from bench.logs import QueryTiming
+
+TimeIt = Callable[[httpx.AsyncClient, QueryTiming], Awaitable[None]]
+
+
+async def _sign_in(client: httpx.AsyncClient, key: str) -> None:
+    form = await client.get("/dashboard/login")
+    token = re.search(r'name="csrf" value="([^"]+)"', form.text)
+    if token is None:
+        raise RuntimeError("the sign-in form has no CSRF token")
+    answer = await client.post("/dashboard/login", data={"csrf": token.group(1), "key": key})
+    if answer.status_code != 303:
+        raise RuntimeError(f"signing in to the dashboard answered {answer.status_code}")
+
+
+async def dashboard_timings(api_url: str, key: str, time_it: TimeIt) -> list[QueryTiming]:
+    async with httpx.AsyncClient(base_url=api_url, timeout=60.0) as client:
+        await _sign_in(client, key)
+        listing = await client.get("/dashboard/emails?status=failed")
+        found = re.search(r'<tr id="e-([0-9a-f-]{36})"', listing.text)
+        if found is None:
+            raise RuntimeError("the emails page lists no email")
+        pages = [
+            ("overview, 24 h", "/dashboard?tz=UTC"),
+            ("overview, 30 days", "/dashboard?tz=Europe/Berlin&range=30d"),
+            ("emails", "/dashboard/emails"),
+            ("emails, status=failed", "/dashboard/emails?status=failed"),
+            ("emails, to=user-123@…", "/dashboard/emails?to=user-123@example.com"),
+            ("emails, subject contains", "/dashboard/emails?subject=receipt"),
+            ("one email", f"/dashboard/emails/{found.group(1)}"),
+            ("API keys", "/dashboard/keys"),
+        ]
+        timings = []
+        for name, path in pages:
+            timing = QueryTiming(name=name, path=path)
+            await time_it(client, timing)
+            timings.append(timing)
+        return timings
+
+
+def javascript_bytes() -> tuple[int, int]:
+    """The dashboard's JavaScript: (bytes, bytes gzip -9 compressed)."""
+    static = resources.files("mailroom.api.dashboard").joinpath("static")
+    scripts = [f.read_bytes() for f in static.iterdir() if f.name.endswith(".js")]
+    raw = b"".join(scripts)
+    return len(raw), sum(len(gzip.compress(s, 9)) for s in scripts)
