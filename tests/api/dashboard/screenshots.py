@@ -48,12 +48,21 @@ async def _examples(database_url: str) -> None:
             status = "failed" if rng.random() < 0.08 else "sent"
             extra = {}
             if status == "failed" and rng.random() < 0.4:
-                extra = {"last_error_code": 552, "last_error_enhanced": "5.2.2",
-                         "last_error_message": "Mailbox full"}
-            rows.append(email_in(
-                status, created_at=created, to_addrs=[to], recipients=[to],
-                subject=rng.choice(SUBJECTS).format(rng.randint(100, 999)), **extra,
-            ))
+                extra = {
+                    "last_error_code": 552,
+                    "last_error_enhanced": "5.2.2",
+                    "last_error_message": "Mailbox full",
+                }
+            rows.append(
+                email_in(
+                    status,
+                    created_at=created,
+                    to_addrs=[to],
+                    recipients=[to],
+                    subject=rng.choice(SUBJECTS).format(rng.randint(100, 999)),
+                    **extra,
+                )
+            )
     rows.append(email_in("scheduled", subject="Trial ends tomorrow"))
     async with open_database(make_settings(database_url, "screens"), pool_size=2) as sessions:
         await insert_emails(sessions, *rows)
@@ -77,17 +86,26 @@ async def main() -> None:
             async with httpx.AsyncClient(
                 base_url=server.base_url, headers={"Authorization": f"Bearer {key}"}
             ) as api:
-                failed = (await api.post("/send", json={
-                    "to": "bounce@example.com", "subject": "Your order has shipped",
-                    "text": "It is on its way.", "html": "<h1>Shipped</h1><p>It is on its way.</p>",
-                })).json()["id"]
+                failed = (
+                    await api.post(
+                        "/send",
+                        json={
+                            "to": "bounce@example.com",
+                            "subject": "Your order has shipped",
+                            "text": "It is on its way.",
+                            "html": "<h1>Shipped</h1><p>It is on its way.</p>",
+                        },
+                    )
+                ).json()["id"]
                 await asyncio.sleep(1.5)  # delivered (and refused) by the worker
             await _shoot(server.base_url, key, failed)
         await smtp.stop()
     finally:
         server_url = make_url(SERVER_URL)
         connection = await asyncpg.connect(
-            user=server_url.username, host=server_url.host, port=server_url.port,
+            user=server_url.username,
+            host=server_url.host,
+            port=server_url.port,
             database="postgres",
         )
         await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -108,8 +126,10 @@ async def _shoot(base_url: str, key: str, email_id: str) -> None:
         for scheme in ("light", "dark"):
             for width, suffix in ((1440, ""), (360, "-mobile")):
                 context = await browser.new_context(
-                    base_url=base_url, color_scheme=scheme,
-                    viewport={"width": width, "height": 900}, timezone_id="UTC",
+                    base_url=base_url,
+                    color_scheme=scheme,
+                    viewport={"width": width, "height": 900},
+                    timezone_id="UTC",
                 )
                 page = await context.new_page()
                 await page.goto("/dashboard/login")

@@ -231,3 +231,32 @@ async def test_static_files_are_versioned_and_cached_for_good(
     assert asset.status_code == 200
     assert "immutable" in asset.headers["cache-control"]
     assert (await browser_client.get("/dashboard/static/nope.js")).status_code == 404
+
+
+async def test_an_admin_key_switches_projects_and_others_see_only_their_own(
+    browser_client: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    from mailroom.projects.service import create_project
+
+    async with sessions() as session:
+        project = await create_project(session, f"billing-{uuid.uuid4().hex[:6]}")
+        await session.commit()
+    theirs, ours = email_in("sent", project_id=project.id), email_in("sent")
+    await insert_emails(sessions, theirs, ours)
+
+    await sign_in(browser_client, await make_key(sessions, (Scope.LOGS_READ,)))
+    page = await browser_client.get("/dashboard/emails", params={"project": project.name})
+    assert _ids(page) == [str(ours.id)]
+    assert 'id="project-switch"' not in page.text
+
+    await sign_in(browser_client, await make_key(sessions, (Scope.LOGS_READ, Scope.ADMIN)))
+    every = await browser_client.get("/dashboard/emails")
+    assert set(_ids(every)) == {str(theirs.id), str(ours.id)}
+    assert f'<option value="{project.name}">' in every.text
+    one = await browser_client.get("/dashboard/emails", params={"project": project.name})
+    assert _ids(one) == [str(theirs.id)]
+    assert f'<option value="{project.name}" selected>' in one.text
+    overview = await browser_client.get("/dashboard", params={"project": project.name})
+    assert "<dt>Total</dt><dd>1</dd>" in overview.text
+    missing = await browser_client.get("/dashboard/emails", params={"project": "nope"})
+    assert missing.status_code == 404

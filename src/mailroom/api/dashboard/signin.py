@@ -26,6 +26,7 @@ from mailroom.api.dashboard.web import PREFIX, render
 from mailroom.api.deps import state_of
 from mailroom.auth.scopes import Scope
 from mailroom.auth.service import Principal
+from mailroom.projects.service import list_projects
 
 log = structlog.get_logger(__name__)
 
@@ -53,6 +54,10 @@ class Viewer:
     principal: Principal
     session: DashboardSession
     nav: list[NavItem] = field(default_factory=list)
+    # For a key with `admin` (which may look at any project): every project's name.
+    projects: list[str] = field(default_factory=list)
+    path: str = PREFIX  # the page being shown (where the project switcher goes)
+    project: str | None = None  # the project an admin picked (?project=), else None
 
     def can(self, scope: Scope) -> bool:
         return self.principal.has(scope)
@@ -85,7 +90,18 @@ async def current_viewer(request: Request) -> Viewer:
         principal = await state_of(request).keys.check_id(session.key_id)
     if session is None or principal is None or not principal.has(Scope.LOGS_READ):
         raise SignInRequired(wanted_page(request))
-    return Viewer(principal, session, [item for item in NAV if principal.has(item.scope)])
+    projects: list[str] = []
+    if principal.has(Scope.ADMIN):
+        async with state_of(request).sessions() as db:
+            projects = [p.name for p in await list_projects(db)]
+    return Viewer(
+        principal,
+        session,
+        [item for item in NAV if principal.has(item.scope)],
+        projects,
+        request.url.path,
+        (request.query_params.get("project") or None) if projects else None,
+    )
 
 
 CurrentViewer = Annotated[Viewer, Depends(current_viewer)]
