@@ -6,7 +6,7 @@ Every bad value is reported on the page, next to its field, and left out of the 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
@@ -93,8 +93,3 @@ def read_filters(params: QueryParams, tz: str) -> EmailFilters:
         except ValueError:
             found.errors["cursor"] = "That page link is not valid: start again from the first page"
     return found
-
-
-def position_of(created_at: datetime, email_id: str) -> str:
-    """A live view's starting point as a string the page hands back."""
-    return f"{created_at.isoformat()}|{email_id}"

@@ -9,7 +9,6 @@ to the sign-in form, which brings the user back to the page afterwards.
 from __future__ import annotations
 
 import secrets
-import uuid
 from dataclasses import dataclass, field
 from typing import Annotated
 from urllib.parse import parse_qs, quote, urlsplit
@@ -229,7 +228,3 @@ async def logout(request: Request, viewer: CurrentViewer) -> Response:
 
 def to_sign_in(wanted: str) -> RedirectResponse:
     return RedirectResponse(f"{PREFIX}/login?next={quote(wanted, safe='')}", status_code=303)
-
-
-def key_id_of(viewer: Viewer) -> uuid.UUID:
-    return viewer.principal.key_id
