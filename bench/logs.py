@@ -93,6 +93,8 @@ class LogsResult:
     load_seconds: float = 0.0
     queries: list[QueryTiming] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    # API CPU (% of one core) with 50 dashboards' live streams open (bench/dashboard.py).
+    live_cpu_percent: float | None = None
 
 
 async def load(db_name: str, rows: int, today_rows: int) -> None:
@@ -203,4 +205,10 @@ def run_logs(stack: BenchStack, rows: int = LOG_ROWS, today: int = LOG_ROWS_TODA
         result.load_seconds = time.monotonic() - began
         print(f"   loaded {rows:,} emails in {result.load_seconds:.0f} s", flush=True)
         asyncio.run(_query(run.api_url, run.api_key, result, today))
+        from bench.dashboard import live_cpu_percent
+
+        if run.api.pid is not None:
+            result.live_cpu_percent = asyncio.run(
+                live_cpu_percent(run.api_url, run.api_key, run.api.pid)
+            )
     return result

@@ -127,8 +127,7 @@ class Settings(BaseSettings):
     # Connections one API process holds at once; a request beyond them gets 503 at once.
     max_connections: int = Field(default=500, ge=1, le=100_000)
     # Dashboard (/dashboard): hours a sign-in lasts, and the key signing its session cookies
-    # (unset: a random one per process, so sessions end on restart and are not shared
-    # between API processes).
+    # (unset: a random one made once and kept in the database, shared by every process).
     dashboard_session_hours: int = Field(default=12, ge=1, le=24 * 30)
     dashboard_secret: SecretStr | None = Field(default=None, min_length=32)
 

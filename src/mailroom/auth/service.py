@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 import uuid
 from collections import OrderedDict
@@ -11,10 +12,11 @@ from typing import Any
 
 from async_lru import alru_cache
 from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from mailroom.auth.keys import display_prefix, generate_key, hash_key, looks_like_key
-from mailroom.auth.models import ApiKey
+from mailroom.auth.models import ApiKey, SigningSecret
 from mailroom.auth.scopes import Scope
 from mailroom.errors import InvalidRequest, NotFound
 from mailroom.projects.access import ProjectAccess, ProjectRef
@@ -268,3 +270,17 @@ async def ensure_dev_key(
         _, key = await create_key(session, name=DEV_KEY_NAME, scopes=list(Scope))
         await session.commit()
     return key, True
+
+
+async def signing_secret(session: AsyncSession, purpose: str) -> str:
+    """The secret kept for ``purpose``, made now if there is none (the first process to ask
+    makes it; the others read that one)."""
+    await session.execute(
+        insert(SigningSecret)
+        .values(purpose=purpose, secret=secrets.token_urlsafe(48))
+        .on_conflict_do_nothing(index_elements=[SigningSecret.purpose])
+    )
+    found = await session.execute(
+        select(SigningSecret.secret).where(SigningSecret.purpose == purpose)
+    )
+    return str(found.scalar_one())

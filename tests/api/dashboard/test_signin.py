@@ -10,9 +10,9 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from mailroom.api.dashboard.session import COOKIE, SessionSigner
+from mailroom.api.dashboard.session import COOKIE, SessionSigner, Signers
 from mailroom.auth.scopes import Scope
-from mailroom.auth.service import revoke_key
+from mailroom.auth.service import revoke_key, signing_secret
 from mailroom.settings import Settings
 from tests.api.dashboard.conftest import csrf_of, sign_in
 from tests.conftest import api_client, make_key
@@ -170,3 +170,25 @@ def test_a_session_past_its_hours_is_no_session(settings_factory: Callable[..., 
     later.lifetime = -1  # as if the hour had passed
     assert later.read(cookie) is None
     assert session.expires_at > time.time()
+
+
+async def test_without_a_configured_secret_every_process_signs_with_the_databases(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    first, second = Signers(settings), Signers(settings)
+    one, two = await first.get(sessions), await second.get(sessions)
+    _, cookie = one.new(uuid.uuid4(), "UTC")
+    assert two.read(cookie) is not None
+    async with sessions() as session:
+        assert await signing_secret(session, "dashboard") == await signing_secret(
+            session, "dashboard"
+        )
+
+
+async def test_a_configured_secret_is_used_instead(
+    settings_factory: Callable[..., Settings], sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    configured = settings_factory(dashboard_secret="c" * 40)
+    _, cookie = (await Signers(configured).get(sessions)).new(uuid.uuid4(), "UTC")
+    assert SessionSigner(configured).read(cookie) is not None
+    assert (await Signers(settings_factory()).get(sessions)).read(cookie) is None

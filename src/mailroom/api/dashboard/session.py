@@ -2,10 +2,13 @@
 
 Nothing secret is in it (the key itself never is): its signature stops forgery, and the
 key's id is looked up on every request, so a revoked key ends every session it opened.
+It is signed with DASHBOARD_SECRET, or else with a random secret kept in the database
+(``signing_secret``), the same for every API process and across restarts.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import secrets
 import time
@@ -13,11 +16,14 @@ import uuid
 from dataclasses import dataclass
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from mailroom.auth.service import signing_secret
 from mailroom.settings import Settings
 
 COOKIE = "mailroom_dashboard"
-_SALT = "mailroom.api.dashboard.session"
+_SALT = "mailroom.dashboard.session"
+PURPOSE = "dashboard"
 
 
 @dataclass(frozen=True)
@@ -32,12 +38,11 @@ class DashboardSession:
 
 
 class SessionSigner:
-    def __init__(self, settings: Settings) -> None:
-        secret = settings.dashboard_secret
-        self._serializer = URLSafeTimedSerializer(
-            secret.get_secret_value() if secret is not None else secrets.token_urlsafe(32),
-            salt=_SALT,
-        )
+    def __init__(self, settings: Settings, secret: str | None = None) -> None:
+        configured = settings.dashboard_secret
+        if configured is not None:
+            secret = configured.get_secret_value()
+        self._serializer = URLSafeTimedSerializer(secret or secrets.token_urlsafe(32), salt=_SALT)
         self.lifetime = settings.dashboard_session_hours * 3600
 
     def new(self, key_id: uuid.UUID, tz: str) -> tuple[DashboardSession, str]:
@@ -66,3 +71,26 @@ class SessionSigner:
         except (BadSignature, KeyError, TypeError, ValueError):
             return None
         return session if session.expires_at > time.time() else None
+
+
+class Signers:
+    """The process's SessionSigner, made on first use (reading the database's secret
+    unless DASHBOARD_SECRET is set)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._signer: SessionSigner | None = None
+        self._lock = asyncio.Lock()
+
+    async def get(self, sessions: async_sessionmaker[AsyncSession]) -> SessionSigner:
+        if self._signer is not None:
+            return self._signer
+        async with self._lock:
+            if self._signer is None:
+                secret = None
+                if self._settings.dashboard_secret is None:
+                    async with sessions() as session:
+                        secret = await signing_secret(session, PURPOSE)
+                        await session.commit()
+                self._signer = SessionSigner(self._settings, secret)
+        return self._signer

@@ -20,7 +20,7 @@ from starlette.responses import RedirectResponse, Response
 
 from mailroom.api.context import client_address
 from mailroom.api.dashboard.nav import NAV, NavItem
-from mailroom.api.dashboard.session import COOKIE, DashboardSession, SessionSigner
+from mailroom.api.dashboard.session import COOKIE, DashboardSession, SessionSigner, Signers
 from mailroom.api.dashboard.web import PREFIX, render
 from mailroom.api.deps import state_of
 from mailroom.auth.scopes import Scope
@@ -72,9 +72,9 @@ class Viewer:
             )
 
 
-def signer_of(request: Request) -> SessionSigner:
-    signer: SessionSigner = request.app.state.dashboard_signer
-    return signer
+async def signer_of(request: Request) -> SessionSigner:
+    signers: Signers = request.app.state.dashboard_signers
+    return await signers.get(state_of(request).sessions)
 
 
 def wanted_page(request: Request) -> str:
@@ -83,7 +83,7 @@ def wanted_page(request: Request) -> str:
 
 
 async def current_viewer(request: Request) -> Viewer:
-    session = signer_of(request).read(request.cookies.get(COOKIE))
+    session = (await signer_of(request)).read(request.cookies.get(COOKIE))
     principal = None
     if session is not None:
         principal = await state_of(request).keys.check_id(session.key_id)
@@ -199,7 +199,7 @@ async def login(request: Request) -> Response:
             status_code=403,
             error="That key lacks the 'logs:read' scope the dashboard needs.",
         )
-    signer = signer_of(request)
+    signer = await signer_of(request)
     _, cookie = signer.new(principal.key_id, valid_zone(form.get("tz")))
     response = RedirectResponse(wanted, status_code=303)
     response.set_cookie(
