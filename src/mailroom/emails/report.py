@@ -15,10 +15,9 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mailroom.emails import buckets, log_repository, report_repository
+from mailroom.emails import buckets, report_repository
 from mailroom.emails.log import daily_summary
 from mailroom.emails.log_query import LogQuery, day_bounds
-from mailroom.emails.log_repository import LogFilter
 from mailroom.emails.report_repository import FailureReason, SeriesPoint
 from mailroom.emails.schemas.responses import DailySummary
 from mailroom.emails.states import EmailStatus
@@ -59,12 +58,8 @@ async def overview(
     )
     by_start = {p.start: p for p in found}
     points = [by_start.get(s, SeriesPoint(s, 0, 0)) for s in starts]
-    waiting = {
-        status.value: await log_repository.count_emails(
-            session, LogFilter(project_id=project_id, statuses=(status,))
-        )
-        for status in WAITING
-    }
+    present = await report_repository.present_by_status(session, project_id=project_id)
+    waiting = {status.value: present.get(status.value, 0) for status in WAITING}
     hour_start = buckets.floor(now) - timedelta(hours=1)
     recent = await report_repository.series(
         session,

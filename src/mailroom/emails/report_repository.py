@@ -11,12 +11,13 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailroom.emails.log_repository import counter_cells
-from mailroom.emails.models import Email
+from mailroom.emails.models import Email, EmailCountDelta, EmailStatusTotal
 from mailroom.emails.states import EmailStatus
 
 RECENT_FAILURES = 1000  # the failure reasons are those of the latest this many failures
@@ -85,3 +86,27 @@ async def failure_reasons(
         .limit(top)
     )
     return [FailureReason(c, e, int(n)) for c, e, n in await session.execute(stmt)]
+
+
+async def present_by_status(
+    session: AsyncSession, *, project_id: uuid.UUID | None
+) -> dict[str, int]:
+    """Emails present in each status (from the counters, in one statement)."""
+    present = union_all(
+        _of_project(
+            select(EmailStatusTotal.status, EmailStatusTotal.present.label("n")),
+            EmailStatusTotal.project_id,
+            project_id,
+        ),
+        _of_project(
+            select(EmailCountDelta.status, EmailCountDelta.present.label("n")),
+            EmailCountDelta.project_id,
+            project_id,
+        ),
+    ).subquery()
+    stmt = select(present.c.status, func.sum(present.c.n)).group_by(present.c.status)
+    return {status: int(n) for status, n in await session.execute(stmt)}
+
+
+def _of_project(stmt: Any, column: Any, project_id: uuid.UUID | None) -> Any:
+    return stmt if project_id is None else stmt.where(column == project_id)

@@ -53,6 +53,8 @@ async def test_the_overview_reports_today_from_the_counters(
     # The failure reason: 550 5.1.1, once.
     assert re.search(r"<td>550</td><td>5\.1\.1</td><td class=\"num\"><a [^>]+>1</a>", page.text)
     assert page.text.count('<rect class="sent"') == 24
+    waiting = dict(re.findall(r'status=(\w+)">\w+</a></dt><dd>(\d+)</dd>', page.text))
+    assert waiting == {"scheduled": "0", "queued": "1", "retrying": "0", "sending": "0"}
     week = await signed_in.get("/dashboard", params={"range": "7d", "tz": "UTC"})
     assert week.text.count('<rect class="sent"') == 7
     assert "3 sent, 0 failed" not in week.text
