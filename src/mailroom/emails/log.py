@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from email.utils import parseaddr
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -200,6 +201,26 @@ class Criteria:
     since: datetime | None = None
     until: datetime | None = None
 
+    def matches(self, item: EmailLogItem) -> bool:
+        """Whether the log filter these criteria make would select ``item`` (any project)."""
+        if self.statuses and item.status not in self.statuses:
+            return False
+        if self.recipient is not None and self.recipient not in {
+            parseaddr(a)[1].lower() for a in (*item.to, *item.cc, *item.bcc)
+        }:
+            return False
+        if self.sender_contains is not None and (
+            self.sender_contains.lower() not in item.sender.lower()
+        ):
+            return False
+        if self.subject_contains is not None and (
+            self.subject_contains.lower() not in item.subject.lower()
+        ):
+            return False
+        if self.since is not None and item.created_at < self.since:
+            return False
+        return self.until is None or item.created_at < self.until
+
     def log_filter(self, project_id: uuid.UUID | None) -> LogFilter:
         return LogFilter(
             project_id=project_id,
@@ -268,3 +289,12 @@ async def emails_now(
     rows = await log_repository.emails_by_ids(session, ids, project_id=project_id)
     names = await _project_names(session, {e.project_id for e in rows}, access)
     return [log_item(Listed(e, names[e.project_id])) for e in rows]
+
+
+EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # before any email
+
+
+async def latest(session: AsyncSession) -> Position | None:
+    """Where the newest email of every project is in the log's order (None: it is empty)."""
+    rows = await log_repository.list_emails(session, LogFilter(project_id=None), limit=1)
+    return Position(rows[0].created_at, rows[0].id) if rows else None

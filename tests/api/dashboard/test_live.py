@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -78,7 +79,7 @@ async def test_the_stream_ends_when_the_key_is_revoked(
     server: LiveServer, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     key = await make_key(sessions)
-    start = encode_cursor(Position(datetime.now(UTC), __import__("uuid").UUID(int=0)))
+    start = encode_cursor(Position(datetime.now(UTC), uuid.UUID(int=0)))
     async with httpx.AsyncClient(base_url=server.base_url) as client:
         await sign_in(client, key)
         async with client.stream(
@@ -96,3 +97,72 @@ async def test_without_a_session_the_stream_is_refused(server: LiveServer) -> No
     async with httpx.AsyncClient(base_url=server.base_url) as client:
         answer = await client.get("/dashboard/emails/live", headers={"Accept": "text/event-stream"})
     assert answer.status_code == 401
+
+
+async def test_a_stream_gets_only_what_its_filters_and_project_select(
+    server: LiveServer, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    from mailroom.auth.scopes import Scope
+    from mailroom.projects.service import create_project
+
+    async with sessions() as session:
+        other = await create_project(session, f"other-{uuid.uuid4().hex[:6]}")
+        await session.commit()
+    theirs_queued = email_in("queued", project_id=other.id)
+    await insert_emails(sessions, theirs_queued)
+    key = await make_key(sessions, (Scope.LOGS_READ,))
+    start = encode_cursor(Position(datetime.now(UTC), uuid.UUID(int=0)))
+    async with httpx.AsyncClient(base_url=server.base_url) as client:
+        await sign_in(client, key)
+        params = {"after": start, "status": "failed", "ids": str(theirs_queued.id)}
+        async with client.stream("GET", "/dashboard/emails/live", params=params) as response:
+            events = _events(response)
+            ours = email_in("failed", subject="Ours")
+            await insert_emails(
+                sessions,
+                email_in("sent", subject="Sent, not failed"),
+                email_in("failed", project_id=other.id, subject="Theirs"),
+                ours,
+            )
+            await update_email(sessions, theirs_queued.id, status="retrying", attempts=1)
+            last = email_in("failed", subject="Ours, later")
+            await insert_emails(sessions, last)
+            received: set[str] = set()
+            while str(last.id) not in received:
+                _, message = await _next(events)
+                received |= {n["id"] for n in message["new"]}
+                received |= {c["id"] for c in message["changed"]}
+    assert received == {str(ours.id), str(last.id)}
+
+
+def test_criteria_match_in_python_as_the_filter_does_in_sql() -> None:
+    from mailroom.emails.log import Criteria, log_item
+    from mailroom.emails.log_repository import Listed
+    from mailroom.emails.states import EmailStatus
+
+    now = datetime.now(UTC)
+    item = log_item(
+        Listed(
+            email_in(
+                "failed",
+                to_addrs=["Jane <Jane@Example.com>"],
+                subject="Invoice 42",
+                sender="Billing <billing@example.com>",
+                created_at=now,
+                sandbox=False,
+                cc_addrs=[],
+                bcc_addrs=[],
+            ),
+            "default",
+        )
+    )
+    assert Criteria().matches(item)
+    assert Criteria(statuses=(EmailStatus.FAILED,), recipient="jane@example.com").matches(item)
+    assert Criteria(sender_contains="BILLING", subject_contains="voice").matches(item)
+    assert not Criteria(statuses=(EmailStatus.SENT,)).matches(item)
+    assert not Criteria(recipient="bob@example.com").matches(item)
+    assert not Criteria(subject_contains="receipt").matches(item)
+    assert not Criteria(sender_contains="sales").matches(item)
+    assert not Criteria(since=now + timedelta(seconds=1)).matches(item)
+    assert not Criteria(until=now).matches(item)
+    assert Criteria(since=now, until=now + timedelta(seconds=1)).matches(item)

@@ -1,11 +1,10 @@
 """Live updates of the emails page: server-sent events, at most one message a second.
 
-Each open page holds one stream. Once a second it asks PostgreSQL (the log is the
-source; nothing else is told of changes) for the emails its filters select that are newer
-than the newest it has (one keyset query), and for the current state of the emails it
-shows that are not final yet (a primary-key lookup); whatever changed goes out in one
-``update`` event, as the table rows to insert or replace. The session is re-checked as
-often, so a revoked key or an expired session ends the stream (``signout``).
+Each open page holds one stream, fed by the process's ``LiveHub`` (one look at the log a
+second for all of them, see hub). A stream keeps the new emails its filters and project
+select and the changes to the emails its page shows, and sends them in one ``update``
+event, as the table rows to insert or replace. The session is re-checked at each look, so
+a revoked key or an expired session ends the stream (``signout``).
 """
 
 from __future__ import annotations
@@ -20,6 +19,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response, StreamingResponse
 
 from mailroom.api.dashboard.filters import read_filters
+from mailroom.api.dashboard.hub import LiveHub
 from mailroom.api.dashboard.signin import CurrentViewer, Viewer
 from mailroom.api.dashboard.web import PREFIX, render_text
 from mailroom.api.deps import state_of
@@ -31,7 +31,6 @@ from mailroom.emails.schemas.responses import EmailLogItem
 
 router = APIRouter(include_in_schema=False)
 
-TICK = 1.0  # seconds between looks at the log: at most one message a second
 KEEPALIVE = 15.0  # seconds between comments that keep proxies from closing an idle stream
 NEW_PER_TICK = 20  # newest emails sent in one message (the rest follow a second later)
 MAX_TRACKED = 200  # emails of one page whose status is watched
@@ -81,52 +80,81 @@ async def _updates(
     tracked: dict[uuid.UUID, tuple[str, int]],
 ) -> AsyncIterator[str]:
     state = state_of(request)
+    hub: LiveHub = request.app.state.dashboard_hub
     access = viewer.principal.access
     project = project if viewer.principal.has(Scope.ADMIN) else None
-    quiet_since = time.monotonic()
-    yield "retry: 3000\n\n"
-    while not await request.is_disconnected():
-        principal = await state.keys.check_id(viewer.principal.key_id)
-        if principal is None or viewer.session.expires_at <= time.time():
-            yield "event: signout\ndata: {}\n\n"
-            return
-        async with state.sessions() as session:
-            added = await log.newer(
-                session,
-                criteria,
-                access=access,
-                project=project,
-                than=newest,
-                limit=NEW_PER_TICK,
-            )
-            watched = {i for i, (status, _) in tracked.items() if status not in _FINAL}
-            current = (
-                await log.emails_now(session, watched, access=access, project=project)
-                if watched
-                else []
-            )
-        changed = []
-        for item in current:
-            if _fingerprint(item) != tracked.get(item.id):
-                changed.append({"id": str(item.id), "html": _row(item)})
+    own = None if access.every_project else viewer.principal.project.name
+    shown: set[uuid.UUID] = set(tracked)  # rows the page has (never sent twice)
+
+    def reachable(item: EmailLogItem) -> bool:
+        wanted = own or project
+        return wanted is None or item.project == wanted
+
+    subscriber = hub.subscribe(state.sessions)
+    hub.watch(subscriber, set(tracked))
+    try:
+        yield "retry: 3000\n\n"
+        number = hub.number
+        caught_up = False
+        quiet_since = time.monotonic()
+        while not await request.is_disconnected():
+            try:
+                tick = await asyncio.wait_for(hub.after(number), KEEPALIVE)
+            except TimeoutError:
+                yield ": keepalive\n\n"
+                continue
+            number = tick.number
+            principal = await state.keys.check_id(viewer.principal.key_id)
+            if principal is None or viewer.session.expires_at <= time.time():
+                yield "event: signout\ndata: {}\n\n"
+                return
+            added = [i for i in tick.new if reachable(i) and criteria.matches(i)]
+            if not caught_up:
+                # What was created between the page and the hub's first look at the log.
+                async with state.sessions() as session:
+                    added = (
+                        await log.newer(
+                            session,
+                            criteria,
+                            access=access,
+                            project=project,
+                            than=newest,
+                            limit=NEW_PER_TICK,
+                        )
+                        + added
+                    )
+                caught_up = True
+            added = [i for i in added if i.id not in shown][-NEW_PER_TICK:]
+            changed = []
+            for item_id in list(tracked):
+                item = tick.current.get(item_id)
+                if item is None or not reachable(item):
+                    continue
+                if _fingerprint(item) != tracked[item_id]:
+                    changed.append(item)
+            for item in changed:
                 tracked[item.id] = _fingerprint(item)
-        for item in added:
-            tracked[item.id] = _fingerprint(item)
-            newest = Position(item.created_at, item.id)
-        while len(tracked) > MAX_TRACKED:
-            tracked.pop(next(iter(tracked)))
-        if added or changed:
-            message = {
-                "new": [{"id": str(i.id), "html": _row(i)} for i in added],
-                "changed": changed,
-                "after": encode_cursor(newest),
-            }
-            yield f"event: update\ndata: {json.dumps(message)}\n\n"
-            quiet_since = time.monotonic()
-        elif time.monotonic() - quiet_since >= KEEPALIVE:
-            yield ": keepalive\n\n"
-            quiet_since = time.monotonic()
-        await asyncio.sleep(TICK)
+            for item in added:
+                tracked[item.id] = _fingerprint(item)
+                shown.add(item.id)
+                if (item.created_at, item.id) > (newest.created_at, newest.id):
+                    newest = Position(item.created_at, item.id)
+            while len(tracked) > MAX_TRACKED:
+                tracked.pop(next(iter(tracked)))
+            hub.watch(subscriber, {i for i, (status, _) in tracked.items() if status not in _FINAL})
+            if added or changed:
+                message = {
+                    "new": [{"id": str(i.id), "html": _row(i)} for i in added],
+                    "changed": [{"id": str(i.id), "html": _row(i)} for i in changed],
+                    "after": encode_cursor(newest),
+                }
+                yield f"event: update\ndata: {json.dumps(message)}\n\n"
+                quiet_since = time.monotonic()
+            elif time.monotonic() - quiet_since >= KEEPALIVE:
+                yield ": keepalive\n\n"
+                quiet_since = time.monotonic()
+    finally:
+        hub.unsubscribe(subscriber)
 
 
 _FINAL = {"sent", "failed", "cancelled"}

@@ -6,6 +6,7 @@ from fastapi import APIRouter, FastAPI, Request
 from starlette.responses import PlainTextResponse, Response
 
 from mailroom.api.dashboard import live, pages, signin
+from mailroom.api.dashboard.hub import LiveHub
 from mailroom.api.dashboard.session import Signers
 from mailroom.api.dashboard.signin import NotAllowed, SignInRequired, to_sign_in
 from mailroom.api.dashboard.web import ASSETS, PREFIX, SecurityHeaders, render
@@ -43,6 +44,7 @@ async def _not_allowed(request: Request, exc: Exception) -> Response:
 
 def install_dashboard(app: FastAPI, settings: Settings) -> None:
     app.state.dashboard_signers = Signers(settings)
+    app.state.dashboard_hub = LiveHub()
     app.include_router(static)
     app.include_router(signin.router)
     app.include_router(live.router)  # before pages: /emails/live is not an email's id
