@@ -262,3 +262,44 @@ async def test_an_admin_key_switches_projects_and_others_see_only_their_own(
     assert "<dt>Total</dt><dd>1</dd>" in overview.text
     missing = await browser_client.get("/dashboard/emails", params={"project": "nope"})
     assert missing.status_code == 404
+
+
+async def test_dates_filter_by_whole_days_in_the_sessions_zone(
+    signed_in: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    # The session's zone is Europe/Berlin (see sign_in): 23:30 UTC on Dec 1 is Dec 2 there.
+    late = email_in("sent", created_at=datetime(2026, 12, 1, 23, 30, tzinfo=UTC))
+    early = email_in("sent", created_at=datetime(2026, 12, 1, 12, 0, tzinfo=UTC))
+    await insert_emails(sessions, late, early)
+    dec2 = await signed_in.get(
+        "/dashboard/emails", params={"since": "2026-12-02", "until": "2026-12-02"}
+    )
+    assert _ids(dec2) == [str(late.id)]
+    dec1 = await signed_in.get("/dashboard/emails", params={"until": "2026-12-01"})
+    assert _ids(dec1) == [str(early.id)]
+    backwards = await signed_in.get(
+        "/dashboard/emails", params={"since": "2026-12-02", "until": "2026-12-01"}
+    )
+    assert "Must not be before the start date" in backwards.text
+
+
+async def test_unknown_ids_and_ranges_answer_plainly(signed_in: httpx.AsyncClient) -> None:
+    page = await signed_in.get("/dashboard", params={"range": "1y"})
+    assert page.text.count('<rect class="sent"') == 24
+    csrf = csrf_of(page)
+    for email_id in (str(uuid.uuid4()), "nope"):
+        assert (await signed_in.get(f"/dashboard/emails/{email_id}/body")).status_code == 404
+        for action in ("retry", "cancel"):
+            answer = await signed_in.post(
+                f"/dashboard/emails/{email_id}/{action}", data={"csrf": csrf}
+            )
+            assert answer.status_code == 404
+            assert "No such email" in answer.text
+    assert (await signed_in.get("/dashboard", params={"project": "nope"})).status_code == 404
+
+
+def test_sizes_read_as_people_read_them() -> None:
+    from mailroom.api.dashboard.web import templates
+
+    size = templates.filters["size"]
+    assert [size(n) for n in (512, 2048, 3 * 1024 * 1024)] == ["512 B", "2.0 KB", "3.0 MB"]
