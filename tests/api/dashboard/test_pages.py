@@ -303,3 +303,10 @@ def test_sizes_read_as_people_read_them() -> None:
 
     size = templates.filters["size"]
     assert [size(n) for n in (512, 2048, 3 * 1024 * 1024)] == ["512 B", "2.0 KB", "3.0 MB"]
+
+
+async def test_an_unknown_dashboard_address_is_a_404_page(signed_in: httpx.AsyncClient) -> None:
+    page = await signed_in.get("/dashboard/webhooks/nothing-here")
+    assert page.status_code == 404
+    assert "No such page" in page.text
+    assert page.headers["x-frame-options"] == "DENY"

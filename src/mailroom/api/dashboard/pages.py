@@ -194,3 +194,9 @@ async def keys(viewer: CurrentViewer, session: Session) -> Response:
     own = viewer.principal.project.name
     rows = await list_keys(session, project=None if viewer.can(Scope.ADMIN) else own)
     return render("keys.html", viewer=viewer, keys=rows, tz=viewer.session.tz)
+
+
+@router.get(PREFIX + "/{unknown:path}")
+async def unknown_page(unknown: str, viewer: CurrentViewer) -> Response:
+    """Any other address under /dashboard: the 404 page (after sign-in, like every page)."""
+    return error_page(viewer, 404, "No such page", "There is no dashboard page at that address.")
