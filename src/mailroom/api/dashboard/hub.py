@@ -81,6 +81,8 @@ class LiveHub:
                 self._tick = tick
                 self._changed.notify_all()
             await asyncio.sleep(TICK)
+        # Idle: the next page to open starts from the newest email then, not from here.
+        self._position = None
 
     async def _look(self) -> Tick:
         assert self._sessions is not None

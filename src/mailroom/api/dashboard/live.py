@@ -85,6 +85,7 @@ async def _updates(
     project = project if viewer.principal.has(Scope.ADMIN) else None
     own = None if access.every_project else viewer.principal.project.name
     shown: set[uuid.UUID] = set(tracked)  # rows the page has (never sent twice)
+    floor = (newest.created_at, newest.id)  # the page has everything up to here
 
     def reachable(item: EmailLogItem) -> bool:
         wanted = own or project
@@ -108,7 +109,11 @@ async def _updates(
             if principal is None or viewer.session.expires_at <= time.time():
                 yield "event: signout\ndata: {}\n\n"
                 return
-            added = [i for i in tick.new if reachable(i) and criteria.matches(i)]
+            added = [
+                i
+                for i in tick.new
+                if (i.created_at, i.id) > floor and reachable(i) and criteria.matches(i)
+            ]
             if not caught_up:
                 # What was created between the page and the hub's first look at the log.
                 async with state.sessions() as session:
