@@ -189,3 +189,20 @@ async def test_signing_out_ends_access(page: Page, stack: Stack) -> None:
     await page.goto("/dashboard/emails")
     await expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
     assert "/dashboard/login?next=%2Fdashboard%2Femails" in page.url
+
+
+async def test_the_keyboard_alone_signs_in_and_moves_between_pages(
+    page: Page, stack: Stack
+) -> None:
+    await page.goto("/dashboard")
+    await page.keyboard.type(stack.key)  # the key field has the focus
+    await page.keyboard.press("Enter")
+    await expect(page.get_by_role("heading", name="Overview")).to_be_visible()
+    await page.keyboard.press("Tab")
+    await expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
+    await page.keyboard.press("Tab")
+    await page.keyboard.press("Tab")
+    await page.keyboard.press("Tab")
+    await expect(page.get_by_role("link", name="Emails")).to_be_focused()
+    await page.keyboard.press("Enter")
+    await expect(page.get_by_role("heading", name="Emails")).to_be_visible()
