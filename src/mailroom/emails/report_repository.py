@@ -58,7 +58,11 @@ async def series(
     )
     stmt = (
         select(period, sent, failed)
-        .where(cells.c.bucket >= start, cells.c.bucket < end)
+        .where(
+            cells.c.bucket >= start,
+            cells.c.bucket < end,
+            cells.c.status.in_([EmailStatus.SENT.value, EmailStatus.FAILED.value]),
+        )
         .group_by(period)
         .order_by(period)
     )
