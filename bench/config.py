@@ -71,4 +71,6 @@ TARGET_E2E_SINGLE = 400.0  # emails/s
 TARGET_INGEST_RPS = 1500.0
 TARGET_INGEST_P99_MS = 50.0
 TARGET_LOG_P99_MS = 20.0
+TARGET_DASHBOARD_P99_MS = 50.0  # each dashboard page's server response
+TARGET_DASHBOARD_JS_KB = 150.0  # the dashboard's JavaScript, compressed
 TARGET_RSS_MB = 200.0

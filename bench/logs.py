@@ -93,6 +93,8 @@ class LogsResult:
     load_seconds: float = 0.0
     queries: list[QueryTiming] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    # API CPU (% of one core) with 50 dashboards' live streams open (bench/dashboard.py).
+    live_cpu_percent: float | None = None
 
 
 async def load(db_name: str, rows: int, today_rows: int) -> None:
@@ -186,6 +188,13 @@ async def _query(api_url: str, api_key: str, result: LogsResult, today: int) -> 
             result.queries.append(timing)
             if timing.errors:
                 result.problems.append(f"{name}: {timing.errors} non-200 answers")
+    # The dashboard's pages over the same log (bench/dashboard.py).
+    from bench.dashboard import dashboard_timings
+
+    for timing in await dashboard_timings(api_url, api_key, _time):
+        result.queries.append(timing)
+        if timing.errors:
+            result.problems.append(f"dashboard {timing.name}: {timing.errors} non-200 answers")
 
 
 def run_logs(stack: BenchStack, rows: int = LOG_ROWS, today: int = LOG_ROWS_TODAY) -> LogsResult:
@@ -196,4 +205,10 @@ def run_logs(stack: BenchStack, rows: int = LOG_ROWS, today: int = LOG_ROWS_TODA
         result.load_seconds = time.monotonic() - began
         print(f"   loaded {rows:,} emails in {result.load_seconds:.0f} s", flush=True)
         asyncio.run(_query(run.api_url, run.api_key, result, today))
+        from bench.dashboard import live_cpu_percent
+
+        if run.api.pid is not None:
+            result.live_cpu_percent = asyncio.run(
+                live_cpu_percent(run.api_url, run.api_key, run.api.pid)
+            )
     return result

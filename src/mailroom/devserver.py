@@ -66,6 +66,10 @@ Send an email (it arrives at {where}):
       -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\
       -d '{{"to": "jane@example.com", "subject": "Hello", "text": "It works."}}'
 
+Dashboard (sign in with the key above):
+
+    {base}/dashboard/login
+
 See the log:
 
     curl -s {base}/logs/email -H 'Authorization: Bearer {key}'

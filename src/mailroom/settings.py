@@ -126,6 +126,10 @@ class Settings(BaseSettings):
     request_body_timeout: float = Field(default=60.0, gt=0, le=3600)
     # Connections one API process holds at once; a request beyond them gets 503 at once.
     max_connections: int = Field(default=500, ge=1, le=100_000)
+    # Dashboard (/dashboard): hours a sign-in lasts, and the key signing its session cookies
+    # (unset: a random one made once and kept in the database, shared by every process).
+    dashboard_session_hours: int = Field(default=12, ge=1, le=24 * 30)
+    dashboard_secret: SecretStr | None = Field(default=None, min_length=32)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["console", "json"] = "console"
@@ -161,6 +165,7 @@ class Settings(BaseSettings):
         "smtp_oauth2_scope",
         "smtp_oauth2_token_command",
         "smtp_ehlo_name",
+        "dashboard_secret",
         mode="before",
     )
     @classmethod

@@ -2,6 +2,7 @@
 
 app              the application factory (lifespan, routers, middleware)
 routes/          one module per group of endpoints; ``dev_inbox`` only under `mailroom dev`
+dashboard/       the web dashboard at /dashboard (server-rendered pages, sessions, live log)
 security         API keys, scopes and the rate limit on POST /send
 ratelimit        the sliding-window limiter in Redis
 middleware       body limit, per-request headers, the request log

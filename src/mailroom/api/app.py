@@ -14,6 +14,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from mailroom import __version__
+from mailroom.api.dashboard.routes import install_dashboard
 from mailroom.api.docs import install_docs
 from mailroom.api.errors import install_error_handlers
 from mailroom.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
@@ -86,6 +87,7 @@ def create_app(settings: Settings | None = None, *, inbox: Inbox | None = None) 
     app.include_router(metrics.router)
     if inbox is not None:
         app.include_router(dev_inbox.router)
+    install_dashboard(app, settings)
     # Outermost last: the request id exists before anything logs; the body limit acts
     # before any parsing; CORS (only when configured) answers preflights first; the
     # client's address (and scheme) is known before anything else runs.

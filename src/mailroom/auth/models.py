@@ -40,3 +40,15 @@ class ApiKey(Base):
             postgresql_where=text("revoked_at IS NULL"),
         ),
     )
+
+
+class SigningSecret(Base):
+    """A random secret the service signs with, by purpose ("dashboard": its session
+    cookies), made once and shared by every process, so what one process signed another
+    accepts, before and after a restart."""
+
+    __tablename__ = "signing_secrets"
+
+    purpose: Mapped[str] = mapped_column(String(32), primary_key=True)
+    secret: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from async_lru import alru_cache
 from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from mailroom.auth.keys import display_prefix, generate_key, hash_key, looks_like_key
-from mailroom.auth.models import ApiKey
+from mailroom.auth.models import ApiKey, SigningSecret
 from mailroom.auth.scopes import Scope
 from mailroom.errors import InvalidRequest, NotFound
 from mailroom.projects.access import ProjectAccess, ProjectRef
@@ -174,6 +177,7 @@ class KeyChecker:
         self._touched: dict[uuid.UUID, float] = {}
         # ttl=0 keeps nothing once the load is done (only requests waiting on it share it).
         self._principals = alru_cache(maxsize=self._CACHED_KEYS, ttl=ttl)(self._load)
+        self._by_id = alru_cache(maxsize=self._CACHED_KEYS, ttl=ttl)(self._load_id)
         self._ttl = ttl
         self._clock = clock
         self._unknown: OrderedDict[str, float] = OrderedDict()  # digest -> when to forget it
@@ -202,13 +206,27 @@ class KeyChecker:
             await self._touch(principal.key_id)
         return principal
 
+    async def check_id(self, key_id: uuid.UUID) -> Principal | None:
+        """The key with this id while it is not revoked (cached as ``check``): what a
+        dashboard session, which holds a key's id rather than the key, re-checks."""
+        principal = await self._by_id(key_id)
+        if principal is None:
+            self._by_id.cache_invalidate(key_id)
+        return principal
+
+    async def _load_id(self, key_id: uuid.UUID) -> Principal | None:
+        return await self._find(ApiKey.id == key_id)
+
     async def _load(self, digest: str) -> Principal | None:
+        return await self._find(ApiKey.key_hash == digest)
+
+    async def _find(self, condition: Any) -> Principal | None:
         async with self._sessions() as session:
             found = (
                 await session.execute(
                     select(ApiKey, Project.name)
                     .join(Project, Project.id == ApiKey.project_id)
-                    .where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None))
+                    .where(condition, ApiKey.revoked_at.is_(None))
                 )
             ).one_or_none()
         if found is None:
@@ -252,3 +270,17 @@ async def ensure_dev_key(
         _, key = await create_key(session, name=DEV_KEY_NAME, scopes=list(Scope))
         await session.commit()
     return key, True
+
+
+async def signing_secret(session: AsyncSession, purpose: str) -> str:
+    """The secret kept for ``purpose``, made now if there is none (the first process to ask
+    makes it; the others read that one)."""
+    await session.execute(
+        insert(SigningSecret)
+        .values(purpose=purpose, secret=secrets.token_urlsafe(48))
+        .on_conflict_do_nothing(index_elements=[SigningSecret.purpose])
+    )
+    found = await session.execute(
+        select(SigningSecret.secret).where(SigningSecret.purpose == purpose)
+    )
+    return str(found.scalar_one())

@@ -6,6 +6,7 @@ database only through the repositories (these flush; the caller's unit of work c
 Use cases:
     accepting       POST /send and /send/batch: validate, store, dispatch after the commit
     log             one email with its attempts, pages of the log, today's report, counts
+    report          the dashboard's overview: series from the counters, failure reasons
     operations      cancel, retry, requeue failed emails
     delivery        what the worker calls: claim, renew leases, record attempts, sweep
 Their parts:
@@ -16,7 +17,8 @@ Their parts:
     message, addresses, attachments, instants: building and checking what is sent
     message_format  how it is written: 7-bit bodies, literal headers, the same bytes each time
 Repositories (SQL): transitions_ (new emails, cancel, retry, requeue), delivery_ (claims,
-leases, attempt records), log_ (reads, counts, the report), sweeper_ and purge_repository.
+leases, attempt records), log_ (reads, counts, the report), report_ (the overview's series),
+sweeper_ and purge_repository.
 Also: models (the tables), counters and buckets (the report's 15-minute counts),
 retention (the purge's runs), cli (`mailroom emails`).
 """

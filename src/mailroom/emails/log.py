@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import math
 import uuid
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parseaddr
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -186,3 +188,113 @@ async def emails_by_status(session: AsyncSession) -> dict[str, int]:
 async def emails_by_project(session: AsyncSession) -> dict[uuid.UUID, int]:
     """Emails present in each project (for `mailroom projects list`)."""
     return await log_repository.emails_by_project(session)
+
+
+@dataclass(frozen=True)
+class Criteria:
+    """What a reader of the log (the dashboard) selects: every field optional."""
+
+    statuses: tuple[EmailStatus, ...] = ()
+    recipient: str | None = None
+    sender_contains: str | None = None
+    subject_contains: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def matches(self, item: EmailLogItem) -> bool:
+        """Whether the log filter these criteria make would select ``item`` (any project)."""
+        if self.statuses and item.status not in self.statuses:
+            return False
+        if self.recipient is not None and self.recipient not in {
+            parseaddr(a)[1].lower() for a in (*item.to, *item.cc, *item.bcc)
+        }:
+            return False
+        if self.sender_contains is not None and (
+            self.sender_contains.lower() not in item.sender.lower()
+        ):
+            return False
+        if self.subject_contains is not None and (
+            self.subject_contains.lower() not in item.subject.lower()
+        ):
+            return False
+        if self.since is not None and item.created_at < self.since:
+            return False
+        return self.until is None or item.created_at < self.until
+
+    def log_filter(self, project_id: uuid.UUID | None) -> LogFilter:
+        return LogFilter(
+            project_id=project_id,
+            statuses=self.statuses,
+            recipient=self.recipient,
+            sender_contains=self.sender_contains,
+            subject_contains=self.subject_contains,
+            since=self.since,
+            until=self.until,
+        )
+
+
+@dataclass(frozen=True)
+class Browsed:
+    items: list[EmailLogItem]
+    next_cursor: str | None  # the page after this one, if any
+
+
+async def browse(
+    session: AsyncSession,
+    criteria: Criteria,
+    *,
+    access: ProjectAccess,
+    project: str | None,
+    after: Position | None,
+    limit: int,
+) -> Browsed:
+    """A page of the log, newest first, by keyset only and without counting (so that a
+    text filter, matched row by row, costs only the rows a page needs)."""
+    project_id = await access.project_id(session, project)
+    rows = await log_repository.list_emails(
+        session, criteria.log_filter(project_id), limit=limit + 1, after=after
+    )
+    names = await _project_names(session, {e.project_id for e in rows[:limit]}, access)
+    items = [log_item(Listed(e, names[e.project_id])) for e in rows[:limit]]
+    last = rows[limit - 1] if len(rows) > limit else None
+    return Browsed(
+        items, encode_cursor(Position(last.created_at, last.id)) if last is not None else None
+    )
+
+
+async def newer(
+    session: AsyncSession,
+    criteria: Criteria,
+    *,
+    access: ProjectAccess,
+    project: str | None,
+    than: Position,
+    limit: int,
+) -> list[EmailLogItem]:
+    """The emails the criteria select created after ``than``, oldest first (what a live
+    view of the log's first page adds)."""
+    project_id = await access.project_id(session, project)
+    rows = await log_repository.list_newer(
+        session, criteria.log_filter(project_id), than=than, limit=limit
+    )
+    names = await _project_names(session, {e.project_id for e in rows}, access)
+    return [log_item(Listed(e, names[e.project_id])) for e in rows]
+
+
+async def emails_now(
+    session: AsyncSession, ids: set[uuid.UUID], *, access: ProjectAccess, project: str | None
+) -> list[EmailLogItem]:
+    """These emails as they are now (those the caller reaches; the others left out)."""
+    project_id = await access.project_id(session, project)
+    rows = await log_repository.emails_by_ids(session, ids, project_id=project_id)
+    names = await _project_names(session, {e.project_id for e in rows}, access)
+    return [log_item(Listed(e, names[e.project_id])) for e in rows]
+
+
+EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # before any email
+
+
+async def latest(session: AsyncSession) -> Position | None:
+    """Where the newest email of every project is in the log's order (None: it is empty)."""
+    rows = await log_repository.list_emails(session, LogFilter(project_id=None), limit=1)
+    return Position(rows[0].created_at, rows[0].id) if rows else None

@@ -90,9 +90,17 @@ class LogFilter:
     until: datetime | None = None
     # The last error's class: "4xx", "5xx" (SMTP reply codes) or "connection" (none).
     error_class: str | None = None
+    # Text the sender or the subject contains, case-insensitively (the dashboard's filters:
+    # matched row by row, so only listed, never counted).
+    sender_contains: str | None = None
+    subject_contains: str | None = None
 
     def clauses(self) -> list[Any]:
         where: list[Any] = []
+        if self.sender_contains is not None:
+            where.append(Email.sender.ilike(f"%{_like(self.sender_contains)}%", escape="\\"))
+        if self.subject_contains is not None:
+            where.append(Email.subject.ilike(f"%{_like(self.subject_contains)}%", escape="\\"))
         if self.project_id is not None:
             where.append(Email.project_id == self.project_id)
         if self.error_class == "connection":
@@ -110,6 +118,11 @@ class LogFilter:
         if self.until is not None:
             where.append(Email.created_at < self.until)
         return where
+
+
+def _like(text: str) -> str:
+    """``text`` matched literally inside a LIKE pattern."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 @dataclass(frozen=True)
@@ -144,7 +157,12 @@ async def project_names(session: AsyncSession, ids: Iterable[uuid.UUID]) -> dict
 
 async def count_emails(session: AsyncSession, log_filter: LogFilter) -> int:
     """How many emails match: from the counters, plus rows at unaligned edges."""
-    if log_filter.recipient is not None or log_filter.error_class is not None:
+    if (
+        log_filter.recipient is not None
+        or log_filter.error_class is not None
+        or log_filter.sender_contains is not None
+        or log_filter.subject_contains is not None
+    ):
         # The counters know nothing of recipients or errors; count the rows.
         return await _count_rows(session, log_filter)
     statuses = [s.value for s in log_filter.statuses]
@@ -282,3 +300,32 @@ async def fold_counts(session: AsyncSession) -> int:
     """
     result = await session.execute(text("SELECT mailroom_fold_counts()"))
     return int(result.scalar_one())
+
+
+def counter_cells(project_id: uuid.UUID | None) -> Any:
+    """(bucket, status, n) of the emails created, purged ones included: what the
+    report's charts read (see report_repository)."""
+    return _cells(EmailCount.created, EmailCountDelta.created, project_id)
+
+
+async def list_newer(
+    session: AsyncSession, log_filter: LogFilter, *, than: Position, limit: int
+) -> list[Email]:
+    """The emails after ``than`` in the newest-first order's reverse: oldest first."""
+    stmt = (
+        select(Email)
+        .where(*log_filter.clauses())
+        .where(tuple_(Email.created_at, Email.id) > tuple_(than.created_at, than.id))
+        .order_by(Email.created_at, Email.id)
+        .limit(limit)
+    )
+    return list((await session.execute(stmt)).scalars())
+
+
+async def emails_by_ids(
+    session: AsyncSession, ids: Iterable[uuid.UUID], *, project_id: uuid.UUID | None
+) -> list[Email]:
+    stmt = select(Email).where(Email.id.in_(set(ids)))
+    if project_id is not None:
+        stmt = stmt.where(Email.project_id == project_id)
+    return list((await session.execute(stmt)).scalars())

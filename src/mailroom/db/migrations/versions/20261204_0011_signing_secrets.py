@@ -1,0 +1,35 @@
+"""signing_secrets: the random secrets the service signs with (the dashboard's sessions)
+
+Revision ID: 0011
+Revises: 0006
+Create Date: 2026-12-04 20:30:00
+
+Kept in the database so that every API process signs with the same secret, and a restart
+does not end every dashboard session, without anyone having to set one.
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0011"
+down_revision: str | None = "0006"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "signing_secrets",
+        sa.Column("purpose", sa.String(length=32), nullable=False),
+        sa.Column("secret", sa.Text(), nullable=False),
+        sa.Column(
+            "created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False
+        ),
+        sa.PrimaryKeyConstraint("purpose", name=op.f("pk_signing_secrets")),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("signing_secrets")
