@@ -99,13 +99,16 @@ def dev(
 ) -> None:
     """Everything in one process: migrations, API on 127.0.0.1, worker, and a development inbox."""
     settings = load_cli_settings()
-    from mailroom.devserver import DevServerError, run_dev
+    from mailroom.devserver import DevServerError, DevStopForced, run_dev
 
     try:
         run_server(lambda: run_dev(settings, api_port=port, smtp_port=smtp_port))
     except DevServerError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(1) from None
+    except DevStopForced:
+        typer.echo("Stopped without waiting for deliveries in flight (they are retried).", err=True)
+        raise typer.Exit(130) from None
 
 
 @app.command()
