@@ -45,8 +45,10 @@ check-services: ## Fail early, with a hint, when PostgreSQL or Redis is not reac
 	@scripts/check-services
 
 # One pytest process per core (pytest-xdist; each has its own database and Redis prefix),
-# with coverage; the floor is fail_under in pyproject.toml.
-test: install postman/node_modules/.installed lint check-services ## Lint, type-check and run the whole test suite with coverage
+# with coverage; the floor is fail_under in pyproject.toml. Where PostgreSQL or Redis does not
+# answer, the session starts embedded ones for itself (tests/support/embedded_fallback.py).
+test: install postman/node_modules/.installed lint ## Lint, type-check and run the whole test suite with coverage
+	@scripts/check-services --or-embedded
 	$(UV) run pytest -n auto --dist worksteal --cov --cov-report=term
 
 chaos: install ## Fault-injection run (minutes): kill -9 workers, flush/restart Redis, SMTP outage and codes, PostgreSQL outage
