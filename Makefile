@@ -20,8 +20,8 @@ postman/node_modules/.installed: postman/package-lock.json
 	@npm ci --prefix postman --no-audit --no-fund --loglevel=error >/dev/null
 	@touch $@
 
-run: install ## Migrate, then run the API, worker and dev inbox in one process (Ctrl-C stops)
-	$(UV) run mailroom dev
+run: install ## Migrate, then run the API, worker and dev inbox in one process (Ctrl-C stops; ARGS="--embedded" etc.)
+	$(UV) run mailroom dev $(ARGS)
 
 api: install ## Serve the HTTP API only
 	$(UV) run mailroom api
