@@ -14,9 +14,9 @@ from mailroom.embedded.errors import EmbeddedServerError
 SUPPORTED = {("linux", "x86_64"), ("darwin", "arm64")}
 
 INSTALL_INSTEAD = (
-    "Install PostgreSQL (15 or later) and Redis (6.2 or later) yourself, or run "
-    "`docker compose up -d postgres redis`, then set DATABASE_URL and REDIS_URL "
-    "(see README, 'Running on your own servers')."
+    "Install PostgreSQL (15 or later) and Redis (6.2 or later) and set DATABASE_URL and "
+    "REDIS_URL if they are not at 127.0.0.1:5432 and 127.0.0.1:6379 (README, 'Your own "
+    "PostgreSQL and Redis'), or run the whole stack with `docker compose up`."
 )
 
 
