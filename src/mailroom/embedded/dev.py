@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 
 from sqlalchemy.engine import make_url
 
+from mailroom.embedded.binaries import find_binaries
+from mailroom.embedded.errors import EmbeddedServerError
 from mailroom.embedded.ports import answers
 from mailroom.embedded.servers import embedded_servers
 from mailroom.settings import Settings, get_settings, load_settings
@@ -51,6 +53,17 @@ def dev_services(
     if not (pg or valkey):
         yield settings, [_external(name, settings, field) for name, field in _FIELDS]
         return
+    if embedded is None:
+        try:
+            find_binaries()
+        except EmbeddedServerError as exc:
+            missing = [
+                name for name, wanted in (("DATABASE_URL", pg), ("REDIS_URL", valkey)) if wanted
+            ]
+            raise EmbeddedServerError(
+                f"{' and '.join(missing)} not set and nothing answers at the default address, "
+                f"so `mailroom dev` would start embedded servers, but: {exc}"
+            ) from None
     with embedded_servers(home, postgres=pg, valkey=valkey) as servers:
         overrides: dict[str, str] = {}
         lines: list[str] = []
