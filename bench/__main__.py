@@ -26,6 +26,7 @@ from harness.procs import ToolMissing
 
 from bench import config, machine, report
 from bench.e2e import E2EResult, run_e2e
+from bench.embedded import embedded_rows, run_embedded
 from bench.ingest import run_ingest
 from bench.limit import run_limit
 from bench.logs import run_logs
@@ -44,6 +45,7 @@ RUNS = (
     "e2e-single-defaults",
     "e2e-batch-defaults",
     "logs",
+    "embedded",
 )
 ALIASES = {
     "e2e": ("e2e-single", "e2e-batch"),
@@ -240,8 +242,23 @@ def _defaults(session: Session, stack: BenchStack, args: argparse.Namespace, wrk
             )
 
 
+def _embedded(session: Session) -> None:
+    result = run_embedded()
+    session.raw["embedded"] = asdict(result)
+    rows = embedded_rows(result)
+    session.rows += rows
+    for row in rows:
+        print(f"   {row.run}: {row.result} ({row.detail})", flush=True)
+    session.note_problems("embedded", result.problems)
+
+
 def run_all(args: argparse.Namespace, session: Session) -> None:
     runs: list[str] = args.only
+    if "embedded" in runs:  # `make run` on a fresh clone; needs none of the tools below
+        session.attempt("embedded", lambda: _embedded(session))
+        runs = [run for run in runs if run != "embedded"]
+        if not runs:
+            return
     wrk = ensure_wrk() if {"ingest", "e2e-single", "ingest-defaults"} & set(runs) else ""
     postfix = ensure_postfix()
     if "limit" in runs:

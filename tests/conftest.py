@@ -1,7 +1,9 @@
 """Shared fixtures. Each test process gets its own database and its own Redis key prefix.
 
 Tests talk to real PostgreSQL and Redis (TEST_DATABASE_URL and TEST_REDIS_URL point
-at the servers) and to an in-process aiosmtpd server; nothing else is mocked. Under
+at the servers; when one does not answer, the session starts a throwaway embedded one,
+see tests/support/embedded_fallback.py) and to an in-process aiosmtpd server; nothing
+else is mocked. Under
 pytest-xdist every worker process is a session of its own: its own database, Redis
 prefix and session-scoped servers, so workers never see each other's rows or jobs.
 """
@@ -33,6 +35,7 @@ from mailroom.queue.dispatcher import Dispatcher
 from mailroom.settings import Settings, load_settings
 from mailroom.transport.smtp import SmtpConfig, SmtpTransport
 from mailroom.worker.runner import DeliveryWorker
+from tests.support.embedded_fallback import Fallback, start_fallback
 from tests.support.loggers import forget_cached_loggers
 from tests.support.smtp_server import SmtpTestServer
 
@@ -40,6 +43,27 @@ SERVER_URL = os.environ.get(
     "TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 )
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+_FALLBACK = pytest.StashKey[Fallback]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Embedded servers for the session in place of test servers that do not answer."""
+    global SERVER_URL, REDIS_URL
+    fallback = start_fallback(SERVER_URL, REDIS_URL)
+    config.stash[_FALLBACK] = fallback
+    SERVER_URL, REDIS_URL = fallback.database_url, fallback.redis_url
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    fallback = config.stash.get(_FALLBACK, None)
+    if fallback is not None:
+        fallback.close()
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    fallback = config.stash.get(_FALLBACK, None)
+    return [] if fallback is None else fallback.report
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -1,18 +1,23 @@
 """`mailroom dev`: migrations, the API, the worker and a capture inbox in one process.
 
 All of it shares one event loop, so Ctrl-C stops it in order: the API stops
-accepting requests, the worker drains, then the inbox closes.
+accepting requests, the worker drains, then the inbox closes. A second Ctrl-C stops
+without waiting for the deliveries in flight (each is retried later).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import structlog
+import uvicorn
 
 from mailroom.api.app import create_app
-from mailroom.api.server import api_server
+from mailroom.api.server import server_options
 from mailroom.auth.service import ensure_dev_key
 from mailroom.db.engine import open_database
 from mailroom.db.migrate import migrate
@@ -80,7 +85,79 @@ class DevServerError(Exception):
     """A start-up problem with a message meant for the person at the terminal."""
 
 
+class DevStopForced(Exception):
+    """A second Ctrl-C (or SIGTERM) stopped `mailroom dev` without waiting for deliveries."""
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handlers.
+
+    uvicorn replaces SIGINT's handler while it serves and, once serve() returns, raises
+    the signal again for the handler it put back: asyncio's, which then cancels the
+    whole of `mailroom dev` in the middle of the worker's drain. _Stopper handles the
+    signals instead and asks this server to exit.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class _Stopper:
+    """SIGINT and SIGTERM for `mailroom dev`: the first stops it in order, the second at once.
+
+    Before the API serves (migrations, the key), the first signal cancels start-up;
+    while it serves, it asks uvicorn to exit and the worker then drains as usual.
+    """
+
+    def __init__(self) -> None:
+        self.server: _Server | None = None
+        self.requested = 0
+        self._task = asyncio.current_task()
+
+    def __enter__(self) -> _Stopper:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        self.requested += 1
+        serving = self.server is not None and self.server.started
+        if self.requested == 1 and serving:
+            log.info("dev.stopping", signal=sig.name, hint="Ctrl-C again to stop at once")
+            assert self.server is not None
+            self.server.should_exit = True
+            return
+        log.info("dev.stopping_now", signal=sig.name)
+        if self.server is not None:
+            self.server.force_exit = True
+        if self._task is not None:
+            self._task.cancel()
+
+
 async def run_dev(settings: Settings, *, api_port: int, smtp_port: int) -> None:
+    """Serve until SIGINT or SIGTERM; DevStopForced when a second one cut the stop short."""
+    with _Stopper() as stopper:
+        try:
+            await _run_dev(settings, stopper, api_port=api_port, smtp_port=smtp_port)
+        except asyncio.CancelledError:
+            if not stopper.requested:
+                raise
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            if stopper.requested > 1:
+                raise DevStopForced from None
+            log.info("dev.stopped_before_start")
+
+
+async def _run_dev(settings: Settings, stopper: _Stopper, *, api_port: int, smtp_port: int) -> None:
     await migrate(settings.database_url)
     log.info("dev.migrated")
     key, created = await _dev_key(settings)
@@ -113,7 +190,10 @@ async def run_dev(settings: Settings, *, api_port: int, smtp_port: int) -> None:
         transport = smtp_transport(settings)
         log.info("dev.using_smtp", host=settings.smtp_host)
 
-    server = api_server(create_app(settings, inbox=inbox), DEV_HOST, api_port)
+    config = uvicorn.Config(
+        create_app(settings, inbox=inbox), host=DEV_HOST, port=api_port, **server_options(settings)
+    )
+    server = stopper.server = _Server(config)
     try:
         # Sandbox emails land in the dev inbox too (when there is one) rather than nowhere.
         sandbox = transport if inbox is not None else None
@@ -127,7 +207,7 @@ async def run_dev(settings: Settings, *, api_port: int, smtp_port: int) -> None:
                 hint="Ctrl-C stops everything",
             )
             print(_welcome(key, created, api_port, inbox is not None), flush=True)
-            # uvicorn handles SIGINT/SIGTERM itself and returns from serve().
+            # Returns once _Stopper sets should_exit (or the port cannot be bound).
             await server.serve()
     finally:
         if smtp_server is not None:

@@ -96,16 +96,36 @@ def dev(
     smtp_port: Annotated[
         int, typer.Option(help="Port of the development inbox's SMTP server")
     ] = 1025,
+    embedded: Annotated[
+        bool | None,
+        typer.Option(
+            "--embedded/--no-embedded",
+            help="Start (or never start) an embedded PostgreSQL and Valkey under .mailroom/ "
+            "(default: for each of DATABASE_URL and REDIS_URL that is not set, when nothing "
+            "answers at its default address)",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Everything in one process: migrations, API on 127.0.0.1, worker, and a development inbox."""
     settings = load_cli_settings()
-    from mailroom.devserver import DevServerError, run_dev
+    from mailroom.devserver import DevServerError, DevStopForced, run_dev
+    from mailroom.embedded.dev import dev_services
+    from mailroom.embedded.errors import EmbeddedServerError
 
     try:
-        run_server(lambda: run_dev(settings, api_port=port, smtp_port=smtp_port))
-    except DevServerError as exc:
+        with dev_services(settings, embedded) as (settings, servers):
+            for line in servers:
+                typer.echo(line)
+            run_server(lambda: run_dev(settings, api_port=port, smtp_port=smtp_port))
+    except (DevServerError, EmbeddedServerError) as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(1) from None
+    except DevStopForced:
+        typer.echo("Stopped without waiting for deliveries in flight (they are retried).", err=True)
+        raise typer.Exit(130) from None
+    except KeyboardInterrupt:  # Ctrl-C while the embedded servers were starting
+        typer.echo("Stopped before start-up completed.", err=True)
 
 
 @app.command()
