@@ -127,6 +127,14 @@ class Settings(BaseSettings):
     # Connections one API process holds at once; a request beyond them gets 503 at once.
     max_connections: int = Field(default=500, ge=1, le=100_000)
 
+    # Bounces and suppressions (README): one suppression list per project or a shared one;
+    # the feedback endpoints' secrets (unset: that endpoint is off, 404); the VERP domain.
+    suppression_scope: Literal["project", "global"] = "project"
+    feedback_postmark_token: SecretStr | None = None
+    feedback_brevo_token: SecretStr | None = None
+    feedback_mailgun_signing_key: SecretStr | None = None
+    bounce_domain: str | None = Field(default=None, pattern=r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$")
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["console", "json"] = "console"
 
@@ -161,6 +169,10 @@ class Settings(BaseSettings):
         "smtp_oauth2_scope",
         "smtp_oauth2_token_command",
         "smtp_ehlo_name",
+        "feedback_postmark_token",
+        "feedback_brevo_token",
+        "feedback_mailgun_signing_key",
+        "bounce_domain",
         mode="before",
     )
     @classmethod

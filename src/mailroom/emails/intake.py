@@ -45,6 +45,10 @@ class Intake:
         self._batch_job_size = batch_job_size
         self._groups: Coalescer[Stored, None] = Coalescer(self._store, max_items=MAX_GROUP)
 
+    def session(self) -> AbstractAsyncContextManager[AsyncSession]:
+        """A session for a read before the email is stored (its recipients' suppressions)."""
+        return self._sessions()
+
     def transaction(self) -> AbstractAsyncContextManager[UnitOfWork]:
         """A transaction of its own, for a request that cannot share one."""
         return unit_of_work(self._sessions, self._dispatch)
