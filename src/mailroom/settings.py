@@ -133,6 +133,7 @@ class Settings(BaseSettings):
     feedback_postmark_token: SecretStr | None = None
     feedback_brevo_token: SecretStr | None = None
     feedback_mailgun_signing_key: SecretStr | None = None
+    feedback_ses_topic_arns: str = ""  # comma-separated: the only SNS topics taken
     bounce_domain: str | None = Field(default=None, pattern=r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$")
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -10,6 +10,7 @@ from mailroom.api.ratelimit import SendRateLimiter
 from mailroom.auth.service import KeyChecker
 from mailroom.devinbox.store import Inbox
 from mailroom.emails.intake import Intake
+from mailroom.feedback.ses import SnsVerifier
 from mailroom.queue.dispatcher import Dispatcher
 from mailroom.settings import Settings
 
@@ -23,4 +24,5 @@ class AppState:
     keys: KeyChecker
     rate_limiter: SendRateLimiter
     intake: Intake
+    sns: SnsVerifier
     inbox: Inbox | None = None
