@@ -87,6 +87,7 @@ class SnsSigner:
             "SigningCertURL": CERT_URL,
             **extra,
         }
+        signed: tuple[str, ...]
         if kind == "Notification":
             signed = ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type")
         else:
