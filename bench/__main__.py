@@ -32,6 +32,7 @@ from bench.logs import run_logs
 from bench.pipelining import pipelining_rows, run_pipelining
 from bench.report import ERROR, Row
 from bench.stack import BenchStack
+from bench.suppressions import run_suppressions
 from bench.tools import Postfix, ensure_postfix, ensure_wrk
 
 RUNS = (
@@ -44,6 +45,7 @@ RUNS = (
     "e2e-single-defaults",
     "e2e-batch-defaults",
     "logs",
+    "suppressions",
 )
 ALIASES = {
     "e2e": ("e2e-single", "e2e-batch"),
@@ -217,6 +219,16 @@ def _logs(session: Session, stack: BenchStack) -> None:
     session.note_problems("logs", result.problems)
 
 
+def _suppressions(session: Session, stack: BenchStack, wrk: str) -> None:
+    result = run_suppressions(stack, wrk)
+    session.raw["suppressions"] = {**asdict(result), "added_p99_ms": result.added_p99_ms}
+    rows = report.suppressions_rows(result)
+    session.rows += rows
+    for row in rows:
+        print(f"   {row.run}: {row.result} ({row.detail})", flush=True)
+    session.note_problems("suppressions", result.problems)
+
+
 def _rss(session: Session) -> None:
     """The peak RSS rows, over the end-to-end runs (API and workers both busy)."""
     peaks = {
@@ -242,7 +254,11 @@ def _defaults(session: Session, stack: BenchStack, args: argparse.Namespace, wrk
 
 def run_all(args: argparse.Namespace, session: Session) -> None:
     runs: list[str] = args.only
-    wrk = ensure_wrk() if {"ingest", "e2e-single", "ingest-defaults"} & set(runs) else ""
+    wrk = (
+        ensure_wrk()
+        if {"ingest", "e2e-single", "ingest-defaults", "suppressions"} & set(runs)
+        else ""
+    )
     postfix = ensure_postfix()
     if "limit" in runs:
         session.attempt("limit", lambda: _limit(session, postfix))
@@ -272,6 +288,8 @@ def run_all(args: argparse.Namespace, session: Session) -> None:
         _rss(session)
         if "logs" in runs:
             session.attempt("logs", lambda: _logs(session, stack))
+        if "suppressions" in runs:
+            session.attempt("suppressions", lambda: _suppressions(session, stack, wrk))
     finally:
         keep = bool(session.problems)
         stack.close(keep_logs=keep)
