@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Route
 
 from mailroom.errors import (
     MAX_DETAILS,
@@ -79,12 +80,25 @@ async def _http(request: Request, exc: Exception) -> JSONResponse:
     if exc.status_code == 404:
         error = NotFound("No such endpoint.", headers=exc.headers)
     elif exc.status_code == 405:
-        error = MethodNotAllowed("Method not allowed on this endpoint.", headers=exc.headers)
+        headers = {**(exc.headers or {}), "Allow": _allowed_methods(request)}
+        error = MethodNotAllowed("Method not allowed on this endpoint.", headers=headers)
     elif exc.status_code == 413:  # the body passed its limit while it was read
         error = PayloadTooLarge(str(exc.detail))
     else:
         error = HttpError(exc.status_code, str(exc.detail), headers=exc.headers)
     return error_response(error)
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route serves at this path: Starlette names only the first route's
+    when several share a path (GET and POST /suppressions are two routes)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, Route) and route.methods:
+            match, _ = route.matches(request.scope)
+            if match is not Match.NONE:
+                methods |= route.methods
+    return ", ".join(sorted(methods))
 
 
 async def _database_down(request: Request, exc: Exception) -> JSONResponse:

@@ -42,8 +42,18 @@ async def receive(
     uow: UoW,
     settings: SettingsDep,
     state: State,
-    provider: Annotated[str, Path(max_length=40, description="postmark, brevo, mailgun or ses")],
-    token: Annotated[str | None, Query(max_length=500)] = None,
+    provider: Annotated[
+        str,
+        Path(max_length=40, description="postmark, brevo, mailgun or ses", examples=["brevo"]),
+    ],
+    token: Annotated[
+        str | None,
+        Query(
+            max_length=500,
+            description="FEEDBACK_POSTMARK_TOKEN or FEEDBACK_BREVO_TOKEN (or Basic auth)",
+            examples=["a-long-random-secret"],
+        ),
+    ] = None,
     authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> FeedbackReceived:
     """No API key: Postmark and Brevo authenticate with `?token=` or the Basic-auth
@@ -72,8 +82,15 @@ async def receive(
 async def unmatched(
     session: Session,
     caller: LogsCaller,
-    limit: Annotated[int, Query(ge=1, le=100)] = 50,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=100, examples=[50])] = 50,
+    cursor: Annotated[
+        str | None,
+        Query(
+            max_length=200,
+            description="The previous page's `nextCursor`",
+            examples=["eyJ0IjoiMjAyNi0xMi0wNFQyMDowMDowMCswMDowMCIsImkiOjQyfQ"],
+        ),
+    ] = None,
 ) -> UnmatchedPage:
     """They belong to no project: a key with `logs:read` and `admin` reads them."""
     if not caller.has(Scope.ADMIN):

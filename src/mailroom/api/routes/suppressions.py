@@ -48,11 +48,23 @@ async def list_suppressions(
     session: Session,
     settings: SettingsDep,
     caller: LogsCaller,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
-    limit: Annotated[int, Query(ge=1, le=service.MAX_LIMIT)] = 50,
-    reason: Reason | None = None,
+    cursor: Annotated[
+        str | None,
+        Query(
+            max_length=200,
+            description="The previous page's `pagination.nextCursor`",
+            examples=["eyJ0IjoiMjAyNi0xMi0wNFQyMDowMDowMCswMDowMCIsImkiOjQyfQ"],
+        ),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=service.MAX_LIMIT, examples=[50])] = 50,
+    reason: Annotated[Reason | None, Query(examples=["hard_bounce"])] = None,
     q: Annotated[
-        str | None, Query(max_length=320, description="Addresses containing this, in any case")
+        str | None,
+        Query(
+            max_length=320,
+            description="Addresses containing this, in any case",
+            examples=["example.com"],
+        ),
     ] = None,
 ) -> SuppressionPage:
     """The key's project's list (the shared one under SUPPRESSION_SCOPE=global); entries
