@@ -22,6 +22,9 @@ def normalize(address: str) -> str:
         raise ValueError(f"{address[:80]!r} is not an email address (name@domain)")
     if len(value) > MAX_ADDRESS_LENGTH:
         raise ValueError(f"is longer than {MAX_ADDRESS_LENGTH} characters")
-    if any(c.isspace() or ord(c) < 32 or c in "<>," for c in value) or "@" in domain:
+    quoted = local.startswith('"') and local.endswith('"') and len(local) > 1
+    if any(c.isspace() or ord(c) < 32 or c in "<>," for c in value) or (
+        "@" in local and not quoted
+    ):
         raise ValueError(f"{address[:80]!r} is not a single bare address")
     return f"{local}@{domain.lower()}"
