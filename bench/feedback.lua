@@ -1,9 +1,11 @@
--- wrk script: POST /feedback/brevo with Brevo hard_bounce events, each naming one of the
+-- wrk script: POST /feedback/brevo with Brevo hard_bounce events (BENCH_BATCH per request), each naming one of the
 -- BENCH_EMAILS sent emails the run loaded ('<fb-N@bench.example.com>'), a new event each
 -- time (its own ts_event), so every one is recorded and applied. Prints the same
 -- "BENCH_JSON {...}" line as send.lua ("accepted" counts 200 answers).
 
 local emails = tonumber(os.getenv("BENCH_EMAILS") or "1")
+-- Events per request: 1, or a list of them as Brevo's batched webhooks send.
+local batch = tonumber(os.getenv("BENCH_BATCH") or "1")
 local token = os.getenv("BENCH_TOKEN") or ""
 
 local threads = {}
@@ -25,12 +27,25 @@ function init(args)
    headers["Content-Type"] = "application/json"
 end
 
-function request()
+local function event()
    sequence = sequence + 1
    local n = (id * 1000003 + sequence) % emails + 1
-   local body = string.format(
+   return string.format(
       '{"event":"hard_bounce","email":"user-%d@example.com","message-id":"<fb-%d@bench.example.com>",' ..
-      '"ts_event":%d%06d,"reason":"550 5.1.1 user unknown"}', n, n, id + 1, sequence)
+      '"ts_event":%d%09d,"reason":"550 5.1.1 user unknown"}', n, n, id + 1, sequence)
+end
+
+function request()
+   local body
+   if batch == 1 then
+      body = event()
+   else
+      local events = {}
+      for i = 1, batch do
+         events[i] = event()
+      end
+      body = "[" .. table.concat(events, ",") .. "]"
+   end
    return wrk.format("POST", "/feedback/brevo?token=" .. token, headers, body)
 end
 

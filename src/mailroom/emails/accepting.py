@@ -77,21 +77,15 @@ async def send_email(
         raise PayloadTooLarge(new_emails.too_large_message(problems), details=problems)
     if idempotency_key is None and not request.attachments:
         now = datetime.now(UTC)
-        async with intake.session() as session:
-            found = await suppression_check.suppressed(
-                session, settings, project_id, [request], now
-            )
         email = new_emails.new_email(
-            request,
-            settings,
-            request_id,
-            api_key_id,
-            now,
-            project_id=project_id,
-            sandbox=sandbox,
-            suppressed=suppression_check.suppressed_of(request, found),
+            request, settings, request_id, api_key_id, now, project_id=project_id, sandbox=sandbox
         )
-        await intake.store(new_emails.columns(email), new_emails.first_job(email, now))
+        row = new_emails.columns(email)
+        check = suppression_check.check_for(request, settings, project_id)
+        left_out = await intake.store(row, new_emails.first_job(email, now), check)
+        # The row as stored: its status and suppressed recipients come from the check.
+        email.status = str(row["status"])
+        email.suppressed_recipients = left_out
         _log_accepted(email)
         return Acceptance(_accepted(email), replayed=False)
     async with intake.transaction() as uow:

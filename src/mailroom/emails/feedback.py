@@ -130,7 +130,6 @@ async def apply_to_email(
         "to": mask_address(event.recipient) if event.recipient else None,
     }
     if event.kind == "bounced":
-        await feedback_repository.mark(session, email.id, bounced=True)
         if is_hard(event) and event.recipient:
             await suppressions.suppress(
                 session,
@@ -141,10 +140,12 @@ async def apply_to_email(
                 email_id=email.id,
                 now=now,
             )
-            every = await _every_recipient_hard_bounced(session, email)
+            every = await _every_recipient_hard_bounced(session, email, event.recipient)
+            # sent → bounced (the flag too); False if it is not `sent` (any more).
             if every and await feedback_repository.bounce(session, email.id):
                 log.warning("email.bounced", **fields)
                 return
+        await feedback_repository.mark(session, email.id, bounced=True)
     elif event.kind == "complained":
         await feedback_repository.mark(session, email.id, complained=True)
         if event.recipient:
@@ -170,7 +171,11 @@ async def apply_to_email(
     log.info("email.feedback", **fields)
 
 
-async def _every_recipient_hard_bounced(session: AsyncSession, email: Target) -> bool:
+async def _every_recipient_hard_bounced(
+    session: AsyncSession, email: Target, recipient: str
+) -> bool:
     left_out = {a.lower() for a in email.suppressed_recipients}
     sent_to = {r.lower() for r in email.recipients} - left_out
+    if sent_to == {recipient.lower()}:
+        return True  # its only recipient: no need to read the others' outcomes
     return bool(sent_to) and sent_to <= await feedback_repository.hard_bounced(session, email.id)

@@ -84,7 +84,7 @@ async def bounce(session: AsyncSession, email_id: uuid.UUID) -> bool:
     stmt = (
         update(Email)
         .where(Email.id == email_id, Email.status.in_([s.value for s in BOUNCE.sources]))
-        .values(status=BOUNCE.target.value, updated_at=func.now())
+        .values(status=BOUNCE.target.value, bounced=True, updated_at=func.now())
         .returning(Email.id)
     )
     return (await session.execute(stmt)).first() is not None

@@ -195,3 +195,16 @@ def first_jobs(
             row["batch_job_id"] = batch.job_id
         jobs.append(batch)
     return jobs
+
+
+def mark_suppressed(row: dict[str, object], suppressed: Sequence[str]) -> None:
+    """Leave these (normalized) recipients out of a new email's row; with none left, it is
+    stored ``suppressed`` and never dispatched (see ``first_jobs``)."""
+    if not suppressed:
+        return
+    row["suppressed_recipients"] = list(suppressed)
+    recipients = row["recipients"]
+    assert isinstance(recipients, list)
+    if len({a.lower() for a in suppressed}) >= len(recipients):
+        row["status"] = EmailStatus.SUPPRESSED.value
+        row["next_attempt_at"] = None
