@@ -75,107 +75,137 @@ def is_hard(event: FeedbackEvent) -> bool:
 async def record(
     session: AsyncSession, settings: Settings, events: list[FeedbackEvent], now: datetime
 ) -> Recorded:
+    """Keep these events and apply the matched ones: a handful of statements whatever their
+    number (one lookup of their emails, one insert, then ``apply_to_emails``)."""
     result = Recorded()
+    if not events:
+        return result
+    targets = await feedback_repository.find_emails(
+        session,
+        email_ids={e.email_id for e in events if e.email_id},
+        message_ids={m for e in events if (m := normalize_message_id(e.message_id))},
+    )
+    matched: list[tuple[Target, FeedbackEvent]] = []
+    rows: list[dict[str, object]] = []
+    seen: set[str] = set()
     for event in events:
-        target = await feedback_repository.find_email(
-            session, email_id=event.email_id, message_id=normalize_message_id(event.message_id)
-        )
-        unmatched_why = event.parse_error
-        if target is None and unmatched_why is None:
-            unmatched_why = (
-                "no email has this Message-ID"
-                if event.message_id
-                else ("the report names no Message-ID Mailroom sent")
-            )
-        inserted = await feedback_repository.insert(
-            session,
-            {
-                "email_id": target.id if target else None,
-                "project_id": target.project_id if target else None,
-                "recipient": (event.recipient or None) and event.recipient[:320],
-                "kind": event.kind,
-                "bounce_type": event.bounce_type,
-                "diagnostic_code": (event.diagnostic_code or None) and event.diagnostic_code[:2000],
-                "status_code": (event.status_code or None) and event.status_code[:16],
-                "provider": event.provider,
-                "provider_event_id": event.provider_event_id,
-                "message_id": (event.message_id or None) and event.message_id[:1000],
-                "occurred_at": event.occurred_at,
-                "received_at": now,
-                "parse_error": None if target else unmatched_why,
-                "raw": None if target else (event.raw or None) and event.raw[:MAX_RAW],
-            },
-        )
-        if inserted is None:
+        target = targets.get(event.email_id) if event.email_id else None
+        target = target or targets.get(normalize_message_id(event.message_id) or "")
+        if event.provider_event_id is not None:
+            if event.provider_event_id in seen:  # twice in one request
+                result.duplicates += 1
+                continue
+            seen.add(event.provider_event_id)
+        rows.append(_row(event, target, now))
+        if target is not None:
+            matched.append((target, event))
+    inserted = await feedback_repository.insert_many(session, rows)
+    applied: list[tuple[Target, FeedbackEvent]] = []
+    for row in rows:
+        event_id = row["provider_event_id"]
+        if event_id is not None and event_id not in inserted:
             result.duplicates += 1
-            continue
-        if target is None:
+        elif row["email_id"] is None:
             result.unmatched += 1
-            log.info("feedback.unmatched", provider=event.provider, kind=event.kind)
-            continue
-        result.matched += 1
-        result.emails.add(target.id)
-        await apply_to_email(session, settings, target, event, now)
+            log.info("feedback.unmatched", provider=row["provider"], kind=row["kind"])
+    for target, event in matched:
+        if event.provider_event_id is None or event.provider_event_id in inserted:
+            applied.append((target, event))
+            result.matched += 1
+            result.emails.add(target.id)
+    await apply_to_emails(session, settings, applied, now)
     return result
 
 
-async def apply_to_email(
-    session: AsyncSession, settings: Settings, email: Target, event: FeedbackEvent, now: datetime
-) -> None:
-    """Every change feedback makes to an email and to the suppression list happens here."""
-    fields = {
-        "email_id": str(email.id),
-        "provider": event.provider,
-        "kind": event.kind,
-        "to": mask_address(event.recipient) if event.recipient else None,
-    }
-    if event.kind == "bounced":
-        if is_hard(event) and event.recipient:
-            await suppressions.suppress(
-                session,
-                settings,
-                email.project_id,
-                event.recipient,
-                Reason.HARD_BOUNCE,
-                email_id=email.id,
-                now=now,
-            )
-            every = await _every_recipient_hard_bounced(session, email, event.recipient)
-            # sent → bounced (the flag too); False if it is not `sent` (any more).
-            if every and await feedback_repository.bounce(session, email.id):
-                log.warning("email.bounced", **fields)
-                return
-        await feedback_repository.mark(session, email.id, bounced=True)
-    elif event.kind == "complained":
-        await feedback_repository.mark(session, email.id, complained=True)
-        if event.recipient:
-            await suppressions.suppress(
-                session,
-                settings,
-                email.project_id,
-                event.recipient,
-                Reason.COMPLAINT,
-                email_id=email.id,
-                now=now,
-            )
-    elif event.kind == "unsubscribed" and event.recipient:
-        await suppressions.suppress(
-            session,
-            settings,
-            email.project_id,
-            event.recipient,
-            Reason.UNSUBSCRIBE,
-            email_id=email.id,
-            now=now,
+def _row(event: FeedbackEvent, target: Target | None, now: datetime) -> dict[str, object]:
+    why = event.parse_error
+    if target is None and why is None:
+        why = (
+            "no email has this Message-ID"
+            if event.message_id
+            else "the report names no Message-ID Mailroom sent"
         )
-    log.info("email.feedback", **fields)
+    return {
+        "email_id": target.id if target else None,
+        "project_id": target.project_id if target else None,
+        "recipient": (event.recipient or None) and event.recipient[:320],
+        "kind": event.kind,
+        "bounce_type": event.bounce_type,
+        "diagnostic_code": (event.diagnostic_code or None) and event.diagnostic_code[:2000],
+        "status_code": (event.status_code or None) and event.status_code[:16],
+        "provider": event.provider,
+        "provider_event_id": event.provider_event_id,
+        "message_id": (event.message_id or None) and event.message_id[:1000],
+        "occurred_at": event.occurred_at,
+        "received_at": now,
+        "parse_error": None if target else why,
+        "raw": None if target else (event.raw or None) and event.raw[:MAX_RAW],
+    }
+
+
+_SUPPRESS = {"complained": Reason.COMPLAINT, "unsubscribed": Reason.UNSUBSCRIBE}
+
+
+async def apply_to_emails(
+    session: AsyncSession,
+    settings: Settings,
+    matched: list[tuple[Target, FeedbackEvent]],
+    now: datetime,
+) -> None:
+    """Every change feedback makes to emails and to the suppression list happens here: the
+    log's flags, ``sent`` → ``bounced`` once every recipient hard-bounced, and suppressions
+    (hard bounce, complaint, unsubscribe)."""
+    if not matched:
+        return
+    suppress: list[suppressions.Suppress] = []
+    bounced: set[uuid.UUID] = set()
+    complained: set[uuid.UUID] = set()
+    hard: dict[uuid.UUID, tuple[Target, set[str]]] = {}
+    for email, event in matched:
+        reason = Reason.HARD_BOUNCE if is_hard(event) else _SUPPRESS.get(event.kind)
+        if reason is not None and event.recipient:
+            suppress.append(
+                suppressions.Suppress(email.project_id, event.recipient, reason, email.id)
+            )
+        if event.kind == "bounced":
+            bounced.add(email.id)
+            if is_hard(event) and event.recipient:
+                hard.setdefault(email.id, (email, set()))[1].add(event.recipient.lower())
+        elif event.kind == "complained":
+            complained.add(email.id)
+        log.info(
+            "email.feedback",
+            email_id=str(email.id),
+            provider=event.provider,
+            kind=event.kind,
+            to=mask_address(event.recipient) if event.recipient else None,
+        )
+    await suppressions.suppress_many(session, settings, suppress, now=now)
+    every = await _every_recipient_hard_bounced(session, hard)
+    for email_id in await feedback_repository.bounce(session, every):
+        log.warning("email.bounced", email_id=str(email_id))
+    await feedback_repository.mark(session, bounced - every, bounced=True)
+    await feedback_repository.mark(session, complained, complained=True)
 
 
 async def _every_recipient_hard_bounced(
-    session: AsyncSession, email: Target, recipient: str
-) -> bool:
-    left_out = {a.lower() for a in email.suppressed_recipients}
-    sent_to = {r.lower() for r in email.recipients} - left_out
-    if sent_to == {recipient.lower()}:
-        return True  # its only recipient: no need to read the others' outcomes
-    return bool(sent_to) and sent_to <= await feedback_repository.hard_bounced(session, email.id)
+    session: AsyncSession, hard: dict[uuid.UUID, tuple[Target, set[str]]]
+) -> set[uuid.UUID]:
+    """The emails whose every recipient (left-out ones aside) has now hard-bounced."""
+
+    def sent_to(email: Target) -> set[str]:
+        return {r.lower() for r in email.recipients} - {
+            a.lower() for a in email.suppressed_recipients
+        }
+
+    done = {
+        i for i, (email, now_hard) in hard.items() if sent_to(email) and sent_to(email) <= now_hard
+    }
+    rest = [i for i in hard if i not in done]
+    if rest:
+        earlier = await feedback_repository.hard_bounced(session, rest)
+        for email_id in rest:
+            email, now_hard = hard[email_id]
+            if sent_to(email) and sent_to(email) <= now_hard | earlier.get(email_id, set()):
+                done.add(email_id)
+    return done

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, tuple_, update
+from sqlalchemy import func, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -39,55 +39,79 @@ _TARGET = (
 )
 
 
-async def find_email(
-    session: AsyncSession, *, email_id: uuid.UUID | None, message_id: str | None
-) -> Target | None:
-    """By id (a VERP return path, a provider's metadata) first, else by Message-ID (unique)."""
-    for column, value in ((Email.id, email_id), (Email.message_id, message_id)):
-        if value is None:
-            continue
-        row = (await session.execute(select(*_TARGET).where(column == value))).one_or_none()
-        if row is not None:
-            return Target(*row)
-    return None
-
-
-async def insert(session: AsyncSession, row: dict[str, Any]) -> int | None:
-    """The new row's id; None when the provider's event id was recorded already."""
-    stmt = (
-        pg_insert(DeliveryFeedback)
-        .values(**row)
-        .on_conflict_do_nothing(index_elements=["provider", "provider_event_id"])
-        .returning(DeliveryFeedback.id)
+async def find_emails(
+    session: AsyncSession, *, email_ids: set[uuid.UUID], message_ids: set[str]
+) -> dict[object, Target]:
+    """The emails these ids (a VERP return path, a provider's metadata) or Message-IDs
+    name, keyed by both: one query on the primary key and the unique Message-ID index."""
+    if not email_ids and not message_ids:
+        return {}
+    stmt = select(*_TARGET, Email.message_id).where(
+        or_(Email.id.in_(list(email_ids)), Email.message_id.in_(list(message_ids)))
     )
-    return (await session.execute(stmt)).scalar_one_or_none()
+    found: dict[object, Target] = {}
+    for row in await session.execute(stmt):
+        target = Target(*row[:5])
+        found[target.id] = target
+        found[row.message_id] = target
+    return found
 
 
-async def mark(session: AsyncSession, email_id: uuid.UUID, **flags: bool) -> None:
+# Built once, the rows bound per call: compiled once and cached, and sent as one
+# multi-row INSERT (SQLAlchemy's insertmanyvalues).
+_INSERT = (
+    pg_insert(DeliveryFeedback)
+    .on_conflict_do_nothing(index_elements=["provider", "provider_event_id"])
+    .returning(DeliveryFeedback.provider_event_id)
+)
+
+
+async def insert_many(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> set[str]:
+    """Insert the rows; returns the provider event ids inserted (those recorded before are
+    skipped). A row without a provider event id is always inserted."""
+    if not rows:
+        return set()
+    result = await session.execute(_INSERT, list(rows))
+    return {event_id for event_id in result.scalars() if event_id is not None}
+
+
+async def mark(session: AsyncSession, email_ids: set[uuid.UUID], **flags: bool) -> None:
     """Set the log's ``bounced`` / ``complained`` flags (never the status: see ``bounce``)."""
-    await session.execute(update(Email).where(Email.id == email_id).values(**flags))
+    if email_ids:
+        await session.execute(update(Email).where(Email.id.in_(sorted(email_ids))).values(**flags))
 
 
-async def hard_bounced(session: AsyncSession, email_id: uuid.UUID) -> set[str]:
-    """The recipients (lower-cased) reported as hard bounces for this email."""
-    stmt = select(func.lower(DeliveryFeedback.recipient)).where(
-        DeliveryFeedback.email_id == email_id,
+async def hard_bounced(
+    session: AsyncSession, email_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, set[str]]:
+    """The recipients (lower-cased) reported as hard bounces, per email."""
+    stmt = select(DeliveryFeedback.email_id, func.lower(DeliveryFeedback.recipient)).where(
+        DeliveryFeedback.email_id.in_(list(email_ids)),
         DeliveryFeedback.kind == "bounced",
         DeliveryFeedback.bounce_type == "hard",
         DeliveryFeedback.recipient.is_not(None),
     )
-    return {r for r in (await session.execute(stmt)).scalars() if r is not None}
+    found: dict[uuid.UUID, set[str]] = {}
+    for email_id, recipient in await session.execute(stmt):
+        found.setdefault(email_id, set()).add(recipient)
+    return found
 
 
-async def bounce(session: AsyncSession, email_id: uuid.UUID) -> bool:
-    """sent → bounced, guarded; False if the email is not (or no longer) ``sent``."""
+async def bounce(session: AsyncSession, email_ids: set[uuid.UUID]) -> list[uuid.UUID]:
+    """sent → bounced (and the flag), guarded; returns the emails moved (those still
+    ``sent``). Rows are locked in id order, as every writer of several emails does."""
+    if not email_ids:
+        return []
     stmt = (
         update(Email)
-        .where(Email.id == email_id, Email.status.in_([s.value for s in BOUNCE.sources]))
+        .where(
+            Email.id.in_(sorted(email_ids)),
+            Email.status.in_([s.value for s in BOUNCE.sources]),
+        )
         .values(status=BOUNCE.target.value, bounced=True, updated_at=func.now())
         .returning(Email.id)
     )
-    return (await session.execute(stmt)).first() is not None
+    return list((await session.execute(stmt)).scalars())
 
 
 async def unmatched(

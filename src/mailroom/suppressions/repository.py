@@ -26,6 +26,20 @@ class NewSuppression:
     expires_at: datetime | None = None
 
 
+_insert = pg_insert(Suppression)
+# Built once (compiled once, then cached), the rows bound per call.
+_UPSERT = _insert.on_conflict_do_update(
+    index_elements=[Suppression.project_id, Suppression.address],
+    set_={
+        "reason": _insert.excluded.reason,
+        "email_id": _insert.excluded.email_id,
+        "created_at": _insert.excluded.created_at,
+        "expires_at": _insert.excluded.expires_at,
+    },
+    where=Suppression.expires_at.is_not(None),
+).returning(Suppression)
+
+
 def _active(now: datetime) -> ColumnElement[bool]:
     return or_(Suppression.expires_at.is_(None), Suppression.expires_at > now)
 
@@ -55,30 +69,18 @@ async def add(
     if not rows:
         return []
     unique = {r.address: r for r in rows}  # one row per address per statement
-    stmt = pg_insert(Suppression).values(
-        [
-            {
-                "project_id": list_id,
-                "address": r.address,
-                "reason": r.reason,
-                "email_id": r.email_id,
-                "created_at": now,
-                "expires_at": r.expires_at,
-            }
-            for r in unique.values()
-        ]
-    )
-    upsert = stmt.on_conflict_do_update(
-        index_elements=[Suppression.project_id, Suppression.address],
-        set_={
-            "reason": stmt.excluded.reason,
-            "email_id": stmt.excluded.email_id,
-            "created_at": stmt.excluded.created_at,
-            "expires_at": stmt.excluded.expires_at,
-        },
-        where=Suppression.expires_at.is_not(None),
-    ).returning(Suppression)
-    written = list((await session.execute(upsert)).scalars())
+    params = [
+        {
+            "project_id": list_id,
+            "address": r.address,
+            "reason": r.reason,
+            "email_id": r.email_id,
+            "created_at": now,
+            "expires_at": r.expires_at,
+        }
+        for r in unique.values()
+    ]
+    written = list(await session.scalars(_UPSERT, params))
     await session.flush()
     return written
 

@@ -11,6 +11,7 @@ import binascii
 import json
 import uuid
 from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
 from datetime import datetime
 
 import structlog
@@ -89,6 +90,40 @@ async def suppress(
         reason=reason.value,
         email_id=str(email_id) if email_id else None,
     )
+
+
+@dataclass(frozen=True)
+class Suppress:
+    """One address to suppress because of what happened to an email."""
+
+    project_id: uuid.UUID
+    address: str
+    reason: Reason
+    email_id: uuid.UUID | None
+
+
+async def suppress_many(
+    session: AsyncSession, settings: Settings, entries: list[Suppress], *, now: datetime
+) -> None:
+    """Add these addresses (bounces, complaints): one statement per list."""
+    by_list: dict[uuid.UUID, list[NewSuppression]] = {}
+    for entry in entries:
+        try:
+            key = normalize(entry.address)
+        except ValueError:
+            log.warning("suppression.unusable_address", reason=entry.reason.value)
+            continue
+        by_list.setdefault(list_id(settings, entry.project_id), []).append(
+            NewSuppression(key, entry.reason.value, entry.email_id)
+        )
+        log.info(
+            "suppression.added",
+            address=mask_address(key),
+            reason=entry.reason.value,
+            email_id=str(entry.email_id) if entry.email_id else None,
+        )
+    for target, rows in by_list.items():
+        await repository.add(session, target, rows, now)
 
 
 def item(row: Suppression) -> SuppressionItem:
