@@ -3,6 +3,7 @@ sample events, authentication, and every kind of bad input."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -307,3 +308,26 @@ async def test_bad_bodies_are_4xx_and_unknown_emails_are_kept(
     assert item["reason"] == "no email has this Message-ID"
     # Nothing was suppressed for an email that is not ours.
     assert (await feedback_client.get("/suppressions/x@example.com")).status_code == 404
+
+
+async def test_concurrent_requests_share_a_transaction_and_each_gets_its_answer(
+    feedback_client: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    sent = [await _sent_email(sessions, f"user{n}@example.com") for n in range(8)]
+    bodies = [
+        payload("brevo_hard_bounce.json", MESSAGE_ID=message_id, RECIPIENT=f"user{n}@example.com")
+        for n, (_, message_id) in enumerate(sent)
+    ]
+    url = "/feedback/brevo?token=brevo-secret"
+    # The first event twice (a provider's retry racing its original), and one unknown.
+    unknown = payload("brevo_spam.json", MESSAGE_ID="<nobody@x>", RECIPIENT="z@example.com")
+    responses = await asyncio.gather(
+        *(_post(feedback_client, url, b) for b in [*bodies, bodies[0], unknown])
+    )
+    answers = [r.json() for r in responses]
+    assert all(r.status_code == 200 for r in responses)
+    assert sum(a["matched"] for a in answers) == 8
+    assert sum(a["duplicates"] for a in answers) == 1
+    assert answers[-1]["unmatched"] == 1
+    for email_id, _ in sent:
+        assert (await feedback_client.get(f"/emails/{email_id}")).json()["status"] == "bounced"

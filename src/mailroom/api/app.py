@@ -34,6 +34,7 @@ from mailroom.db.engine import create_engine, create_session_factory
 from mailroom.devinbox.store import Inbox
 from mailroom.emails.counters import fold_forever
 from mailroom.emails.intake import Intake
+from mailroom.feedback.intake import FeedbackIntake
 from mailroom.feedback.ses import SnsVerifier
 from mailroom.queue.dispatcher import Dispatcher
 from mailroom.settings import Settings, get_settings
@@ -71,6 +72,7 @@ def create_app(
             rate_limiter=rate_limiter,
             intake=Intake(sessions, dispatcher.dispatch, batch_job_size=settings.batch_job_size),
             sns=SnsVerifier(feedback_http),
+            feedback=FeedbackIntake(sessions, settings),
             inbox=inbox,
         )
         folding = asyncio.create_task(fold_forever(sessions), name="fold-counters")

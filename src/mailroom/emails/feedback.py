@@ -72,49 +72,73 @@ def is_hard(event: FeedbackEvent) -> bool:
     return not (event.status_code or "").startswith("5.7")
 
 
+Outcome = tuple[Literal["matched", "unmatched", "duplicate"], uuid.UUID | None]
+
+
 async def record(
     session: AsyncSession, settings: Settings, events: list[FeedbackEvent], now: datetime
 ) -> Recorded:
-    """Keep these events and apply the matched ones: a handful of statements whatever their
-    number (one lookup of their emails, one insert, then ``apply_to_emails``)."""
+    """Keep these events and apply the matched ones (see ``record_each``)."""
+    return tally(await record_each(session, settings, events, now))
+
+
+def tally(outcomes: list[Outcome]) -> Recorded:
     result = Recorded()
+    for outcome, email_id in outcomes:
+        if outcome == "matched":
+            result.matched += 1
+            assert email_id is not None
+            result.emails.add(email_id)
+        elif outcome == "unmatched":
+            result.unmatched += 1
+        else:
+            result.duplicates += 1
+    return result
+
+
+async def record_each(
+    session: AsyncSession, settings: Settings, events: list[FeedbackEvent], now: datetime
+) -> list[Outcome]:
+    """What became of each event, in order: a handful of statements whatever their number
+    (one lookup of their emails, one insert, then ``apply_to_emails``)."""
     if not events:
-        return result
+        return []
     targets = await feedback_repository.find_emails(
         session,
         email_ids={e.email_id for e in events if e.email_id},
         message_ids={m for e in events if (m := normalize_message_id(e.message_id))},
     )
-    matched: list[tuple[Target, FeedbackEvent]] = []
+    found: list[Target | None] = []
     rows: list[dict[str, object]] = []
     seen: set[str] = set()
-    for event in events:
+    repeated: set[int] = set()
+    for index, event in enumerate(events):
         target = targets.get(event.email_id) if event.email_id else None
         target = target or targets.get(normalize_message_id(event.message_id) or "")
+        found.append(target)
         if event.provider_event_id is not None:
-            if event.provider_event_id in seen:  # twice in one request
-                result.duplicates += 1
+            if event.provider_event_id in seen:  # twice in one go
+                repeated.add(index)
                 continue
             seen.add(event.provider_event_id)
         rows.append(_row(event, target, now))
-        if target is not None:
-            matched.append((target, event))
     inserted = await feedback_repository.insert_many(session, rows)
+    outcomes: list[Outcome] = []
     applied: list[tuple[Target, FeedbackEvent]] = []
-    for row in rows:
-        event_id = row["provider_event_id"]
-        if event_id is not None and event_id not in inserted:
-            result.duplicates += 1
-        elif row["email_id"] is None:
-            result.unmatched += 1
-            log.info("feedback.unmatched", provider=row["provider"], kind=row["kind"])
-    for target, event in matched:
-        if event.provider_event_id is None or event.provider_event_id in inserted:
+    for index, (event, target) in enumerate(zip(events, found, strict=True)):
+        new = index not in repeated and (
+            event.provider_event_id is None or event.provider_event_id in inserted
+        )
+        if not new:
+            outcomes.append(("duplicate", None))
+        elif target is None:
+            outcomes.append(("unmatched", None))
+            log.info("feedback.unmatched", provider=event.provider, kind=event.kind)
+        else:
+            outcomes.append(("matched", target.id))
             applied.append((target, event))
-            result.matched += 1
-            result.emails.add(target.id)
     await apply_to_emails(session, settings, applied, now)
-    return result
+    return outcomes
 
 
 def _row(event: FeedbackEvent, target: Target | None, now: datetime) -> dict[str, object]:

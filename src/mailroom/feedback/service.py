@@ -17,6 +17,7 @@ from mailroom.emails import feedback, feedback_repository
 from mailroom.emails.feedback import FeedbackEvent
 from mailroom.errors import InvalidRequest, MalformedRequest, NotFound, Unauthorized
 from mailroom.feedback import authn, providers, ses
+from mailroom.feedback.intake import FeedbackIntake
 from mailroom.feedback.schemas import FeedbackReceived, UnmatchedItem, UnmatchedPage
 from mailroom.settings import Settings
 
@@ -31,7 +32,7 @@ _PARSERS: dict[str, Callable[[Any], list[FeedbackEvent]]] = {
 
 
 async def receive_webhook(
-    session: AsyncSession,
+    intake: FeedbackIntake,
     settings: Settings,
     provider: str,
     body: bytes,
@@ -75,7 +76,7 @@ async def receive_webhook(
             events = _PARSERS[provider](payload)
     except providers.PayloadError as exc:
         raise InvalidRequest(f"Not a {provider} event: {exc}.") from None
-    recorded = await feedback.record(session, settings, events, now)
+    recorded = await intake.record(events)
     log.info(
         "feedback.received",
         provider=provider,

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Path, Query, Request
 
 from mailroom.api.callers import LogsCaller
-from mailroom.api.deps import Session, SettingsDep, State, UoW
+from mailroom.api.deps import Session, SettingsDep, State
 from mailroom.api.errors import AUTH_RESPONSES, ErrorResponse
 from mailroom.api.security import GuardedRoute
 from mailroom.auth.scopes import Scope
@@ -39,7 +39,6 @@ router = APIRouter(tags=["feedback"], route_class=GuardedRoute)
 )
 async def receive(
     request: Request,
-    uow: UoW,
     settings: SettingsDep,
     state: State,
     provider: Annotated[
@@ -63,7 +62,7 @@ async def receive(
     An event naming no email Mailroom sent is kept as unmatched and answered `200`: the
     provider would otherwise retry it for days."""
     return await service.receive_webhook(
-        uow.session,
+        state.feedback,
         settings,
         provider,
         await request.body(),
