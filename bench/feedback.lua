@@ -6,6 +6,8 @@
 local emails = tonumber(os.getenv("BENCH_EMAILS") or "1")
 -- Events per request: 1, or a list of them as Brevo's batched webhooks send.
 local batch = tonumber(os.getenv("BENCH_BATCH") or "1")
+-- Part of every event's id, so that the events of two passes never collide.
+local pass = tonumber(os.getenv("BENCH_PASS") or "0")
 local token = os.getenv("BENCH_TOKEN") or ""
 
 local threads = {}
@@ -32,7 +34,7 @@ local function event()
    local n = (id * 1000003 + sequence) % emails + 1
    return string.format(
       '{"event":"hard_bounce","email":"user-%d@example.com","message-id":"<fb-%d@bench.example.com>",' ..
-      '"ts_event":%d%09d,"reason":"550 5.1.1 user unknown"}', n, n, id + 1, sequence)
+      '"ts_event":%d%d%09d,"reason":"550 5.1.1 user unknown"}', n, n, pass + 1, id, sequence)
 end
 
 function request()

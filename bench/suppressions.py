@@ -125,6 +125,7 @@ def _post_feedback(wrk: str, api_url: str, workdir: Path, batch: int) -> WrkResu
             "BENCH_EMAILS": str(FEEDBACK_EMAILS),
             "BENCH_TOKEN": FEEDBACK_TOKEN,
             "BENCH_BATCH": str(batch),
+            "BENCH_PASS": str(batch),
         }
     )
     argv = [
