@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import structlog
@@ -93,12 +94,22 @@ def _allowed_methods(request: Request) -> str:
     """Every method some route serves at this path: Starlette names only the first route's
     when several share a path (GET and POST /suppressions are two routes)."""
     methods: set[str] = set()
-    for route in request.app.router.routes:
-        if isinstance(route, Route) and route.methods:
-            match, _ = route.matches(request.scope)
-            if match is not Match.NONE:
-                methods |= route.methods
+    for route in _routes(request.app.router.routes):
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE and route.methods:
+            methods |= route.methods
     return ", ".join(sorted(methods))
+
+
+def _routes(routes: Iterable[Any]) -> Iterator[Route]:
+    """The app's routes, those of included routers too (FastAPI keeps an included router
+    as one entry that holds the original)."""
+    for route in routes:
+        if isinstance(route, Route):
+            yield route
+        included = getattr(route, "original_router", None)
+        if included is not None:
+            yield from _routes(included.routes)
 
 
 async def _database_down(request: Request, exc: Exception) -> JSONResponse:

@@ -185,7 +185,9 @@ def first_jobs(
     job before it re-dispatches the email (see Dispatcher.absent).
     """
     # Every recipient suppressed: stored only, never dispatched.
-    stored = [(row, job) for row, job in stored if row["status"] != EmailStatus.SUPPRESSED.value]
+    stored = [
+        (row, job) for row, job in stored if row.get("status") != EmailStatus.SUPPRESSED.value
+    ]
     jobs: list[Job] = [job for _, job in stored if job.delay > 0]
     due = [row for row, job in stored if job.delay <= 0]
     ids = [job.email_id for _, job in stored if job.delay <= 0]
