@@ -91,13 +91,12 @@ async def _http(request: Request, exc: Exception) -> JSONResponse:
 
 
 def _allowed_methods(request: Request) -> str:
-    """Every method some route serves at this path: Starlette names only the first route's
-    when several share a path (GET and POST /suppressions are two routes)."""
-    methods: set[str] = set()
-    for route in _routes(request.app.router.routes):
-        match, _ = route.matches(request.scope)
-        if match is not Match.NONE and route.methods:
-            methods |= route.methods
+    """Every method served at the path the request reached (the first route whose template
+    matches, as routing chose it): Starlette names only one route's methods when several
+    share a template (GET and POST /suppressions are two routes)."""
+    routes = list(_routes(request.app.router.routes))
+    template = next((r.path for r in routes if r.matches(request.scope)[0] is not Match.NONE), None)
+    methods = {m for r in routes if r.path == template for m in r.methods or ()}
     return ", ".join(sorted(methods))
 
 

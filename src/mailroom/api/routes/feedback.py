@@ -18,6 +18,32 @@ from mailroom.feedback.schemas import FeedbackReceived, UnmatchedPage
 router = APIRouter(tags=["feedback"], route_class=GuardedRoute)
 
 
+# First: the path /feedback/unmatched is its own, not a provider named "unmatched".
+@router.get(
+    "/feedback/unmatched",
+    response_model=UnmatchedPage,
+    summary="Reports that matched no email, newest first (admin keys)",
+    responses={**AUTH_RESPONSES},
+)
+async def unmatched(
+    session: Session,
+    caller: LogsCaller,
+    limit: Annotated[int, Query(ge=1, le=100, examples=[50])] = 50,
+    cursor: Annotated[
+        str | None,
+        Query(
+            max_length=200,
+            description="The previous page's `nextCursor`",
+            examples=["eyJ0IjoiMjAyNi0xMi0wNFQyMDowMDowMCswMDowMCIsImkiOjQyfQ"],
+        ),
+    ] = None,
+) -> UnmatchedPage:
+    """They belong to no project: a key with `logs:read` and `admin` reads them."""
+    if not caller.has(Scope.ADMIN):
+        raise Forbidden("Unmatched feedback belongs to no project: it needs the 'admin' scope.")
+    return await service.list_unmatched(session, limit=limit, cursor=cursor)
+
+
 @router.post(
     "/feedback/{provider}",
     response_model=FeedbackReceived,
@@ -70,28 +96,3 @@ async def receive(
         authorization=authorization,
         sns=state.sns,
     )
-
-
-@router.get(
-    "/feedback/unmatched",
-    response_model=UnmatchedPage,
-    summary="Reports that matched no email, newest first (admin keys)",
-    responses={**AUTH_RESPONSES},
-)
-async def unmatched(
-    session: Session,
-    caller: LogsCaller,
-    limit: Annotated[int, Query(ge=1, le=100, examples=[50])] = 50,
-    cursor: Annotated[
-        str | None,
-        Query(
-            max_length=200,
-            description="The previous page's `nextCursor`",
-            examples=["eyJ0IjoiMjAyNi0xMi0wNFQyMDowMDowMCswMDowMCIsImkiOjQyfQ"],
-        ),
-    ] = None,
-) -> UnmatchedPage:
-    """They belong to no project: a key with `logs:read` and `admin` reads them."""
-    if not caller.has(Scope.ADMIN):
-        raise Forbidden("Unmatched feedback belongs to no project: it needs the 'admin' scope.")
-    return await service.list_unmatched(session, limit=limit, cursor=cursor)
