@@ -19,8 +19,10 @@ from asgi_lifespan import LifespanManager
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from mailroom.api.app import create_app
+from mailroom.auth.scopes import Scope
 from mailroom.settings import Settings
 from tests.api.shapes import assert_error
+from tests.conftest import make_key
 from tests.feedback.support import TOPIC, SnsSigner, payload
 from tests.support.factories import email_row, insert_emails
 
@@ -331,3 +333,35 @@ async def test_concurrent_requests_share_a_transaction_and_each_gets_its_answer(
     assert answers[-1]["unmatched"] == 1
     for email_id, _ in sent:
         assert (await feedback_client.get(f"/emails/{email_id}")).json()["status"] == "bounced"
+
+
+async def test_the_unmatched_list_pages_and_needs_admin(
+    feedback_client: httpx.AsyncClient,
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    url = "/feedback/brevo?token=brevo-secret"
+    for n in range(3):
+        body = payload("brevo_spam.json", MESSAGE_ID=f"<none-{n}@x>", RECIPIENT="a@example.com")
+        assert (await _post(feedback_client, url, body)).json()["unmatched"] == 1
+    first = (await feedback_client.get("/feedback/unmatched", params={"limit": 2})).json()
+    assert [i["messageId"] for i in first["data"]] == ["<none-2@x>", "<none-1@x>"]
+    assert first["hasMore"] is True
+    rest = await feedback_client.get(
+        "/feedback/unmatched", params={"limit": 2, "cursor": first["nextCursor"]}
+    )
+    assert [i["messageId"] for i in rest.json()["data"]] == ["<none-0@x>"]
+    assert rest.json()["nextCursor"] is None
+    bad = await feedback_client.get("/feedback/unmatched", params={"cursor": "garbage"})
+    assert_error(bad, 422, "validation_error")
+
+    reader = await make_key(sessions, (Scope.LOGS_READ,))
+    app = create_app(settings)
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(
+            transport=transport,
+            base_url="http://t",
+            headers={"Authorization": f"Bearer {reader}"},
+        ) as client:
+            assert_error(await client.get("/feedback/unmatched"), 403, "forbidden")
