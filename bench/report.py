@@ -220,7 +220,7 @@ def suppressions_rows(r: SuppressionsResult) -> list[Row]:
         rows.append(
             Row(
                 f"POST /send p99 with {r.rows:,} suppressed",
-                f"+{r.added_p99_ms:.2f} ms",
+                f"{r.added_p99_ms:+.2f} ms",
                 f"p99 {r.empty.p99_ms:.1f} ms (list empty) → {r.full.p99_ms:.1f} ms; "
                 f"{r.full.rps:,.0f} req/s",
                 "≤ +1 ms",
