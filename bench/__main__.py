@@ -33,6 +33,7 @@ from bench.logs import run_logs
 from bench.pipelining import pipelining_rows, run_pipelining
 from bench.report import ERROR, Row
 from bench.stack import BenchStack
+from bench.suppressions import run_suppressions
 from bench.tools import Postfix, ensure_postfix, ensure_wrk
 
 RUNS = (
@@ -46,6 +47,7 @@ RUNS = (
     "e2e-batch-defaults",
     "logs",
     "embedded",
+    "suppressions",
 )
 ALIASES = {
     "e2e": ("e2e-single", "e2e-batch"),
@@ -219,6 +221,16 @@ def _logs(session: Session, stack: BenchStack) -> None:
     session.note_problems("logs", result.problems)
 
 
+def _suppressions(session: Session, stack: BenchStack, wrk: str) -> None:
+    result = run_suppressions(stack, wrk)
+    session.raw["suppressions"] = {**asdict(result), "added_p99_ms": result.added_p99_ms}
+    rows = report.suppressions_rows(result)
+    session.rows += rows
+    for row in rows:
+        print(f"   {row.run}: {row.result} ({row.detail})", flush=True)
+    session.note_problems("suppressions", result.problems)
+
+
 def _rss(session: Session) -> None:
     """The peak RSS rows, over the end-to-end runs (API and workers both busy)."""
     peaks = {
@@ -259,7 +271,11 @@ def run_all(args: argparse.Namespace, session: Session) -> None:
         runs = [run for run in runs if run != "embedded"]
         if not runs:
             return
-    wrk = ensure_wrk() if {"ingest", "e2e-single", "ingest-defaults"} & set(runs) else ""
+    wrk = (
+        ensure_wrk()
+        if {"ingest", "e2e-single", "ingest-defaults", "suppressions"} & set(runs)
+        else ""
+    )
     postfix = ensure_postfix()
     if "limit" in runs:
         session.attempt("limit", lambda: _limit(session, postfix))
@@ -289,6 +305,8 @@ def run_all(args: argparse.Namespace, session: Session) -> None:
         _rss(session)
         if "logs" in runs:
             session.attempt("logs", lambda: _logs(session, stack))
+        if "suppressions" in runs:
+            session.attempt("suppressions", lambda: _suppressions(session, stack, wrk))
     finally:
         keep = bool(session.problems)
         stack.close(keep_logs=keep)

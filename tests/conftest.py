@@ -170,6 +170,8 @@ _LOG_TABLES = (
     "email_count_deltas",
     "email_counts",
     "email_status_totals",
+    "delivery_feedback",
+    "suppressions",
 )
 
 

@@ -131,6 +131,15 @@ class Settings(BaseSettings):
     dashboard_session_hours: int = Field(default=12, ge=1, le=24 * 30)
     dashboard_secret: SecretStr | None = Field(default=None, min_length=32)
 
+    # Bounces and suppressions (README): one suppression list per project or a shared one;
+    # the feedback endpoints' secrets (unset: that endpoint is off, 404); the VERP domain.
+    suppression_scope: Literal["project", "global"] = "project"
+    feedback_postmark_token: SecretStr | None = None
+    feedback_brevo_token: SecretStr | None = None
+    feedback_mailgun_signing_key: SecretStr | None = None
+    feedback_ses_topic_arns: str = ""  # comma-separated: the only SNS topics taken
+    bounce_domain: str | None = Field(default=None, pattern=r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$")
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["console", "json"] = "console"
 
@@ -166,6 +175,10 @@ class Settings(BaseSettings):
         "smtp_oauth2_token_command",
         "smtp_ehlo_name",
         "dashboard_secret",
+        "feedback_postmark_token",
+        "feedback_brevo_token",
+        "feedback_mailgun_signing_key",
+        "bounce_domain",
         mode="before",
     )
     @classmethod

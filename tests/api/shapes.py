@@ -24,6 +24,9 @@ ITEM_KEYS = frozenset(
         "nextAttemptAt",
         "sandbox",
         "error",
+        "bounced",
+        "complained",
+        "suppressed",
     }
 )
 DETAIL_KEYS = ITEM_KEYS | {
@@ -34,6 +37,7 @@ DETAIL_KEYS = ITEM_KEYS | {
     "requestId",
     "attachments",
     "deliveryAttempts",
+    "feedback",
 }
 
 

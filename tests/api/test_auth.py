@@ -30,8 +30,11 @@ from tests.support.live_server import LiveServer, serving
 from tests.support.waiting import eventually
 
 VALID: dict[str, Any] = {"to": "jane@example.com", "subject": "Hello", "text": "Hi there"}
-PUBLIC_PATHS = frozenset({"/health", "/ready"})
 NO_SUCH_EMAIL = "00000000-0000-0000-0000-000000000000"
+PUBLIC_PATHS = frozenset({"/health", "/ready"})
+# Providers' webhooks: no API key; each authenticates by its own token or signature
+# (tests/feedback).
+WEBHOOK_PATHS = frozenset({f"/feedback/{NO_SUCH_EMAIL}"})
 
 
 async def _operations(client: httpx.AsyncClient) -> list[tuple[str, str, dict[str, Any]]]:
@@ -64,7 +67,7 @@ async def test_every_endpoint_but_health_and_ready_needs_a_key(
     anonymous: httpx.AsyncClient,
 ) -> None:
     operations = await _operations(anonymous)
-    protected = [(m, p) for m, p, _ in operations if p not in PUBLIC_PATHS]
+    protected = [(m, p) for m, p, _ in operations if p not in PUBLIC_PATHS | WEBHOOK_PATHS]
     assert {("POST", "/send"), ("GET", "/logs/email"), ("GET", f"/emails/{NO_SUCH_EMAIL}")} <= set(
         protected
     )
@@ -246,7 +249,10 @@ async def test_the_openapi_schema_declares_bearer_auth(anonymous: httpx.AsyncCli
     name = bearer[0]
     assert schemes[name]["scheme"].lower() == "bearer"
     for method, path, operation in await _operations(anonymous):
-        if path in PUBLIC_PATHS:
+        if path in WEBHOOK_PATHS:
+            assert not operation.get("security"), (method, path)
+            assert "401" in operation["responses"], (method, path)
+        elif path in PUBLIC_PATHS:
             assert not operation.get("security"), (method, path)
         else:
             assert {name: []} in operation.get("security", []), (method, path)

@@ -18,6 +18,7 @@ DETAIL_ONLY = {
     "requestId",
     "attachments",
     "deliveryAttempts",
+    "feedback",
 }
 
 
@@ -89,6 +90,10 @@ async def test_a_queued_email_in_full(client: httpx.AsyncClient) -> None:
         "requestId": sent.headers["x-request-id"],
         "attachments": [],
         "deliveryAttempts": [],
+        "bounced": False,
+        "complained": False,
+        "suppressed": [],
+        "feedback": [],
     }
 
 

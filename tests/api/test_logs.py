@@ -18,7 +18,18 @@ from mailroom.emails.models import Email
 from tests.api.shapes import ITEM_KEYS
 
 PAGINATION_KEYS = {"page", "limit", "total", "totalPages", "hasMore", "nextCursor"}
-SUMMARY_KEYS = {"date", "timezone", "total", "sent", "failed", "cancelled", "pending"}
+SUMMARY_KEYS = {
+    "date",
+    "timezone",
+    "total",
+    "sent",
+    "failed",
+    "cancelled",
+    "bounced",
+    "complained",
+    "suppressed",
+    "pending",
+}
 
 
 async def _send(client: httpx.AsyncClient, **fields: Any) -> dict[str, Any]:
@@ -518,6 +529,9 @@ async def test_the_summary_counts_todays_emails_as_pending(
         "sent": 0,
         "failed": 0,
         "cancelled": 0,
+        "bounced": 0,
+        "complained": 0,
+        "suppressed": 0,
         "pending": 3,
     }
 

@@ -82,6 +82,7 @@ async def test_the_send_schema_uses_camel_case(client: httpx.AsyncClient) -> Non
         "headers",
         "attachments",
         "sendAt",
+        "ignoreSuppressions",
     } == properties
 
 

@@ -157,7 +157,7 @@ async def test_a_scheduled_send_is_202_scheduled_and_logged_with_send_at(
 
     accepted = await _send(client, {**VALID, "sendAt": given})
     assert accepted["status"] == "scheduled"
-    assert set(accepted) == {"id", "status", "messageId", "createdAt"}
+    assert set(accepted) == {"id", "status", "messageId", "createdAt", "suppressed"}
 
     detail = await _detail(client, accepted["id"])
     assert set(detail) == DETAIL_KEYS

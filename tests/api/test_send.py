@@ -72,7 +72,8 @@ async def test_send_returns_202_with_the_queued_email(client: httpx.AsyncClient)
 
     assert response.status_code == 202, response.text
     body = response.json()
-    assert set(body) == {"id", "status", "messageId", "createdAt"}
+    assert set(body) == {"id", "status", "messageId", "createdAt", "suppressed"}
+    assert body["suppressed"] == []
     assert str(uuid.UUID(body["id"])) == body["id"]
     assert body["status"] == "queued"
     # The Message-ID domain comes from MAIL_FROM (sender@example.com) when none is set.

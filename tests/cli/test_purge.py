@@ -181,7 +181,10 @@ async def test_a_status_that_cannot_be_purged_is_refused_with_the_reason(
     assert result.exit_code == 2, result.output
     assert "--status" in result.stderr and reason in result.stderr
     if "final" in reason:
-        assert "only sent, failed, cancelled emails are ever purged" in result.stderr
+        assert (
+            "only sent, failed, cancelled, suppressed, bounced emails are ever purged"
+            in result.stderr
+        )
     assert await _present(sessions) == before
 
 

@@ -161,6 +161,8 @@ class Ledger:
             sent=sum(r.status == EmailStatus.SENT.value for r in rows),
             failed=sum(r.status == EmailStatus.FAILED.value for r in rows),
             cancelled=sum(r.status == EmailStatus.CANCELLED.value for r in rows),
+            bounced=sum(r.status == EmailStatus.BOUNCED.value for r in rows),
+            suppressed=sum(r.status == EmailStatus.SUPPRESSED.value for r in rows),
         )
 
 
@@ -174,7 +176,7 @@ def new_id(rng: random.Random) -> uuid.UUID:
 
 def _stamps(status: str) -> dict[str, datetime | None]:
     return {
-        "sent_at": STAMP if status == EmailStatus.SENT.value else None,
+        "sent_at": STAMP if status in (EmailStatus.SENT.value, EmailStatus.BOUNCED.value) else None,
         "failed_at": STAMP if status == EmailStatus.FAILED.value else None,
         "cancelled_at": STAMP if status == EmailStatus.CANCELLED.value else None,
     }
@@ -234,7 +236,8 @@ async def set_statuses(db: Db, targets: dict[uuid.UUID, str]) -> None:
     await db.execute(
         text(
             "UPDATE emails AS e SET status = v.status, "
-            "sent_at = CASE WHEN v.status = 'sent' THEN CAST(:stamp AS timestamptz) END, "
+            "sent_at = CASE WHEN v.status IN ('sent', 'bounced') "
+            "THEN CAST(:stamp AS timestamptz) END, "
             "failed_at = CASE WHEN v.status = 'failed' THEN CAST(:stamp AS timestamptz) END, "
             "cancelled_at = CASE WHEN v.status = 'cancelled' "
             "THEN CAST(:stamp AS timestamptz) END "

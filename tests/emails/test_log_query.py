@@ -231,7 +231,7 @@ def test_defaults() -> None:
     "params",
     [
         {"status": "delivered"},
-        {"status": "sent,bounced"},
+        {"status": "sent,returned"},
         {"status": "SENT"},
         {"status": ""},
         {"status": "sent,,failed"},

@@ -41,12 +41,16 @@ from tests.support.factories import email_row, insert_emails
 from tests.support.smtp_server import SmtpTestServer
 from tests.support.waiting import eventually
 
-ALL = tuple(s.value for s in EmailStatus)
+# The statuses these tests make (suppressed and bounced purge as any final one does).
+ALL = tuple(s.value for s in EmailStatus if s not in (EmailStatus.SUPPRESSED, EmailStatus.BOUNCED))
 NOT_FINAL = ("queued", "sending", "retrying", "scheduled")
 FINAL = ("sent", "failed", "cancelled")
 AGE = timedelta(days=90)
 
 Sessions = async_sessionmaker[AsyncSession]
+
+# Final statuses none of these tests makes: counted, never found.
+_NEW_FINAL = {EmailStatus.SUPPRESSED: 0, EmailStatus.BOUNCED: 0}
 
 
 def _email(status: str, created_at: datetime) -> Email:
@@ -100,8 +104,14 @@ def test_bad_durations_say_why(value: str, reason: str) -> None:
 
 
 def test_statuses_are_final_ones_in_report_order() -> None:
-    assert PURGEABLE_STATUSES == (EmailStatus.SENT, EmailStatus.FAILED, EmailStatus.CANCELLED)
-    assert parse_statuses("sent,failed,cancelled") == PURGEABLE_STATUSES
+    assert PURGEABLE_STATUSES == (
+        EmailStatus.SENT,
+        EmailStatus.FAILED,
+        EmailStatus.CANCELLED,
+        EmailStatus.SUPPRESSED,
+        EmailStatus.BOUNCED,
+    )
+    assert parse_statuses("sent,failed,cancelled,suppressed,bounced") == PURGEABLE_STATUSES
     assert parse_statuses(" Cancelled , sent,sent,") == (EmailStatus.SENT, EmailStatus.CANCELLED)
     assert parse_statuses("failed") == (EmailStatus.FAILED,)
 
@@ -136,7 +146,7 @@ async def test_a_purge_deletes_old_final_emails_and_spares_every_other(
 
     result = await retention.purge(sessions, before=now - AGE, batch_size=1000)
 
-    assert result.deleted == {EmailStatus(s): 1 for s in FINAL}
+    assert result.deleted == {EmailStatus(s): 1 for s in FINAL} | _NEW_FINAL
     assert result.total == 3 and result.complete and not result.locked_out
     left = await _present(sessions)
     assert left == {
@@ -192,7 +202,12 @@ async def test_counting_what_would_go_deletes_nothing(sessions: Sessions) -> Non
 
     counts = await retention.count_purgeable(sessions, before=now - AGE)
 
-    assert counts == {EmailStatus.SENT: 3, EmailStatus.FAILED: 1, EmailStatus.CANCELLED: 0}
+    assert counts == {
+        EmailStatus.SENT: 3,
+        EmailStatus.FAILED: 1,
+        EmailStatus.CANCELLED: 0,
+        **_NEW_FINAL,
+    }
     assert len(await _present(sessions)) == len(rows)
     result = await retention.purge(sessions, before=now - AGE, batch_size=1000)
     assert result.deleted == counts  # the count was what the purge then deleted
@@ -247,7 +262,12 @@ async def test_a_transaction_never_deletes_more_than_the_batch_size_across_statu
 
     result = await retention.purge(sessions, before=now - AGE, batch_size=2)
 
-    assert result.deleted == {EmailStatus.SENT: 3, EmailStatus.FAILED: 2, EmailStatus.CANCELLED: 1}
+    assert result.deleted == {
+        EmailStatus.SENT: 3,
+        EmailStatus.FAILED: 2,
+        EmailStatus.CANCELLED: 1,
+        **_NEW_FINAL,
+    }
     assert await _present(sessions) == {}
     async with sessions() as session:
         deltas = (
@@ -316,6 +336,7 @@ async def test_an_email_held_by_another_transaction_is_skipped_not_waited_for(
             EmailStatus.SENT: 1,
             EmailStatus.FAILED: 0,
             EmailStatus.CANCELLED: 0,
+            **_NEW_FINAL,
         }
         await retrying.commit()
 
@@ -466,7 +487,12 @@ async def test_a_scheduled_run_purges_final_emails_past_retention_days(
         result = await retention.purge_expired(sessions, settings, now=now)
 
     assert result is not None
-    assert result.deleted == {EmailStatus.SENT: 2, EmailStatus.FAILED: 1, EmailStatus.CANCELLED: 1}
+    assert result.deleted == {
+        EmailStatus.SENT: 2,
+        EmailStatus.FAILED: 1,
+        EmailStatus.CANCELLED: 1,
+        **_NEW_FINAL,
+    }
     assert result.before == now - timedelta(days=30)
     assert await _present(sessions) == {
         **{old[s].id: s for s in NOT_FINAL},

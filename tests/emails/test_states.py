@@ -7,6 +7,7 @@ import itertools
 import pytest
 
 from mailroom.emails.states import (
+    BOUNCE,
     CANCEL,
     CLAIM,
     DEFER,
@@ -37,6 +38,7 @@ ALLOWED_MOVES = frozenset(
         (S.SCHEDULED, S.CANCELLED),
         (S.QUEUED, S.CANCELLED),
         (S.RETRYING, S.CANCELLED),
+        (S.SENT, S.BOUNCED),  # every recipient hard-bounced, reported after sending
     }
 )
 ALL_PAIRS = list(itertools.product(EmailStatus, EmailStatus))
@@ -51,6 +53,8 @@ def test_status_values_are_the_documented_strings() -> None:
         "failed",
         "scheduled",
         "cancelled",
+        "suppressed",
+        "bounced",
     ]
     assert EmailStatus("sent") is S.SENT
     assert str(S.RETRYING) == "retrying"
@@ -72,7 +76,7 @@ def test_exactly_the_documented_moves_are_allowed() -> None:
     assert {pair for pair in ALL_PAIRS if allowed(*pair)} == ALLOWED_MOVES
 
 
-@pytest.mark.parametrize("final", [S.SENT, S.CANCELLED])
+@pytest.mark.parametrize("final", [S.CANCELLED, S.SUPPRESSED, S.BOUNCED])
 def test_finished_emails_never_move(final: EmailStatus) -> None:
     assert [target for target in EmailStatus if allowed(final, target)] == []
     for transition in TRANSITIONS:
@@ -110,8 +114,9 @@ def test_notable_forbidden_moves(source: EmailStatus, target: EmailStatus) -> No
 
 
 def test_is_final() -> None:
-    assert {s for s in EmailStatus if s.is_final} == {S.SENT, S.FAILED, S.CANCELLED}
-    assert frozenset({S.SENT, S.FAILED, S.CANCELLED}) == FINAL_STATUSES
+    final = {S.SENT, S.FAILED, S.CANCELLED, S.SUPPRESSED, S.BOUNCED}
+    assert {s for s in EmailStatus if s.is_final} == final
+    assert frozenset(final) == FINAL_STATUSES
 
 
 def test_dispatchable_statuses() -> None:
@@ -132,6 +137,7 @@ def test_reclaimable_status_is_sending() -> None:
         (FAIL, "fail", {S.SENDING}, S.FAILED),
         (RETRY, "retry", {S.FAILED}, S.QUEUED),
         (CANCEL, "cancel", {S.SCHEDULED, S.QUEUED, S.RETRYING}, S.CANCELLED),
+        (BOUNCE, "bounce", {S.SENT}, S.BOUNCED),
     ],
 )
 def test_transition_definitions(
@@ -143,7 +149,7 @@ def test_transition_definitions(
 
 
 def test_transitions_tuple() -> None:
-    assert TRANSITIONS == (CLAIM, DELIVER, DEFER, FAIL, RETRY, CANCEL)
+    assert TRANSITIONS == (CLAIM, DELIVER, DEFER, FAIL, RETRY, CANCEL, BOUNCE)
     assert len({t.name for t in TRANSITIONS}) == len(TRANSITIONS)
 
 

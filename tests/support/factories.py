@@ -31,7 +31,7 @@ def email_row(created_at: datetime, status: str = "queued", **overrides: Any) ->
         "attempts": 0 if status == "queued" else 1,
         "created_at": created_at,
         "updated_at": created_at,
-        "sent_at": created_at if status == "sent" else None,
+        "sent_at": created_at if status in ("sent", "bounced") else None,
         "failed_at": created_at if status == "failed" else None,
         "next_attempt_at": created_at if status in ("queued", "retrying") else None,
     }

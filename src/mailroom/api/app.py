@@ -8,6 +8,7 @@ import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import httpx
 from asgi_correlation_id import CorrelationIdMiddleware
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -19,13 +20,23 @@ from mailroom.api.docs import install_docs
 from mailroom.api.errors import install_error_handlers
 from mailroom.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from mailroom.api.ratelimit import SendRateLimiter
-from mailroom.api.routes import dev_inbox, emails, health, logs, metrics
+from mailroom.api.routes import (
+    dev_inbox,
+    emails,
+    feedback,
+    health,
+    logs,
+    metrics,
+    suppressions,
+)
 from mailroom.api.state import AppState
 from mailroom.auth.service import KeyChecker
 from mailroom.db.engine import create_engine, create_session_factory
 from mailroom.devinbox.store import Inbox
 from mailroom.emails.counters import fold_forever
 from mailroom.emails.intake import Intake
+from mailroom.feedback.intake import FeedbackIntake
+from mailroom.feedback.ses import SnsVerifier
 from mailroom.queue.dispatcher import Dispatcher
 from mailroom.settings import Settings, get_settings
 
@@ -36,7 +47,14 @@ def _valid_request_id(value: str) -> bool:
     return _REQUEST_ID.fullmatch(value) is not None
 
 
-def create_app(settings: Settings | None = None, *, inbox: Inbox | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    inbox: Inbox | None = None,
+    feedback_transport: httpx.AsyncBaseTransport | None = None,
+) -> FastAPI:
+    """``feedback_transport``: where SNS certificates are fetched from (tests serve their own;
+    by default, the network)."""
     settings = settings or get_settings()
 
     @asynccontextmanager
@@ -45,6 +63,7 @@ def create_app(settings: Settings | None = None, *, inbox: Inbox | None = None) 
         sessions = create_session_factory(engine)
         dispatcher = Dispatcher(settings)
         rate_limiter = SendRateLimiter(settings)
+        feedback_http = httpx.AsyncClient(transport=feedback_transport, follow_redirects=False)
         app.state.mailroom = AppState(
             settings=settings,
             engine=engine,
@@ -53,6 +72,8 @@ def create_app(settings: Settings | None = None, *, inbox: Inbox | None = None) 
             keys=KeyChecker(sessions, ttl=settings.api_key_cache_seconds),
             rate_limiter=rate_limiter,
             intake=Intake(sessions, dispatcher.dispatch, batch_job_size=settings.batch_job_size),
+            sns=SnsVerifier(feedback_http),
+            feedback=FeedbackIntake(sessions, settings),
             inbox=inbox,
         )
         folding = asyncio.create_task(fold_forever(sessions), name="fold-counters")
@@ -63,6 +84,7 @@ def create_app(settings: Settings | None = None, *, inbox: Inbox | None = None) 
             with contextlib.suppress(asyncio.CancelledError):
                 await folding
             await rate_limiter.aclose()
+            await feedback_http.aclose()
             await dispatcher.aclose()
             await engine.dispose()
 
@@ -85,6 +107,8 @@ def create_app(settings: Settings | None = None, *, inbox: Inbox | None = None) 
     app.include_router(logs.router)
     app.include_router(health.router)
     app.include_router(metrics.router)
+    app.include_router(suppressions.router)
+    app.include_router(feedback.router)
     if inbox is not None:
         app.include_router(dev_inbox.router)
     install_dashboard(app, settings)

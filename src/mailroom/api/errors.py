@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import structlog
@@ -11,6 +12,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Route
 
 from mailroom.errors import (
     MAX_DETAILS,
@@ -79,12 +81,34 @@ async def _http(request: Request, exc: Exception) -> JSONResponse:
     if exc.status_code == 404:
         error = NotFound("No such endpoint.", headers=exc.headers)
     elif exc.status_code == 405:
-        error = MethodNotAllowed("Method not allowed on this endpoint.", headers=exc.headers)
+        headers = {**(exc.headers or {}), "Allow": _allowed_methods(request)}
+        error = MethodNotAllowed("Method not allowed on this endpoint.", headers=headers)
     elif exc.status_code == 413:  # the body passed its limit while it was read
         error = PayloadTooLarge(str(exc.detail))
     else:
         error = HttpError(exc.status_code, str(exc.detail), headers=exc.headers)
     return error_response(error)
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method served at the path the request reached (the first route whose template
+    matches, as routing chose it): Starlette names only one route's methods when several
+    share a template (GET and POST /suppressions are two routes)."""
+    routes = list(_routes(request.app.router.routes))
+    template = next((r.path for r in routes if r.matches(request.scope)[0] is not Match.NONE), None)
+    methods = {m for r in routes if r.path == template for m in r.methods or ()}
+    return ", ".join(sorted(methods))
+
+
+def _routes(routes: Iterable[Any]) -> Iterator[Route]:
+    """The app's routes, those of included routers too (FastAPI keeps an included router
+    as one entry that holds the original)."""
+    for route in routes:
+        if isinstance(route, Route):
+            yield route
+        included = getattr(route, "original_router", None)
+        if included is not None:
+            yield from _routes(included.routes)
 
 
 async def _database_down(request: Request, exc: Exception) -> JSONResponse:

@@ -10,6 +10,8 @@ from mailroom.api.ratelimit import SendRateLimiter
 from mailroom.auth.service import KeyChecker
 from mailroom.devinbox.store import Inbox
 from mailroom.emails.intake import Intake
+from mailroom.feedback.intake import FeedbackIntake
+from mailroom.feedback.ses import SnsVerifier
 from mailroom.queue.dispatcher import Dispatcher
 from mailroom.settings import Settings
 
@@ -23,4 +25,6 @@ class AppState:
     keys: KeyChecker
     rate_limiter: SendRateLimiter
     intake: Intake
+    sns: SnsVerifier
+    feedback: FeedbackIntake
     inbox: Inbox | None = None

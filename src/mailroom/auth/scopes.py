@@ -8,6 +8,8 @@ class Scope(StrEnum):
     LOGS_READ = "logs:read"
     EMAILS_WRITE = "emails:write"  # retry, requeue and cancel emails
     METRICS_READ = "metrics:read"  # GET /metrics (for a Prometheus scraper's key)
+    # Add to and remove from the suppression list; send with "ignoreSuppressions": true.
+    SUPPRESSIONS_WRITE = "suppressions:write"
     # What the other scopes reach becomes every project's emails, not only the key's own
     # project's (see mailroom.projects.access); grants nothing by itself.
     ADMIN = "admin"

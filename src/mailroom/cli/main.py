@@ -7,11 +7,13 @@ from typing import Annotated
 
 import typer
 
+from mailroom.cli.bounces import bounces
 from mailroom.cli.common import load_cli_settings, run_server, stop_event
 from mailroom.cli.emails import emails_app
 from mailroom.cli.keys import keys_app
 from mailroom.cli.projects import projects_app
 from mailroom.cli.purge import purge
+from mailroom.cli.suppressions import suppressions_app
 from mailroom.cli.unreachable import reachable
 from mailroom.settings import ConfigurationError, get_settings
 
@@ -172,6 +174,8 @@ def health(
 app.add_typer(keys_app, name="keys")
 app.add_typer(projects_app, name="projects")
 app.add_typer(emails_app, name="emails")
+app.command()(bounces)
+app.add_typer(suppressions_app, name="suppressions")
 
 if __name__ == "__main__":  # pragma: no cover
     app(prog_name="mailroom")

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 import structlog
 from pydantic import ValidationError
 
-from mailroom.emails import idempotency, new_emails, transitions_repository
+from mailroom.emails import idempotency, new_emails, suppression_check, transitions_repository
 from mailroom.emails.intake import Intake
 from mailroom.emails.models import Email
 from mailroom.emails.schemas.requests import SendEmailRequest
@@ -33,6 +33,7 @@ from mailroom.emails.schemas.responses import (
 )
 from mailroom.emails.states import EmailStatus
 from mailroom.errors import (
+    Forbidden,
     IdempotencyKeyReused,
     InvalidRequest,
     PayloadTooLarge,
@@ -79,7 +80,12 @@ async def send_email(
         email = new_emails.new_email(
             request, settings, request_id, api_key_id, now, project_id=project_id, sandbox=sandbox
         )
-        await intake.store(new_emails.columns(email), new_emails.first_job(email, now))
+        row = new_emails.columns(email)
+        check = suppression_check.check_for(request, settings, project_id)
+        left_out = await intake.store(row, new_emails.first_job(email, now), check)
+        # The row as stored: its status and suppressed recipients come from the check.
+        email.status = str(row["status"])
+        email.suppressed_recipients = left_out
         _log_accepted(email)
         return Acceptance(_accepted(email), replayed=False)
     async with intake.transaction() as uow:
@@ -150,16 +156,29 @@ async def accept_email(
     api_key_id: uuid.UUID | None = None,
     sandbox: bool = False,
 ) -> Email:
-    """Store a new email (``queued``, or ``scheduled`` for later); dispatch it after the commit."""
+    """Store a new email (``queued``, or ``scheduled`` for later); dispatch it after the commit.
+
+    Its recipients on the suppression list are left out of its envelope; if that is all
+    of them, it is stored ``suppressed`` and never dispatched.
+    """
     now = datetime.now(UTC)
+    found = await suppression_check.suppressed(uow.session, settings, project_id, [request], now)
     email = new_emails.new_email(
-        request, settings, request_id, api_key_id, now, project_id=project_id, sandbox=sandbox
+        request,
+        settings,
+        request_id,
+        api_key_id,
+        now,
+        project_id=project_id,
+        sandbox=sandbox,
+        suppressed=suppression_check.suppressed_of(request, found),
     )
     await transitions_repository.add_emails(uow.session, [new_emails.columns(email)])
     await transitions_repository.add_attachments(
         uow.session, new_emails.attachment_rows(email, request)
     )
-    uow.dispatch_after_commit(new_emails.first_job(email, now))
+    if email.status != EmailStatus.SUPPRESSED.value:
+        uow.dispatch_after_commit(new_emails.first_job(email, now))
     _log_accepted(email)
     return email
 
@@ -174,10 +193,15 @@ async def send_batch(
     project_id: uuid.UUID,
     idempotency_key: str | None,
     sandbox: bool = False,
+    may_ignore_suppressions: bool = False,
 ) -> BatchAcceptance:
-    """POST /send/batch: validate each email on its own; store the valid ones in one go."""
+    """POST /send/batch: validate each email on its own; store the valid ones in one go.
+
+    The suppression list is read once for every recipient of the batch.
+    """
     now = datetime.now(UTC)
     results: list[BatchItemResult] = []
+    valid: list[tuple[int, SendEmailRequest]] = []
     emails: list[Email] = []
     # What each email means (as /send fingerprints it), so "to": "x" and "to": ["x"]
     # make the same request; an invalid item counts as written.
@@ -219,21 +243,52 @@ async def send_batch(
                 )
             )
             continue
+        if request.ignore_suppressions and not may_ignore_suppressions:
+            meanings.append(item)
+            results.append(
+                BatchItemResult(
+                    index=index,
+                    error=BatchItemError(
+                        code=Forbidden.code,
+                        message=suppression_check.IGNORE_FORBIDDEN,
+                        details=[
+                            FieldError(
+                                field=f"emails[{index}].ignoreSuppressions",
+                                message="needs the suppressions:write scope",
+                            )
+                        ],
+                    ),
+                )
+            )
+            continue
         if idempotency_key is not None:
             meanings.append(request.model_dump(mode="json", by_alias=True))
+        valid.append((index, request))
+        results.append(BatchItemResult(index=index))  # filled in below
+    found = await suppression_check.suppressed(
+        uow.session, settings, project_id, [r for _, r in valid], now
+    )
+    for index, request in valid:
         email = new_emails.new_email(
-            request, settings, request_id, api_key_id, now, project_id=project_id, sandbox=sandbox
+            request,
+            settings,
+            request_id,
+            api_key_id,
+            now,
+            project_id=project_id,
+            sandbox=sandbox,
+            suppressed=suppression_check.suppressed_of(request, found),
         )
         emails.append(email)
         attachment_rows += new_emails.attachment_rows(email, request)
-        results.append(
-            BatchItemResult(
-                index=index,
-                id=email.id,
-                status=EmailStatus(email.status),
-                message_id=email.message_id,
-                created_at=now,
-            )
+        results[index] = BatchItemResult(
+            index=index,
+            id=email.id,
+            status=EmailStatus(email.status),
+            message_id=email.message_id,
+            created_at=now,
+            # Listed only when some are (the batch answer leaves out empty fields).
+            suppressed=list(email.suppressed_recipients) or None,
         )
     if idempotency_key is not None:
         fingerprint = idempotency.request_fingerprint({"emails": meanings, "sandbox": sandbox})
@@ -289,6 +344,7 @@ def _accepted(email: Email) -> SendAccepted:
         status=EmailStatus(email.status),
         message_id=email.message_id,
         created_at=email.created_at,
+        suppressed=list(email.suppressed_recipients),
     )
 
 

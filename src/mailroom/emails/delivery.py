@@ -28,6 +28,8 @@ from mailroom.emails.retry import Decision, decide
 from mailroom.emails.states import DEFER
 from mailroom.queue.jobs import DeliveryJob
 from mailroom.settings import Settings
+from mailroom.suppressions import service as suppressions
+from mailroom.suppressions.models import Reason
 from mailroom.transport.base import Outcome, SendResult
 from mailroom.unit_of_work import UnitOfWork
 
@@ -123,6 +125,8 @@ async def record_attempts(
     recorded: list[Recorded] = []
     for a, decision in zip(attempts, decisions, strict=True):
         applied = a.claimed.email.id in owned
+        if applied:
+            await _suppress_unknown_mailboxes(uow, a, settings)
         if applied and decision.transition is DEFER and decision.delay is not None:
             uow.dispatch_after_commit(
                 DeliveryJob(
@@ -134,6 +138,31 @@ async def record_attempts(
             )
         recorded.append(Recorded(decision, applied))
     return recorded
+
+
+def is_hard_bounce(code: int | None, enhanced_code: str | None) -> bool:
+    """A permanent refusal of the mailbox itself (RFC 3463 5.1.x: no such user, bad
+    address), not a 5.7.x policy block, which says nothing about the address."""
+    return code is not None and 500 <= code < 600 and (enhanced_code or "").startswith("5.1.")
+
+
+async def _suppress_unknown_mailboxes(
+    uow: UnitOfWork, attempt: AttemptResult, settings: Settings
+) -> None:
+    """Put the recipients the server refused at RCPT as unknown mailboxes on the list, in
+    the transaction that records the attempt."""
+    email = attempt.claimed.email
+    for refusal in attempt.result.refused:
+        if is_hard_bounce(refusal.code, refusal.enhanced_code):
+            await suppressions.suppress(
+                uow.session,
+                settings,
+                email.project_id,
+                refusal.recipient,
+                Reason.HARD_BOUNCE,
+                email_id=email.id,
+                now=attempt.finished_at,
+            )
 
 
 def _attempt_record(a: AttemptResult) -> AttemptRecord:

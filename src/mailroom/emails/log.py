@@ -26,6 +26,7 @@ from mailroom.emails.schemas.responses import (
     EmailError,
     EmailLogItem,
     EmailLogPage,
+    FeedbackItem,
     Pagination,
 )
 from mailroom.emails.states import EmailStatus
@@ -63,6 +64,19 @@ async def get_email(
                 size=f.size,
             )
             for f in files
+        ],
+        feedback=[
+            FeedbackItem(
+                recipient=f.recipient,
+                kind=f.kind,
+                bounce_type=f.bounce_type,
+                diagnostic_code=f.diagnostic_code,
+                status_code=f.status_code,
+                provider=f.provider,
+                occurred_at=f.occurred_at,
+                received_at=f.received_at,
+            )
+            for f in await log_repository.feedback_of(session, email_id)
         ],
         delivery_attempts=[
             DeliveryAttemptItem(
@@ -109,6 +123,9 @@ def log_item(found: Listed) -> EmailLogItem:
         )
         if has_error
         else None,
+        bounced=email.bounced,
+        complained=email.complained,
+        suppressed=email.suppressed_recipients,
     )
 
 
@@ -161,14 +178,22 @@ async def daily_summary(
     today = now.astimezone(zone).date()
     start, end = day_bounds(today, zone)
     counts = await log_repository.count_created_between(session, start, end, project_id=project_id)
+    complained = await log_repository.count_complaints_between(
+        session, start, end, project_id=project_id
+    )
+    # A bounced email was sent and then not delivered: the report counts it as failed.
+    failed = counts.failed + counts.bounced
     return DailySummary(
         date=today.isoformat(),
         timezone=query.tz,
         total=counts.total,
         sent=counts.sent,
-        failed=counts.failed,
+        failed=failed,
         cancelled=counts.cancelled,
-        pending=counts.total - counts.sent - counts.failed - counts.cancelled,
+        bounced=counts.bounced,
+        complained=complained,
+        suppressed=counts.suppressed,
+        pending=counts.total - counts.sent - failed - counts.cancelled - counts.suppressed,
     )
 
 

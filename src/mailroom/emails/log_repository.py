@@ -22,6 +22,7 @@ from sqlalchemy.orm import selectinload
 
 from mailroom.emails import buckets
 from mailroom.emails.models import (
+    DeliveryFeedback,
     Email,
     EmailAttachment,
     EmailCount,
@@ -246,6 +247,8 @@ class StatusCounts:
     sent: int
     failed: int
     cancelled: int = 0
+    bounced: int = 0
+    suppressed: int = 0
 
 
 async def count_created_between(
@@ -261,9 +264,11 @@ async def count_created_between(
             func.count().filter(Email.status == EmailStatus.SENT.value),
             func.count().filter(Email.status == EmailStatus.FAILED.value),
             func.count().filter(Email.status == EmailStatus.CANCELLED.value),
+            func.count().filter(Email.status == EmailStatus.BOUNCED.value),
+            func.count().filter(Email.status == EmailStatus.SUPPRESSED.value),
         ).where(*LogFilter(project_id=project_id, since=start, until=end).clauses())
-        total, sent, failed, cancelled = (await session.execute(exact)).one()
-        return StatusCounts(total=total, sent=sent, failed=failed, cancelled=cancelled)
+        total, sent, failed, cancelled, bounced, suppressed = (await session.execute(exact)).one()
+        return StatusCounts(total, sent, failed, cancelled, bounced, suppressed)
     cells = _cells(EmailCount.created, EmailCountDelta.created, project_id)
     stmt = (
         select(cells.c.status, func.sum(cells.c.n))
@@ -276,7 +281,37 @@ async def count_created_between(
         sent=by_status.get(EmailStatus.SENT.value, 0),
         failed=by_status.get(EmailStatus.FAILED.value, 0),
         cancelled=by_status.get(EmailStatus.CANCELLED.value, 0),
+        bounced=by_status.get(EmailStatus.BOUNCED.value, 0),
+        suppressed=by_status.get(EmailStatus.SUPPRESSED.value, 0),
     )
+
+
+async def count_complaints_between(
+    session: AsyncSession, start: datetime, end: datetime, *, project_id: uuid.UUID | None
+) -> int:
+    """Emails of a project (or every project) complained about in [start, end).
+
+    Counted from the feedback received then (complaints are few), not by scanning the
+    day's emails.
+    """
+    stmt = select(func.count(func.distinct(DeliveryFeedback.email_id))).where(
+        DeliveryFeedback.kind == "complained",
+        DeliveryFeedback.email_id.is_not(None),
+        DeliveryFeedback.received_at >= start,
+        DeliveryFeedback.received_at < end,
+    )
+    if project_id is not None:
+        stmt = stmt.where(DeliveryFeedback.project_id == project_id)
+    return int((await session.execute(stmt)).scalar_one())
+
+
+async def feedback_of(session: AsyncSession, email_id: uuid.UUID) -> list[DeliveryFeedback]:
+    stmt = (
+        select(DeliveryFeedback)
+        .where(DeliveryFeedback.email_id == email_id)
+        .order_by(DeliveryFeedback.received_at, DeliveryFeedback.id)
+    )
+    return list((await session.execute(stmt)).scalars())
 
 
 async def emails_by_project(session: AsyncSession) -> dict[uuid.UUID, int]:

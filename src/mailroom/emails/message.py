@@ -30,8 +30,16 @@ def new_message_id(domain: str) -> str:
     return f"<{uuid.uuid4().hex}@{domain}>"
 
 
-def build_message(email: Email, attachments: Sequence[Attachment] = ()) -> bytes:
-    """The message's bytes: the same on every attempt, 7-bit but for SMTPUTF8 headers."""
+def build_message(
+    email: Email,
+    attachments: Sequence[Attachment] = (),
+    extra_headers: Sequence[tuple[str, str]] = (),
+) -> bytes:
+    """The message's bytes: the same on every attempt, 7-bit but for SMTPUTF8 headers.
+
+    ``extra_headers`` are Mailroom's own (derived from the email and the settings only, so
+    they too are the same on every attempt).
+    """
     message = EmailMessage(policy=UTF8_POLICY if needs_smtputf8(email) else POLICY)
     message["From"] = email.sender
     message["To"] = ", ".join(email.to_addrs)
@@ -43,7 +51,7 @@ def build_message(email: Email, attachments: Sequence[Attachment] = ()) -> bytes
     # The acceptance time, so that every retry sends the same message.
     message["Date"] = format_datetime(_aware(email.created_at))
     message["Message-ID"] = email.message_id
-    for name, value in email.headers.items():
+    for name, value in (*email.headers.items(), *extra_headers):
         message[name] = header_safe(value)
     text, html = email.text_body, email.html_body
     if text is not None:
@@ -111,9 +119,34 @@ def _aware(value: datetime) -> datetime:
 
 
 def envelope_addresses(email: Email) -> tuple[str, tuple[str, ...]]:
-    """The SMTP envelope: the bare sender, and each recipient once (Bcc included)."""
+    """The SMTP envelope: the bare sender, and each recipient once (Bcc included), less
+    those on the suppression list when it was accepted (its headers still name them)."""
     seen: dict[str, str] = {}
+    left_out = {a.lower() for a in email.suppressed_recipients or ()}
     for header in (*email.to_addrs, *email.cc_addrs, *email.bcc_addrs):
         address = parse_mailbox(header).address
-        seen.setdefault(address.lower(), address)
+        if address.lower() not in left_out:
+            seen.setdefault(address.lower(), address)
     return parse_mailbox(email.sender).address, tuple(seen.values())
+
+
+VERP_PREFIX = "bounces+"
+
+
+def return_path(email: Email, bounce_domain: str | None) -> str | None:
+    """The VERP envelope sender ``bounces+<email id>@BOUNCE_DOMAIN``: a bounce sent back to
+    it names its email even when the report drops the original headers."""
+    return f"{VERP_PREFIX}{email.id.hex}@{bounce_domain}" if bounce_domain else None
+
+
+def email_id_from_return_path(address: str, bounce_domain: str | None) -> uuid.UUID | None:
+    """The email id in a VERP address at BOUNCE_DOMAIN (any case), else None."""
+    local, _, domain = address.strip().strip("<>").rpartition("@")
+    if not bounce_domain or domain.lower() != bounce_domain.lower():
+        return None
+    if not local.lower().startswith(VERP_PREFIX):
+        return None
+    try:
+        return uuid.UUID(hex=local[len(VERP_PREFIX) :])
+    except ValueError:
+        return None

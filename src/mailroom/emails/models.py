@@ -68,6 +68,13 @@ class Email(Base):
     sandbox: Mapped[bool] = mapped_column(Boolean, server_default="false")
     # Rows in email_attachments: the worker loads them only for emails that have some.
     attachment_count: Mapped[int] = mapped_column(SmallInteger, server_default="0")
+    # Recipients left out of the envelope because they were on the suppression list when
+    # the email was accepted (normalized as mailroom.suppressions.addresses does).
+    suppressed_recipients: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default="{}")
+    # Set by provider feedback or a DSN/ARF report (see mailroom.feedback): a recipient
+    # bounced (hard or soft), or complained. The log shows them without a join.
+    bounced: Mapped[bool] = mapped_column(Boolean, server_default="false")
+    complained: Mapped[bool] = mapped_column(Boolean, server_default="false")
     last_error_code: Mapped[int | None] = mapped_column(Integer)
     last_error_enhanced: Mapped[str | None] = mapped_column(String(16))
     last_error_message: Mapped[str | None] = mapped_column(Text)
@@ -95,7 +102,10 @@ class Email(Base):
     __table_args__ = (
         CheckConstraint(f"status IN ({_STATUSES})", name="status_known"),
         # The timestamps cannot disagree with the status, whatever code writes them.
-        CheckConstraint("(status = 'sent') = (sent_at IS NOT NULL)", name="sent_at_iff_sent"),
+        # A bounced email was sent first: it keeps its sent_at.
+        CheckConstraint(
+            "(status IN ('sent', 'bounced')) = (sent_at IS NOT NULL)", name="sent_at_iff_sent"
+        ),
         CheckConstraint(
             "(status = 'failed') = (failed_at IS NOT NULL)", name="failed_at_iff_failed"
         ),
@@ -257,3 +267,53 @@ class EmailCountDelta(Base):
     created: Mapped[int] = mapped_column(BigInteger)
     purged: Mapped[int] = mapped_column(BigInteger)
     present: Mapped[int] = mapped_column(BigInteger)
+
+
+class DeliveryFeedback(Base):
+    """What a provider's webhook or a DSN/ARF report said about one recipient of an email.
+
+    Kept whether or not it matched an email (``email_id`` null: unmatched, listed by
+    GET /feedback/unmatched with why). A provider's own event id makes a redelivered
+    webhook a no-op.
+    """
+
+    __tablename__ = "delivery_feedback"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    email_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("emails.id", ondelete="CASCADE")
+    )
+    project_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    recipient: Mapped[str | None] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(String(16))
+    bounce_type: Mapped[str | None] = mapped_column(String(8))
+    # The remote server's diagnostic ("smtp; 550 5.1.1 user unknown") and RFC 3463 status.
+    diagnostic_code: Mapped[str | None] = mapped_column(Text)
+    status_code: Mapped[str | None] = mapped_column(String(16))
+    provider: Mapped[str] = mapped_column(String(16))
+    provider_event_id: Mapped[str | None] = mapped_column(Text)
+    # The Message-ID the report named, kept to explain (and later match) an unmatched one.
+    message_id: Mapped[str | None] = mapped_column(Text)
+    occurred_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Why it matched no email, or could not be read at all.
+    parse_error: Mapped[str | None] = mapped_column(Text)
+    # An unreadable or unmatched report as received (at most 64 KiB), to look at later.
+    raw: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        CheckConstraint(
+            "kind IN ('delivered', 'bounced', 'complained', 'unsubscribed', 'unknown')",
+            name="kind_known",
+        ),
+        CheckConstraint("bounce_type IN ('hard', 'soft')", name="bounce_type_known"),
+        UniqueConstraint("provider", "provider_event_id"),
+        Index("ix_delivery_feedback_email_id", "email_id"),
+        # Today's complaint count, per project; the unmatched list.
+        Index("ix_delivery_feedback_project_id_received_at", "project_id", "received_at"),
+        Index(
+            "ix_delivery_feedback_unmatched",
+            "received_at",
+            postgresql_where=text("email_id IS NULL"),
+        ),
+    )

@@ -33,9 +33,17 @@ def new_email(
     *,
     project_id: uuid.UUID,
     sandbox: bool = False,
+    suppressed: Sequence[str] = (),
 ) -> Email:
+    """``suppressed``: its recipients on the suppression list (normalized); if that is every
+    recipient, the email is stored ``suppressed`` and never dispatched."""
     sender = request.sender or settings.mail_from
     scheduled = request.send_at is not None
+    recipients = sorted(
+        {parse_mailbox(a).address.lower() for a in (*request.to, *request.cc, *request.bcc)}
+    )
+    every_one = bool(suppressed) and len({s.lower() for s in suppressed}) >= len(recipients)
+    status = EmailStatus.SCHEDULED if scheduled else EmailStatus.QUEUED
     return Email(
         id=uuid.uuid4(),
         sender=sender,
@@ -43,9 +51,7 @@ def new_email(
         cc_addrs=list(request.cc),
         bcc_addrs=list(request.bcc),
         reply_to=list(request.reply_to),
-        recipients=sorted(
-            {parse_mailbox(a).address.lower() for a in (*request.to, *request.cc, *request.bcc)}
-        ),
+        recipients=recipients,
         subject=request.subject,
         text_body=request.text,
         html_body=request.html,
@@ -54,7 +60,8 @@ def new_email(
         request_id=request_id,
         api_key_id=api_key_id,
         project_id=project_id,
-        status=(EmailStatus.SCHEDULED if scheduled else EmailStatus.QUEUED).value,
+        status=(EmailStatus.SUPPRESSED if every_one else status).value,
+        suppressed_recipients=list(suppressed),
         attempts=0,
         attempts_before_retry=0,
         sandbox=sandbox,
@@ -63,7 +70,7 @@ def new_email(
         created_at=now,
         updated_at=now,
         # When it is due: the sweeper finds it by this if its job never reaches a worker.
-        next_attempt_at=request.send_at or now,
+        next_attempt_at=None if every_one else request.send_at or now,
     )
 
 
@@ -93,6 +100,7 @@ _INSERTED_COLUMNS = (
     "created_at",
     "updated_at",
     "next_attempt_at",
+    "suppressed_recipients",
 )
 
 
@@ -176,6 +184,10 @@ def first_jobs(
     batched row gets its job's id in ``batch_job_id``: the sweeper asks Redis for that
     job before it re-dispatches the email (see Dispatcher.absent).
     """
+    # Every recipient suppressed: stored only, never dispatched.
+    stored = [
+        (row, job) for row, job in stored if row.get("status") != EmailStatus.SUPPRESSED.value
+    ]
     jobs: list[Job] = [job for _, job in stored if job.delay > 0]
     due = [row for row, job in stored if job.delay <= 0]
     ids = [job.email_id for _, job in stored if job.delay <= 0]
@@ -185,3 +197,16 @@ def first_jobs(
             row["batch_job_id"] = batch.job_id
         jobs.append(batch)
     return jobs
+
+
+def mark_suppressed(row: dict[str, object], suppressed: Sequence[str]) -> None:
+    """Leave these (normalized) recipients out of a new email's row; with none left, it is
+    stored ``suppressed`` and never dispatched (see ``first_jobs``)."""
+    if not suppressed:
+        return
+    row["suppressed_recipients"] = list(suppressed)
+    recipients = row["recipients"]
+    assert isinstance(recipients, list)
+    if len({a.lower() for a in suppressed}) >= len(recipients):
+        row["status"] = EmailStatus.SUPPRESSED.value
+        row["next_attempt_at"] = None

@@ -11,6 +11,10 @@
     sending ──claim─▶ sending         (only once the previous claim's lease expired)
     failed ──retry──▶ queued          (POST /emails/{id}/retry, POST /emails/requeue)
     scheduled, queued, retrying ──cancel──▶ cancelled   (POST /emails/{id}/cancel)
+    sent ──bounce──▶ bounced          (every recipient hard-bounced, as the provider or a DSN
+                                       reported later; see mailroom.feedback)
+    suppressed                        (stored so: every recipient is on the suppression list;
+                                       never dispatched, never sent)
 
 The repository turns each transition into one guarded ``UPDATE … WHERE status IN
 (sources) RETURNING``, so a duplicate or late job can never move a finished email.
@@ -30,6 +34,8 @@ class EmailStatus(StrEnum):
     FAILED = "failed"
     SCHEDULED = "scheduled"
     CANCELLED = "cancelled"
+    SUPPRESSED = "suppressed"
+    BOUNCED = "bounced"
 
     @property
     def is_final(self) -> bool:
@@ -37,7 +43,15 @@ class EmailStatus(StrEnum):
 
 
 # No job will ever move these again (a failed email moves only when someone retries it).
-FINAL_STATUSES = frozenset({EmailStatus.SENT, EmailStatus.FAILED, EmailStatus.CANCELLED})
+FINAL_STATUSES = frozenset(
+    {
+        EmailStatus.SENT,
+        EmailStatus.FAILED,
+        EmailStatus.CANCELLED,
+        EmailStatus.SUPPRESSED,
+        EmailStatus.BOUNCED,
+    }
+)
 # Waiting for a job: a sweeper may find one here when its dispatch was lost.
 DISPATCHABLE_STATUSES = frozenset({EmailStatus.QUEUED, EmailStatus.RETRYING, EmailStatus.SCHEDULED})
 
@@ -59,8 +73,10 @@ FAIL = Transition("fail", frozenset({EmailStatus.SENDING}), EmailStatus.FAILED)
 RETRY = Transition("retry", frozenset({EmailStatus.FAILED}), EmailStatus.QUEUED)
 # Not `sending`: the server may be receiving it right now.
 CANCEL = Transition("cancel", DISPATCHABLE_STATUSES, EmailStatus.CANCELLED)
+# A relay said 250, then reported that every recipient's mailbox does not exist.
+BOUNCE = Transition("bounce", frozenset({EmailStatus.SENT}), EmailStatus.BOUNCED)
 
-TRANSITIONS: tuple[Transition, ...] = (CLAIM, DELIVER, DEFER, FAIL, RETRY, CANCEL)
+TRANSITIONS: tuple[Transition, ...] = (CLAIM, DELIVER, DEFER, FAIL, RETRY, CANCEL, BOUNCE)
 
 
 def allowed(source: EmailStatus, target: EmailStatus) -> bool:

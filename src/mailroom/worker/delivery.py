@@ -17,7 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from mailroom.coalescer import Coalescer
 from mailroom.emails import delivery
 from mailroom.emails.delivery import EARLY_CLAIM_SLACK, AttemptResult, Claimed, Recorded
-from mailroom.emails.message import build_message, envelope_addresses
+from mailroom.emails.message import build_message, envelope_addresses, return_path
+from mailroom.emails.models import Email
+from mailroom.feedback.providers import POSTMARK_EMAIL_ID_KEY
 from mailroom.log_config import mask_address
 from mailroom.metrics.delivery import record_delivery
 from mailroom.periodic import every
@@ -208,12 +210,20 @@ class Deliverer:
         email = claimed.email
         try:
             sender, recipients = envelope_addresses(email)
-            message = build_message(email, claimed.attachments)
+            sender = return_path(email, self._settings.bounce_domain) or sender
+            message = build_message(email, claimed.attachments, self._own_headers(email))
         except (ValueError, TypeError) as exc:
             # Cannot happen for input that passed validation; if it does, retrying won't help.
             return SendResult(Outcome.PERMANENT, None, f"Could not build the message: {exc}")
         transport = self._sandbox if email.sandbox else self._transport
         return await transport.send(Envelope(sender, recipients, message))
+
+    def _own_headers(self, email: Email) -> tuple[tuple[str, str], ...]:
+        # Postmark turns X-PM-Metadata-* headers into metadata, which its webhooks carry
+        # back (they carry no headers): how POST /feedback/postmark finds the email.
+        if self._settings.feedback_postmark_token is None:
+            return ()
+        return ((f"X-PM-Metadata-{POSTMARK_EMAIL_ID_KEY}", str(email.id)),)
 
     async def _record(self, attempts: list[AttemptResult]) -> list[str]:
         if not attempts:

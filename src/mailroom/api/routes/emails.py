@@ -12,6 +12,7 @@ from mailroom.api.context import request_context
 from mailroom.api.deps import RequestId, Session, SettingsDep, State, UoW
 from mailroom.api.errors import AUTH_RESPONSES, ErrorResponse
 from mailroom.api.security import GuardedRoute, SendCaller
+from mailroom.auth.scopes import Scope
 from mailroom.emails import accepting, idempotency, log, operations
 from mailroom.emails.schemas.requests import RequeueRequest, SendBatchRequest, SendEmailRequest
 from mailroom.emails.schemas.responses import (
@@ -21,6 +22,7 @@ from mailroom.emails.schemas.responses import (
     SendAccepted,
     SendBatchAccepted,
 )
+from mailroom.emails.suppression_check import check_may_ignore
 from mailroom.errors import NotFound
 from mailroom.projects.names import MAX_NAME_LENGTH, NAME_PATTERN
 
@@ -83,6 +85,7 @@ async def send(
     The response comes once the email is committed to the log: from then on it is
     delivered or its failure is recorded. Follow it with `GET /emails/{id}`.
     """
+    check_may_ignore(body, allowed=caller.has(Scope.SUPPRESSIONS_WRITE))
     acceptance = await accepting.send_email(
         state.intake,
         body,
@@ -146,6 +149,7 @@ async def send_batch(
         project_id=caller.project.id,
         idempotency_key=idempotency_key,
         sandbox=sandbox or caller.sandbox,
+        may_ignore_suppressions=caller.has(Scope.SUPPRESSIONS_WRITE),
     )
     _answered(
         request, response, replayed=acceptance.replayed, accepted=acceptance.response.accepted

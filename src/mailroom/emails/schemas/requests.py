@@ -209,6 +209,9 @@ class SendEmailRequest(CamelSchema):
         f"most {MAX_SCHEDULE_DAYS} days ahead. The email is `scheduled` until then.",
         examples=["2026-12-01T09:00:00+01:00"],
     )
+    ignore_suppressions: bool = Field(
+        default=False, description="Send even to suppressed recipients (needs suppressions:write)"
+    )
 
     @field_validator("subject")
     @classmethod

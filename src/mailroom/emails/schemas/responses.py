@@ -17,6 +17,11 @@ class SendAccepted(CamelSchema):
     status: EmailStatus
     message_id: str
     created_at: datetime
+    suppressed: list[str] = Field(
+        default_factory=list,
+        description="Recipients on the suppression list, left out of the envelope; all of "
+        "them: the email is stored `suppressed` and never sent",
+    )
 
 
 class FieldError(CamelSchema):
@@ -41,6 +46,7 @@ class BatchItemResult(CamelSchema):
     status: EmailStatus | None = None
     message_id: str | None = None
     created_at: datetime | None = None
+    suppressed: list[str] | None = Field(default=None, description="As POST /send's")
     error: BatchItemError | None = None
 
 
@@ -82,6 +88,13 @@ class EmailLogItem(CamelSchema):
     next_attempt_at: datetime | None
     sandbox: bool = Field(description="Logged as sent, but never handed to an SMTP server")
     error: EmailError | None
+    bounced: bool = Field(
+        default=False, description="A recipient bounced (reported after `sent`; see `feedback`)"
+    )
+    complained: bool = Field(default=False, description="A recipient reported it as spam")
+    suppressed: list[str] = Field(
+        default_factory=list, description="Recipients left out: on the suppression list"
+    )
 
 
 class DeliveryAttemptItem(CamelSchema):
@@ -94,6 +107,19 @@ class DeliveryAttemptItem(CamelSchema):
     message: str | None
     duration_ms: int
     refused_recipients: list[dict[str, Any]] | None
+
+
+class FeedbackItem(CamelSchema):
+    """What a provider's webhook or a DSN/ARF report said about one recipient."""
+
+    recipient: str | None
+    kind: str = Field(description="delivered, bounced, complained or unsubscribed")
+    bounce_type: str | None = Field(description="hard or soft, for a bounce")
+    diagnostic_code: str | None = Field(description="The remote server's words")
+    status_code: str | None = Field(description="RFC 3463 status, e.g. 5.1.1")
+    provider: str = Field(description="postmark, brevo, mailgun, ses or dsn")
+    occurred_at: datetime | None
+    received_at: datetime
 
 
 class AttachmentInfo(CamelSchema):
@@ -113,6 +139,9 @@ class EmailDetail(EmailLogItem):
     request_id: str | None
     attachments: list[AttachmentInfo]
     delivery_attempts: list[DeliveryAttemptItem]
+    feedback: list[FeedbackItem] = Field(
+        default_factory=list, description="Per-recipient outcomes reported after sending"
+    )
 
 
 class Pagination(CamelSchema):
@@ -129,11 +158,17 @@ class DailySummary(CamelSchema):
     timezone: str
     total: int
     sent: int
-    failed: int
+    failed: int = Field(
+        description="Not delivered: failed at sending, plus `bounced` (sent, then every "
+        "recipient hard-bounced)"
+    )
     cancelled: int
+    bounced: int = Field(description="Sent, then every recipient hard-bounced (in `failed`)")
+    complained: int = Field(description="Emails a recipient reported as spam today")
+    suppressed: int = Field(description="Never sent: every recipient on the suppression list")
     pending: int = Field(
         description="Not finished yet (scheduled, queued, sending or retrying): "
-        "total - sent - failed - cancelled"
+        "total - sent - failed - cancelled - suppressed"
     )
 
 
