@@ -34,6 +34,7 @@ DETAIL_KEYS = ITEM_KEYS | {
     "requestId",
     "attachments",
     "deliveryAttempts",
+    "events",
 }
 
 

@@ -13,7 +13,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 import mailroom.auth.models
-import mailroom.emails.models  # noqa: F401
+import mailroom.emails.models
+import mailroom.webhooks.models  # noqa: F401
 from mailroom.db.base import Base
 from mailroom.settings import get_settings
 

@@ -105,6 +105,15 @@ class AttachmentInfo(CamelSchema):
     size: int = Field(description="Bytes, after decoding")
 
 
+class EmailEventItem(CamelSchema):
+    """An event of the email, as its webhooks carried it (`id` is their `webhook-id`)."""
+
+    id: uuid.UUID
+    type: str = Field(examples=["email.sent"])
+    timestamp: datetime
+    data: dict[str, Any]
+
+
 class EmailDetail(EmailLogItem):
     reply_to: list[str]
     text: str | None
@@ -113,6 +122,9 @@ class EmailDetail(EmailLogItem):
     request_id: str | None
     attachments: list[AttachmentInfo]
     delivery_attempts: list[DeliveryAttemptItem]
+    events: list[EmailEventItem] = Field(
+        description="What happened to it, in order: the events its webhooks carry"
+    )
 
 
 class Pagination(CamelSchema):
