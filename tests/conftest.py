@@ -146,6 +146,8 @@ _LOG_TABLES = (
     "email_count_deltas",
     "email_counts",
     "email_status_totals",
+    "webhook_endpoints",  # with their deliveries and attempts
+    "email_events",  # test events (an email's went with it)
 )
 
 

@@ -18,7 +18,7 @@ from mailroom.api.docs import install_docs
 from mailroom.api.errors import install_error_handlers
 from mailroom.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from mailroom.api.ratelimit import SendRateLimiter
-from mailroom.api.routes import dev_inbox, emails, health, logs, metrics
+from mailroom.api.routes import dev_inbox, emails, health, logs, metrics, webhooks
 from mailroom.api.state import AppState
 from mailroom.auth.service import KeyChecker
 from mailroom.db.engine import create_engine, create_session_factory
@@ -84,6 +84,7 @@ def create_app(settings: Settings | None = None, *, inbox: Inbox | None = None) 
     app.include_router(logs.router)
     app.include_router(health.router)
     app.include_router(metrics.router)
+    app.include_router(webhooks.router)
     if inbox is not None:
         app.include_router(dev_inbox.router)
     # Outermost last: the request id exists before anything logs; the body limit acts

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from mailroom.api.security import EmailsWriter, LogsReader
+from mailroom.api.security import EmailsWriter, LogsReader, WebhooksWriter
 from mailroom.auth.service import Principal
 
 LogsCaller = Annotated[Principal, LogsReader]
 EmailsCaller = Annotated[Principal, EmailsWriter]
+WebhooksCaller = Annotated[Principal, WebhooksWriter]

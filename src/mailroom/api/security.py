@@ -115,3 +115,4 @@ SendCaller = Annotated[Principal, require(Scope.SEND)]
 LogsReader = require(Scope.LOGS_READ)
 EmailsWriter = require(Scope.EMAILS_WRITE)
 MetricsReader = require(Scope.METRICS_READ)
+WebhooksWriter = require(Scope.WEBHOOKS_WRITE)

@@ -8,6 +8,7 @@ class Scope(StrEnum):
     LOGS_READ = "logs:read"
     EMAILS_WRITE = "emails:write"  # retry, requeue and cancel emails
     METRICS_READ = "metrics:read"  # GET /metrics (for a Prometheus scraper's key)
+    WEBHOOKS_WRITE = "webhooks:write"  # the project's webhook endpoints and their log
     # What the other scopes reach becomes every project's emails, not only the key's own
     # project's (see mailroom.projects.access); grants nothing by itself.
     ADMIN = "admin"
