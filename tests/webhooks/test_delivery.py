@@ -294,3 +294,27 @@ async def test_retry_after_is_honoured(
     )
     assert 19 <= waited.total_seconds() <= 21
     assert attempt["status"] == "pending" and attempt["responseCode"] == 429
+
+
+async def test_retrying_and_failed_carry_the_error(
+    hooks: httpx.AsyncClient,
+    local_settings: Settings,
+    smtp_server: SmtpTestServer,
+    receiver: WebhookReceiver,
+) -> None:
+    endpoint = await create_endpoint(hooks, receiver.url, events=["email.retrying", "email.failed"])
+    smtp_server.handler.data_replies.extend(["451 4.3.0 Try later", "550 5.1.1 No such user"])
+    async with running_worker(local_settings, smtp_server):
+        await _send(hooks)
+        await eventually(lambda: _aw(receiver), lambda n: n >= 2, what="two events")
+    retrying, failed = (verified(endpoint["secret"], r) for r in receiver.received)
+    assert retrying["type"] == "email.retrying"
+    assert retrying["data"]["status"] == "retrying" and retrying["data"]["attempt"] == 1
+    assert retrying["data"]["error"] == {
+        "code": 451,
+        "enhancedCode": "4.3.0",
+        "message": "Try later",
+    }
+    assert retrying["data"]["nextAttemptAt"] is not None
+    assert failed["type"] == "email.failed" and failed["data"]["attempt"] == 2
+    assert failed["data"]["error"]["code"] == 550
