@@ -61,7 +61,7 @@ def test_the_default_schedule_is_about_three_days() -> None:
 
 @pytest.mark.parametrize("value", ["", "5,x", "0", "-1", "5,,700000"])
 def test_a_bad_schedule_fails_at_start(value: str) -> None:
-    with pytest.raises(ValueError, match="wait|seconds"):
+    with pytest.raises(ValueError, match=r"wait|seconds"):
         parse_retry_schedule(value)
     with pytest.raises(ConfigurationError, match="WEBHOOK_RETRY_SCHEDULE"):
         load_settings(_env_file=None, webhook_retry_schedule=value)
