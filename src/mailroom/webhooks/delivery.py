@@ -35,8 +35,9 @@ MAX_ERROR = 1000
 
 
 def lease(settings: Settings) -> timedelta:
-    """How long a claimed attempt is the worker's: the request's timeout and a margin."""
-    return timedelta(seconds=settings.webhook_timeout + 30)
+    """How long a claimed attempt is the worker's: twice the request's timeout and a margin
+    (the request cannot take longer; a killed worker's deliveries come back after it)."""
+    return timedelta(seconds=settings.webhook_timeout * 2 + 5)
 
 
 def body_of(delivery: ClaimedDelivery) -> bytes:
