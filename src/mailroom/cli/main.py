@@ -13,6 +13,7 @@ from mailroom.cli.keys import keys_app
 from mailroom.cli.projects import projects_app
 from mailroom.cli.purge import purge
 from mailroom.cli.unreachable import reachable
+from mailroom.cli.webhooks import webhooks_app
 from mailroom.settings import ConfigurationError, get_settings
 
 app = typer.Typer(
@@ -152,6 +153,7 @@ def health(
 app.add_typer(keys_app, name="keys")
 app.add_typer(projects_app, name="projects")
 app.add_typer(emails_app, name="emails")
+app.add_typer(webhooks_app, name="webhooks")
 
 if __name__ == "__main__":  # pragma: no cover
     app(prog_name="mailroom")
