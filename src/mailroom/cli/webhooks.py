@@ -123,7 +123,7 @@ def rotate(
 
 
 @webhooks_app.command("test")
-def test(endpoint_id: IdArgument, project: ProjectOption = "default") -> None:
+def send_test(endpoint_id: IdArgument, project: ProjectOption = "default") -> None:
     """Send a webhook.test event now; prints the attempt. Exit code 1 if it failed."""
     from mailroom.webhooks import service
 
