@@ -51,7 +51,8 @@ async def test_patch_and_delete(hooks: httpx.AsyncClient) -> None:
     assert changed.status_code == 200, changed.text
     assert changed.json()["events"] == ["email.failed", "email.sent"]
     assert changed.json()["enabled"] is False
-    assert (await hooks.delete(f"/webhooks/{created['id']}")).status_code == 204
+    deleted = await hooks.delete(f"/webhooks/{created['id']}")
+    assert deleted.status_code == 200 and deleted.json() == {"id": created["id"], "deleted": True}
     assert_error(await hooks.get(f"/webhooks/{created['id']}"), 404, "not_found")
     assert_error(await hooks.delete(f"/webhooks/{created['id']}"), 404, "not_found")
     assert_error(await hooks.get("/webhooks/not-a-uuid"), 404, "not_found")

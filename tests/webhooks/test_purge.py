@@ -35,9 +35,7 @@ async def test_old_attempts_go_and_recent_ones_stay(
         await session.execute(update(EmailEvent).values(created_at=old))
         await session.commit()
     async with sessions() as session:
-        gone = await purge_attempts(
-            session, before=datetime.now(UTC) - timedelta(days=30), limit=1
-        )
+        gone = await purge_attempts(session, before=datetime.now(UTC) - timedelta(days=30), limit=1)
         gone += await purge_attempts(
             session, before=datetime.now(UTC) - timedelta(days=30), limit=10
         )

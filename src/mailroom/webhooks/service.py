@@ -28,6 +28,7 @@ from mailroom.webhooks.schemas.responses import (
     WebhookAttemptItem,
     WebhookAttemptPage,
     WebhookCreated,
+    WebhookDeleted,
     WebhookList,
 )
 from mailroom.webhooks.sender import HttpSender
@@ -151,9 +152,12 @@ async def update(
     return view(changed)
 
 
-async def delete(session: AsyncSession, endpoint_id: uuid.UUID, *, project_id: uuid.UUID) -> None:
+async def delete(
+    session: AsyncSession, endpoint_id: uuid.UUID, *, project_id: uuid.UUID
+) -> WebhookDeleted:
     if not await repository.remove(session, endpoint_id, project_id):
         raise NotFound(f"No webhook endpoint with id {endpoint_id}")
+    return WebhookDeleted(id=endpoint_id)
 
 
 async def rotate_secret(

@@ -8,7 +8,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query, Response, status
+from fastapi import APIRouter, Path, Query, status
 
 from mailroom.api.callers import WebhooksCaller
 from mailroom.api.deps import Session, SettingsDep, State, UoW
@@ -24,6 +24,7 @@ from mailroom.webhooks.schemas.responses import (
     WebhookAttemptItem,
     WebhookAttemptPage,
     WebhookCreated,
+    WebhookDeleted,
     WebhookList,
 )
 
@@ -95,14 +96,12 @@ async def update_webhook(
 
 @router.delete(
     "/webhooks/{webhook_id}",
-    status_code=status.HTTP_204_NO_CONTENT,
-    response_class=Response,
+    response_model=WebhookDeleted,
     summary="Delete an endpoint, with its deliveries log",
     responses=_NOT_FOUND,
 )
-async def delete_webhook(webhook_id: WebhookId, uow: UoW, caller: WebhooksCaller) -> Response:
-    await service.delete(uow.session, _parse_id(webhook_id), project_id=caller.project.id)
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
+async def delete_webhook(webhook_id: WebhookId, uow: UoW, caller: WebhooksCaller) -> WebhookDeleted:
+    return await service.delete(uow.session, _parse_id(webhook_id), project_id=caller.project.id)
 
 
 @router.post(

@@ -58,3 +58,8 @@ class WebhookAttemptPage(CamelSchema):
 
 class Replayed(CamelSchema):
     replayed: int
+
+
+class WebhookDeleted(CamelSchema):
+    id: uuid.UUID
+    deleted: bool = True
