@@ -9,6 +9,9 @@ import uuid
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, status
+from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException
+from starlette.types import Receive, Scope, Send
 
 from mailroom.api.callers import WebhooksCaller
 from mailroom.api.deps import Session, SettingsDep, State, UoW
@@ -28,14 +31,40 @@ from mailroom.webhooks.schemas.responses import (
     WebhookList,
 )
 
-router = APIRouter(tags=["webhooks"], route_class=GuardedRoute)
 
-WebhookId = Annotated[str, Path(description="The id POST /webhooks returned")]
+class _WebhookRoute(GuardedRoute):
+    """A 405 names every method of the path in `Allow`, not only those of the first of its
+    routes (Starlette's answer: one route per method here)."""
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.methods and scope["method"] not in self.methods:
+            allowed = sorted(
+                {
+                    method
+                    for route in router.routes
+                    if isinstance(route, APIRoute) and route.path == self.path
+                    for method in route.methods
+                }
+            )
+            raise HTTPException(status_code=405, headers={"Allow": ", ".join(allowed)})
+        await super().handle(scope, receive, send)
+
+
+router = APIRouter(tags=["webhooks"], route_class=_WebhookRoute)
+
+WebhookId = Annotated[
+    str,
+    Path(
+        description="The id POST /webhooks returned",
+        examples=["8d2f7a4e-5b1c-4c3e-9f0a-2b6d1e4c7a90"],
+    ),
+]
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     **AUTH_RESPONSES,
     404: {"model": ErrorResponse, "description": "No such endpoint in the key's project"},
 }
 _INVALID: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "The body is not JSON"},
     422: {"model": ErrorResponse, "description": "A field is invalid; `details` says why"},
 }
 
@@ -63,7 +92,12 @@ async def create_webhook(
     return await service.create(uow.session, body, project_id=caller.project.id, settings=settings)
 
 
-@router.get("/webhooks", response_model=WebhookList, summary="The project's webhook endpoints")
+@router.get(
+    "/webhooks",
+    response_model=WebhookList,
+    summary="The project's webhook endpoints",
+    responses=AUTH_RESPONSES,
+)
 async def list_webhooks(session: Session, caller: WebhooksCaller) -> WebhookList:
     return await service.list_endpoints(session, project_id=caller.project.id)
 
@@ -108,7 +142,7 @@ async def delete_webhook(webhook_id: WebhookId, uow: UoW, caller: WebhooksCaller
     "/webhooks/{webhook_id}/rotate-secret",
     response_model=RotatedSecret,
     summary="Replace the endpoint's signing secret",
-    responses=_NOT_FOUND,
+    responses={**_NOT_FOUND, **_INVALID},
 )
 async def rotate_secret(
     webhook_id: WebhookId,
@@ -117,7 +151,11 @@ async def rotate_secret(
     settings: SettingsDep,
     expire_old_now: Annotated[
         bool,
-        Query(alias="expireOldNow", description="true: stop signing with the old secret at once"),
+        Query(
+            alias="expireOldNow",
+            description="true: stop signing with the old secret at once",
+            examples=[True],
+        ),
     ] = False,
 ) -> RotatedSecret:
     """For WEBHOOK_SECRET_OVERLAP (default 24 h) each request carries two signatures in
@@ -160,12 +198,22 @@ async def list_deliveries(
     webhook_id: WebhookId,
     session: Session,
     caller: WebhooksCaller,
-    cursor: Annotated[str | None, Query(max_length=200, description="nextCursor")] = None,
-    status_: Annotated[
-        Literal["succeeded", "failed", "pending"] | None, Query(alias="status")
+    cursor: Annotated[
+        str | None,
+        Query(
+            max_length=200,
+            description="The previous page's nextCursor",
+            examples=["eyJ0IjoiMjAyNi0xMi0wNFQxMDowMDowMCswMDowMCIsImkiOjQyfQ"],
+        ),
     ] = None,
-    event_type: Annotated[str | None, Query(alias="eventType", max_length=64)] = None,
-    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    status_: Annotated[
+        Literal["succeeded", "failed", "pending"] | None,
+        Query(alias="status", examples=["failed"]),
+    ] = None,
+    event_type: Annotated[
+        str | None, Query(alias="eventType", max_length=64, examples=["email.sent"])
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=100, examples=[50])] = 50,
 ) -> WebhookAttemptPage:
     """`status` `pending`: the attempt failed and another comes at `nextAttemptAt`."""
     return await service.deliveries(

@@ -37,7 +37,18 @@ def _known_events(value: list[str] | None) -> list[str] | None:
 
 
 class CreateWebhook(CamelSchema):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "url": "https://app.example.com/hooks/mailroom",
+                    "events": ["email.sent", "email.failed"],
+                    "description": "Order service",
+                }
+            ]
+        },
+    )
 
     url: str = _URL
     events: list[str] | None = Field(default=None, max_length=50, description=_EVENTS_DESCRIPTION)
@@ -47,7 +58,7 @@ class CreateWebhook(CamelSchema):
 
 
 class UpdateWebhook(CamelSchema):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"enabled": True}]})
 
     url: str | None = Field(default=None, min_length=1, max_length=4096)
     events: list[str] | None = Field(default=None, max_length=50, description=_EVENTS_DESCRIPTION)
@@ -60,7 +71,12 @@ class UpdateWebhook(CamelSchema):
 
 
 class ReplayRequest(CamelSchema):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"since": "2026-12-04T00:00:00Z", "until": "2026-12-04T12:00:00Z"}]
+        },
+    )
 
     event_ids: list[uuid.UUID] | None = Field(
         default=None, max_length=MAX_REPLAY_IDS, description="These events (their webhook-id)"
