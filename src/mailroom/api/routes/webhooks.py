@@ -43,7 +43,7 @@ class _WebhookRoute(GuardedRoute):
                     method
                     for route in router.routes
                     if isinstance(route, APIRoute) and route.path == self.path
-                    for method in route.methods
+                    for method in route.methods or ()
                 }
             )
             raise HTTPException(status_code=405, headers={"Allow": ", ".join(allowed)})
