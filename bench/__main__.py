@@ -33,6 +33,7 @@ from bench.pipelining import pipelining_rows, run_pipelining
 from bench.report import ERROR, Row
 from bench.stack import BenchStack
 from bench.tools import Postfix, ensure_postfix, ensure_wrk
+from bench.webhooks import run_webhooks, webhook_rows
 
 RUNS = (
     "limit",
@@ -44,6 +45,7 @@ RUNS = (
     "e2e-single-defaults",
     "e2e-batch-defaults",
     "logs",
+    "webhooks",
 )
 ALIASES = {
     "e2e": ("e2e-single", "e2e-batch"),
@@ -217,6 +219,17 @@ def _logs(session: Session, stack: BenchStack) -> None:
     session.note_problems("logs", result.problems)
 
 
+def _webhooks(session: Session, stack: BenchStack, emails: int) -> None:
+    runs = run_webhooks(stack, emails)
+    session.raw["webhooks"] = [{**asdict(r), "emails_per_s": r.e2e.emails_per_s} for r in runs]
+    rows = webhook_rows(runs)
+    session.rows += rows
+    for row in rows:
+        print(f"   {row.run}: {row.result} ({row.detail})", flush=True)
+    for r in runs:
+        session.note_problems(f"webhooks ({r.receiver})", r.problems)
+
+
 def _rss(session: Session) -> None:
     """The peak RSS rows, over the end-to-end runs (API and workers both busy)."""
     peaks = {
@@ -272,6 +285,8 @@ def run_all(args: argparse.Namespace, session: Session) -> None:
         _rss(session)
         if "logs" in runs:
             session.attempt("logs", lambda: _logs(session, stack))
+        if "webhooks" in runs:
+            session.attempt("webhooks", lambda: _webhooks(session, stack, args.emails))
     finally:
         keep = bool(session.problems)
         stack.close(keep_logs=keep)
