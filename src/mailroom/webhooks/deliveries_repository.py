@@ -37,7 +37,8 @@ _DUE = text(
           AND (d.lease_expires_at IS NULL OR d.lease_expires_at < now())
           AND (d.dispatched_at IS NULL OR d.dispatched_at < now() - CAST(:again AS interval))
           AND {_EARLIER_WAITING}
-        ORDER BY d.next_attempt_at, d.event_seq
+        -- The due index alone gives this order, so a pass reads no more than it takes.
+        ORDER BY d.next_attempt_at
         LIMIT :limit
         FOR UPDATE OF d SKIP LOCKED
     )
