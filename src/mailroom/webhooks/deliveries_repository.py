@@ -149,6 +149,7 @@ _RECORD = text(
                     CAST(:statuses AS text[]), CAST(:next AS timestamptz[]))
             AS v(id, attempt, status, next_attempt_at)
         WHERE d.id = v.id AND d.attempts = v.attempt AND d.status = 'pending'
+          AND d.lease_expires_at IS NOT NULL  -- being tried: a second record is a no-op
         RETURNING d.id
     )
     INSERT INTO webhook_attempts (delivery_id, endpoint_id, event_id, event_type, attempt,
