@@ -98,7 +98,9 @@ async def _backlog(db_name: str, started: float, last_sent: float, run: WebhookR
         await conn.close()
 
 
-async def _measure_with(stack_run: object, run: WebhookRun, delay: float | None) -> None:
+async def _measure_with(
+    stack_run: object, run: WebhookRun, delay: float | None, hooks_key: str
+) -> None:
     from bench.stack import Run
 
     assert isinstance(stack_run, Run)
@@ -106,7 +108,7 @@ async def _measure_with(stack_run: object, run: WebhookRun, delay: float | None)
     try:
         if delay is not None:
             url = await receiver.start()
-            headers = {"Authorization": f"Bearer {stack_run.api_key}"}
+            headers = {"Authorization": f"Bearer {hooks_key}"}
             async with httpx.AsyncClient(base_url=stack_run.api_url, headers=headers) as client:
                 created = await client.post("/webhooks", json={"url": url})
                 if created.status_code != 201:
@@ -128,7 +130,9 @@ def run_webhooks(stack: BenchStack, emails: int, workers: int = 1) -> list[Webho
         result = E2EResult(mode="batch", workers=workers, emails=emails)
         run = WebhookRun(receiver=kind, e2e=result)
         with stack.run(f"webhooks-{kind}", workers=workers, settings=WEBHOOK_SETTINGS) as active:
-            asyncio.run(_measure_with(active, run, delay))
+            # The session's key sends; adding the endpoint needs a key with webhooks:write.
+            hooks_key = stack.create_key(active.db_name, "bench-webhooks", "webhooks:write")
+            asyncio.run(_measure_with(active, run, delay, hooks_key))
         run.problems += result.problems
         runs.append(run)
     return runs
