@@ -35,6 +35,7 @@ from bench.report import ERROR, Row
 from bench.stack import BenchStack
 from bench.suppressions import run_suppressions
 from bench.tools import Postfix, ensure_postfix, ensure_wrk
+from bench.webhooks import run_webhooks, webhook_rows
 
 RUNS = (
     "limit",
@@ -48,6 +49,7 @@ RUNS = (
     "logs",
     "embedded",
     "suppressions",
+    "webhooks",
 )
 ALIASES = {
     "e2e": ("e2e-single", "e2e-batch"),
@@ -231,6 +233,17 @@ def _suppressions(session: Session, stack: BenchStack, wrk: str) -> None:
     session.note_problems("suppressions", result.problems)
 
 
+def _webhooks(session: Session, stack: BenchStack, emails: int) -> None:
+    runs = run_webhooks(stack, emails)
+    session.raw["webhooks"] = [{**asdict(r), "emails_per_s": r.e2e.emails_per_s} for r in runs]
+    rows = webhook_rows(runs)
+    session.rows += rows
+    for row in rows:
+        print(f"   {row.run}: {row.result} ({row.detail})", flush=True)
+    for r in runs:
+        session.note_problems(f"webhooks ({r.receiver})", r.problems)
+
+
 def _rss(session: Session) -> None:
     """The peak RSS rows, over the end-to-end runs (API and workers both busy)."""
     peaks = {
@@ -307,6 +320,8 @@ def run_all(args: argparse.Namespace, session: Session) -> None:
             session.attempt("logs", lambda: _logs(session, stack))
         if "suppressions" in runs:
             session.attempt("suppressions", lambda: _suppressions(session, stack, wrk))
+        if "webhooks" in runs:
+            session.attempt("webhooks", lambda: _webhooks(session, stack, args.emails))
     finally:
         keep = bool(session.problems)
         stack.close(keep_logs=keep)

@@ -172,6 +172,8 @@ _LOG_TABLES = (
     "email_status_totals",
     "delivery_feedback",
     "suppressions",
+    "webhook_endpoints",  # with their deliveries and attempts
+    "email_events",  # test events (an email's went with it)
 )
 
 

@@ -141,6 +141,11 @@ class _Stopper:
             self._task.cancel()
 
 
+def dev_settings(settings: Settings) -> Settings:
+    """Development lets webhooks reach receivers on this machine over plain http."""
+    return settings.model_copy(update={"webhook_allow_http": True, "webhook_allow_private": True})
+
+
 async def run_dev(settings: Settings, *, api_port: int, smtp_port: int) -> None:
     """Serve until SIGINT or SIGTERM; DevStopForced when a second one cut the stop short."""
     with _Stopper() as stopper:
@@ -158,6 +163,12 @@ async def run_dev(settings: Settings, *, api_port: int, smtp_port: int) -> None:
 
 
 async def _run_dev(settings: Settings, stopper: _Stopper, *, api_port: int, smtp_port: int) -> None:
+    settings = dev_settings(settings)
+    log.warning(
+        "dev.webhooks_unrestricted",
+        hint="WEBHOOK_ALLOW_HTTP and WEBHOOK_ALLOW_PRIVATE are on: webhooks may go to "
+        "http:// URLs and to loopback and private addresses (development only)",
+    )
     await migrate(settings.database_url)
     log.info("dev.migrated")
     key, created = await _dev_key(settings)

@@ -140,6 +140,29 @@ class Settings(BaseSettings):
     feedback_ses_topic_arns: str = ""  # comma-separated: the only SNS topics taken
     bounce_domain: str | None = Field(default=None, pattern=r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$")
 
+    # -- Webhooks (signed status events; see mailroom.webhooks) --
+    # Seconds a receiver has to answer one request (connect, send, the first 4 KB of reply).
+    webhook_timeout: float = Field(default=15.0, gt=0, le=120)
+    # Waits after each failed attempt, in seconds (about three days in all); one more
+    # attempt than waits. Each wait is jittered by up to 10 %.
+    webhook_retry_schedule: str = "5,300,1800,7200,18000,36000,50400,72000,86400"
+    # An endpoint whose every attempt has failed for this long is disabled (reason kept).
+    webhook_disable_after: float = Field(default=5 * 86_400.0, gt=0)
+    # After a secret rotation, requests carry signatures by the old secret this long too.
+    webhook_secret_overlap: float = Field(default=86_400.0, ge=0)
+    # Plain http:// endpoint URLs, and loopback/private/link-local destinations (both are
+    # refused by default: a receiver must be public and TLS; `mailroom dev` allows both).
+    webhook_allow_http: bool = False
+    webhook_allow_private: bool = False
+    webhook_max_endpoints: int = Field(default=20, ge=1, le=1000)
+    # Delivery attempts (the deliveries log) are kept this many days.
+    webhook_log_days: int = Field(default=30, ge=1, le=36_500)
+    webhook_queue_name: str = "mailroom-webhooks"
+    # Deliveries sent concurrently by one worker process.
+    webhook_concurrency: int = Field(default=50, ge=1, le=1000)
+    # How often the worker looks for deliveries that are due (new events, retries, lost jobs).
+    webhook_poll_interval: float = Field(default=0.5, gt=0, le=60)
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["console", "json"] = "console"
 
@@ -194,6 +217,16 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_is_zero(cls, value: object) -> object:
         return 0 if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("webhook_retry_schedule")
+    @classmethod
+    def _check_webhook_retry_schedule(cls, value: str) -> str:
+        parse_retry_schedule(value)
+        return value
+
+    @property
+    def webhook_retry_delays(self) -> tuple[float, ...]:
+        return parse_retry_schedule(self.webhook_retry_schedule)
 
     @field_validator("mail_from")
     @classmethod
@@ -389,6 +422,20 @@ def describe_validation_error(exc: ValidationError) -> str:
         message = error["msg"].removeprefix("Value error, ")
         lines.append(f"  {name}: {message}")
     return "\n".join(lines)
+
+
+def parse_retry_schedule(value: str) -> tuple[float, ...]:
+    """``5,300,1800`` → waits in seconds; raises ValueError on anything else."""
+    parts = [p.strip() for p in value.split(",") if p.strip()]
+    if not parts:
+        raise ValueError("give at least one wait, in seconds, comma-separated")
+    try:
+        delays = tuple(float(p) for p in parts)
+    except ValueError:
+        raise ValueError(f"not a list of seconds: {value!r} (example: 5,300,1800)") from None
+    if any(d <= 0 or d > 7 * 86_400 for d in delays):
+        raise ValueError("each wait must be over 0 and at most 7 days (604800 s)")
+    return delays
 
 
 def load_settings(**overrides: object) -> Settings:

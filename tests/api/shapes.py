@@ -38,6 +38,7 @@ DETAIL_KEYS = ITEM_KEYS | {
     "attachments",
     "deliveryAttempts",
     "feedback",
+    "events",
 }
 
 

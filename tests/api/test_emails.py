@@ -19,6 +19,7 @@ DETAIL_ONLY = {
     "attachments",
     "deliveryAttempts",
     "feedback",
+    "events",
 }
 
 
@@ -62,6 +63,23 @@ async def test_a_queued_email_in_full(client: httpx.AsyncClient) -> None:
     assert response.status_code == 200, response.text
     detail = response.json()
     assert set(detail) == DETAIL_KEYS
+    [event] = detail.pop("events")
+    assert event == {
+        "id": event["id"],
+        "type": "email.queued",
+        "timestamp": accepted["createdAt"],  # written in the acceptance's transaction
+        "data": {
+            "emailId": accepted["id"],
+            "messageId": accepted["messageId"],
+            "to": ["Jane Doe <jane@example.com>"],
+            "subject": "Your receipt",
+            "status": "queued",
+            "attempt": 0,
+            "error": None,
+            "nextAttemptAt": event["data"]["nextAttemptAt"],
+            "sandbox": False,
+        },
+    }
     assert detail == {
         "id": accepted["id"],
         "project": "default",

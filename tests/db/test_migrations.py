@@ -12,7 +12,8 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 import mailroom.emails.models
-import mailroom.suppressions.models  # noqa: F401
+import mailroom.suppressions.models
+import mailroom.webhooks.models  # noqa: F401
 from mailroom.db.base import Base
 from mailroom.db.migrate import create_database_if_missing, migrate
 

@@ -365,3 +365,33 @@ async def test_the_unmatched_list_pages_and_needs_admin(
             headers={"Authorization": f"Bearer {reader}"},
         ) as client:
             assert_error(await client.get("/feedback/unmatched"), 403, "forbidden")
+
+
+async def test_each_report_emits_its_webhook_event_and_the_last_bounce_says_bounced(
+    feedback_client: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    email_id, _ = await _sent_email(sessions, "jane@example.com", "carl@example.com")
+    auth = {"Authorization": "Basic " + base64.b64encode(b"postmark:pm-secret").decode()}
+    delivered = payload(
+        "postmark_delivery.json", EMAIL_ID=str(email_id), RECIPIENT="jane@example.com"
+    )
+    assert (await _post(feedback_client, "/feedback/postmark", delivered, headers=auth)).is_success
+    for number, recipient in enumerate(("jane@example.com", "carl@example.com")):
+        body = payload("postmark_bounce.json", EMAIL_ID=str(email_id), RECIPIENT=recipient)
+        body["ID"] += number  # a report of its own, not a provider's redelivery
+        assert (await _post(feedback_client, "/feedback/postmark", body, headers=auth)).is_success
+    events = (await feedback_client.get(f"/emails/{email_id}")).json()["events"]
+    assert [e["type"] for e in events] == [
+        "email.sent",
+        "email.delivered",
+        "email.bounced",
+        "email.bounced",
+    ]
+    first, last = events[2]["data"], events[3]["data"]
+    assert (first["recipient"], first["status"], first["bounceType"]) == (
+        "jane@example.com",
+        "sent",
+        "hard",
+    )
+    assert (last["recipient"], last["status"]) == ("carl@example.com", "bounced")
+    assert last["provider"] == "postmark" and last["emailId"] == str(email_id)

@@ -28,6 +28,7 @@ from mailroom.api.routes import (
     logs,
     metrics,
     suppressions,
+    webhooks,
 )
 from mailroom.api.state import AppState
 from mailroom.auth.service import KeyChecker
@@ -109,6 +110,7 @@ def create_app(
     app.include_router(metrics.router)
     app.include_router(suppressions.router)
     app.include_router(feedback.router)
+    app.include_router(webhooks.router)
     if inbox is not None:
         app.include_router(dev_inbox.router)
     install_dashboard(app, settings)

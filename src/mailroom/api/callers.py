@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from mailroom.api.security import EmailsWriter, LogsReader, SuppressionsWriter
+from mailroom.api.security import EmailsWriter, LogsReader, SuppressionsWriter, WebhooksWriter
 from mailroom.auth.service import Principal
 
 LogsCaller = Annotated[Principal, LogsReader]
 EmailsCaller = Annotated[Principal, EmailsWriter]
 SuppressionsCaller = Annotated[Principal, SuppressionsWriter]
+WebhooksCaller = Annotated[Principal, WebhooksWriter]

@@ -10,6 +10,7 @@ class Scope(StrEnum):
     METRICS_READ = "metrics:read"  # GET /metrics (for a Prometheus scraper's key)
     # Add to and remove from the suppression list; send with "ignoreSuppressions": true.
     SUPPRESSIONS_WRITE = "suppressions:write"
+    WEBHOOKS_WRITE = "webhooks:write"  # the project's webhook endpoints and their log
     # What the other scopes reach becomes every project's emails, not only the key's own
     # project's (see mailroom.projects.access); grants nothing by itself.
     ADMIN = "admin"

@@ -15,6 +15,7 @@ from mailroom.cli.projects import projects_app
 from mailroom.cli.purge import purge
 from mailroom.cli.suppressions import suppressions_app
 from mailroom.cli.unreachable import reachable
+from mailroom.cli.webhooks import webhooks_app
 from mailroom.settings import ConfigurationError, get_settings
 
 app = typer.Typer(
@@ -176,6 +177,7 @@ app.add_typer(projects_app, name="projects")
 app.add_typer(emails_app, name="emails")
 app.command()(bounces)
 app.add_typer(suppressions_app, name="suppressions")
+app.add_typer(webhooks_app, name="webhooks")
 
 if __name__ == "__main__":  # pragma: no cover
     app(prog_name="mailroom")

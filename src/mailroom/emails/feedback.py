@@ -24,6 +24,7 @@ from mailroom.log_config import mask_address
 from mailroom.settings import Settings
 from mailroom.suppressions import service as suppressions
 from mailroom.suppressions.models import Reason
+from mailroom.webhooks.events import emit_for_emails
 
 log = structlog.get_logger(__name__)
 
@@ -168,6 +169,23 @@ def _row(event: FeedbackEvent, target: Target | None, now: datetime) -> dict[str
 
 
 _SUPPRESS = {"complained": Reason.COMPLAINT, "unsubscribed": Reason.UNSUBSCRIBE}
+# The webhook event each kind of report emits (an unsubscribe only suppresses).
+_EVENT = {
+    "delivered": "email.delivered",
+    "bounced": "email.bounced",
+    "complained": "email.complained",
+}
+
+
+def _event_extra(event: FeedbackEvent) -> dict[str, object]:
+    """What a recipient's report adds to its webhook event's data."""
+    return {
+        "recipient": event.recipient,
+        "provider": event.provider,
+        "bounceType": event.bounce_type,
+        "diagnosticCode": event.diagnostic_code,
+        "statusCode": event.status_code,
+    }
 
 
 async def apply_to_emails(
@@ -177,8 +195,10 @@ async def apply_to_emails(
     now: datetime,
 ) -> None:
     """Every change feedback makes to emails and to the suppression list happens here: the
-    log's flags, ``sent`` → ``bounced`` once every recipient hard-bounced, and suppressions
-    (hard bounce, complaint, unsubscribe)."""
+    log's flags, ``sent`` → ``bounced`` once every recipient hard-bounced, suppressions
+    (hard bounce, complaint, unsubscribe), and the webhook events: one per report
+    (``email.delivered``, ``email.bounced``, ``email.complained``), whose data's ``status``
+    says whether the whole email is now ``bounced``."""
     if not matched:
         return
     suppress: list[suppressions.Suppress] = []
@@ -210,6 +230,14 @@ async def apply_to_emails(
         log.warning("email.bounced", email_id=str(email_id))
     await feedback_repository.mark(session, bounced - every, bounced=True)
     await feedback_repository.mark(session, complained, complained=True)
+    await emit_for_emails(
+        session,
+        [
+            (email.id, _EVENT[event.kind], _event_extra(event))
+            for email, event in matched
+            if event.kind in _EVENT
+        ],
+    )
 
 
 async def _every_recipient_hard_bounced(

@@ -24,6 +24,7 @@ from mailroom.emails.schemas.responses import (
     DeliveryAttemptItem,
     EmailDetail,
     EmailError,
+    EmailEventItem,
     EmailLogItem,
     EmailLogPage,
     FeedbackItem,
@@ -32,6 +33,7 @@ from mailroom.emails.schemas.responses import (
 from mailroom.emails.states import EmailStatus
 from mailroom.errors import NotFound
 from mailroom.projects.access import ProjectAccess
+from mailroom.webhooks.events import email_events
 
 
 async def get_email(
@@ -49,8 +51,13 @@ async def get_email(
     files = (
         await log_repository.attachment_info(session, email_id) if email.attachment_count else []
     )
+    events = await email_events(session, email_id)
     return EmailDetail(
         **log_item(found).model_dump(),
+        events=[
+            EmailEventItem(id=e.id, type=e.type, timestamp=e.created_at, data=e.data)
+            for e in events
+        ],
         reply_to=email.reply_to,
         text=email.text_body,
         html=email.html_body,

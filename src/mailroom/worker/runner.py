@@ -33,6 +33,7 @@ from mailroom.transport.base import MailTransport
 from mailroom.transport.from_settings import smtp_transport
 from mailroom.worker.delivery import Deliverer
 from mailroom.worker.sweeper import Sweeper
+from mailroom.worker.webhooks import open_webhooks
 
 log = structlog.get_logger(__name__)
 
@@ -175,6 +176,8 @@ class DeliveryWorker:
         if settings.retention_days:  # one worker at a time purges (an advisory lock)
             purging = purge_expired_forever(sessions, settings)
             tasks.append(asyncio.create_task(purging, name="retention"))
+        # Webhooks: their own queue, pool and loops (closed before the database).
+        tasks.extend(await open_webhooks(resources, sessions, settings, dispatch=self._sweep))
         if heartbeat_file is not None:
             beat = heartbeat(heartbeat_file, consumer)
             tasks.append(asyncio.create_task(beat, name="heartbeat"))

@@ -14,7 +14,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 import mailroom.auth.models
 import mailroom.emails.models
-import mailroom.suppressions.models  # noqa: F401
+import mailroom.suppressions.models
+import mailroom.webhooks.models  # noqa: F401
 from mailroom.db.base import Base
 from mailroom.settings import get_settings
 

@@ -131,6 +131,15 @@ class AttachmentInfo(CamelSchema):
     size: int = Field(description="Bytes, after decoding")
 
 
+class EmailEventItem(CamelSchema):
+    """An event of the email, as its webhooks carried it (`id` is their `webhook-id`)."""
+
+    id: uuid.UUID
+    type: str = Field(examples=["email.sent"])
+    timestamp: datetime
+    data: dict[str, Any]
+
+
 class EmailDetail(EmailLogItem):
     reply_to: list[str]
     text: str | None
@@ -141,6 +150,9 @@ class EmailDetail(EmailLogItem):
     delivery_attempts: list[DeliveryAttemptItem]
     feedback: list[FeedbackItem] = Field(
         default_factory=list, description="Per-recipient outcomes reported after sending"
+    )
+    events: list[EmailEventItem] = Field(
+        description="What happened to it, in order: the events its webhooks carry"
     )
 
 
