@@ -16,7 +16,12 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mailroom.emails import delivery_repository, idempotency, sweeper_repository
+from mailroom.emails import (
+    delivery_repository,
+    idempotency,
+    sweeper_repository,
+    workers_repository,
+)
 from mailroom.emails.delivery_repository import (
     EARLY_CLAIM_SLACK,
     AttemptRecord,
@@ -47,11 +52,22 @@ MAX_STORED_REPLY = 1000  # characters of server text kept per attempt
 
 
 async def claim_for_delivery(
-    uow: UnitOfWork, email_ids: Sequence[uuid.UUID], *, settings: Settings
+    uow: UnitOfWork,
+    email_ids: Sequence[uuid.UUID],
+    *,
+    settings: Settings,
+    worker_id: uuid.UUID | None = None,
 ) -> list[Claimed]:
-    """Claim whichever of these emails are due; the others are finished or owned elsewhere."""
+    """Claim whichever of these emails are due; the others are finished or owned elsewhere.
+
+    ``worker_id``: the claiming process's row in the worker registry, if it keeps one.
+    """
     claimed = await delivery_repository.claim(
-        uow.session, email_ids, timedelta(seconds=settings.sending_lease)
+        uow.session,
+        email_ids,
+        timedelta(seconds=settings.sending_lease),
+        takeover=timedelta(seconds=settings.worker_takeover_after),
+        worker_id=worker_id,
     )
     with_files = [c.email.id for c in claimed if c.email.attachment_count]
     if not with_files:
@@ -181,7 +197,14 @@ async def sweep(uow: UnitOfWork, *, settings: Settings, lock_key: int) -> Sequen
     if not await sweeper_repository.try_sweeper_lock(uow.session, lock_key):
         return ()
     stranded = await sweeper_repository.find_stranded(
-        uow.session, grace=timedelta(seconds=settings.sweep_grace), limit=settings.sweep_batch_size
+        uow.session,
+        grace=timedelta(seconds=settings.sweep_grace),
+        takeover=timedelta(seconds=settings.worker_takeover_after),
+        limit=settings.sweep_batch_size,
+    )
+    # Rows of workers silent for a whole lease: their emails are abandoned either way.
+    await workers_repository.forget_dead(
+        uow.session, older_than=timedelta(seconds=max(settings.sending_lease, 3600))
     )
     jobs = [
         DeliveryJob(

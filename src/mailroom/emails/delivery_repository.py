@@ -29,6 +29,7 @@ from mailroom.emails.states import (
     EmailStatus,
     Transition,
 )
+from mailroom.emails.workers_repository import abandoned
 
 _CLAIM_SOURCES = sorted(s.value for s in CLAIM.sources)
 # A job may fire a little before its email is due (BullMQ rounds delays, clocks differ);
@@ -43,14 +44,23 @@ class Claimed:
 
     email: Email
     attempt: int
-    reclaimed: bool  # taken over from a worker whose lease expired
+    reclaimed: bool  # taken over from a worker whose lease expired or heartbeat went stale
     attachments: tuple[Attachment, ...] = ()
 
 
 async def claim(
-    session: AsyncSession, email_ids: Sequence[uuid.UUID], lease: timedelta
+    session: AsyncSession,
+    email_ids: Sequence[uuid.UUID],
+    lease: timedelta,
+    *,
+    takeover: timedelta,
+    worker_id: uuid.UUID | None = None,
 ) -> list[Claimed]:
-    """Move the claimable ones of these emails to ``sending``, for one attempt each."""
+    """Move the claimable ones of these emails to ``sending``, for one attempt each.
+
+    Claimable: due, or abandoned by their worker (lease run out, or heartbeat older than
+    ``takeover``; see workers_repository). ``worker_id`` names the claiming process.
+    """
     if not email_ids:
         return []
     target = (
@@ -69,10 +79,7 @@ async def claim(
                         Email.next_attempt_at <= func.now() + EARLY_CLAIM_SLACK,
                     ),
                 ),
-                and_(
-                    Email.status == RECLAIMABLE_STATUS.value,
-                    Email.lease_expires_at < func.now(),
-                ),
+                abandoned(takeover),
             ),
         )
         # Rows locked in id order, as every writer of several emails does (see _FINISH):
@@ -90,6 +97,7 @@ async def claim(
             status=CLAIM.target.value,
             attempts=table.c.attempts + 1,
             lease_expires_at=func.now() + lease,
+            worker_id=worker_id,
             next_attempt_at=None,
             updated_at=func.now(),
         )

@@ -1,0 +1,47 @@
+"""worker registry: live worker processes with heartbeats; sending emails name their worker
+
+Revision ID: 0007
+Revises: 0006
+Create Date: 2026-12-04 00:00:00
+
+Each worker process keeps a row in ``workers`` whose ``heartbeat_at`` it renews every
+few seconds, and a claimed email records the claiming process in ``emails.worker_id``.
+A claim may take over a ``sending`` email whose worker's heartbeat went stale, so a
+killed worker's emails go out again within seconds rather than after SENDING_LEASE.
+The new column is nullable without a default: adding it rewrites nothing.
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects import postgresql
+
+revision: str = "0007"
+down_revision: str | None = "0006"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "workers",
+        sa.Column("id", postgresql.UUID(as_uuid=True), primary_key=True),
+        sa.Column("host", sa.Text(), nullable=False),
+        sa.Column("pid", sa.Integer(), nullable=False),
+        sa.Column(
+            "started_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False
+        ),
+        sa.Column(
+            "heartbeat_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.func.now(),
+            nullable=False,
+        ),
+    )
+    op.add_column("emails", sa.Column("worker_id", postgresql.UUID(as_uuid=True), nullable=True))
+
+
+def downgrade() -> None:
+    op.drop_column("emails", "worker_id")
+    op.drop_table("workers")
