@@ -145,6 +145,7 @@ _LOG_TABLES = (
     "idempotency_keys",
     "email_count_deltas",
     "email_counts",
+    "workers",
     "email_status_totals",
 )
 

@@ -90,7 +90,7 @@ class Settings(BaseSettings):
     enqueue_timeout: float = Field(default=2.0, gt=0, le=60)
 
     # The sweeper re-dispatches emails whose job Redis lost.
-    sweep_interval: float = Field(default=30.0, gt=0)
+    sweep_interval: float = Field(default=5.0, gt=0)
     sweep_grace: float = Field(default=60.0, ge=0)
     sweep_batch_size: int = Field(default=500, ge=1, le=10_000)
     # A claim older than this is presumed abandoned (worker killed mid-send).
