@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from mailroom.emails import (
     delivery_repository,
     idempotency,
+    recipients,
     sweeper_repository,
     workers_repository,
 )
@@ -29,8 +30,9 @@ from mailroom.emails.delivery_repository import (
     Finished,
     LastError,
 )
-from mailroom.emails.retry import Decision, decide
-from mailroom.emails.states import DEFER
+from mailroom.emails.message import envelope_addresses
+from mailroom.emails.retry import Decision, backoff_delay, decide
+from mailroom.emails.states import DEFER, DELIVER, FAIL
 from mailroom.queue.jobs import DeliveryJob
 from mailroom.settings import Settings
 from mailroom.transport.base import Outcome, SendResult
@@ -113,15 +115,17 @@ async def record_attempts(
     decisions: list[Decision] = []
     finished: list[Finished] = []
     for a in attempts:
+        # Counted from the last manual retry: each retry gets MAX_ATTEMPTS afresh.
+        number = a.claimed.attempt - a.claimed.email.attempts_before_retry
         decision = decide(
             a.result,
-            # Counted from the last manual retry: each retry gets MAX_ATTEMPTS afresh.
-            a.claimed.attempt - a.claimed.email.attempts_before_retry,
+            number,
             max_attempts=settings.max_attempts,
             base=settings.retry_backoff_base,
             cap=settings.retry_backoff_max,
             rng=rng,
         )
+        decision, states = _per_recipient(a, decision, number, settings=settings, rng=rng)
         next_attempt_at = None
         if decision.transition is DEFER and decision.delay is not None:
             next_attempt_at = a.finished_at + timedelta(seconds=decision.delay)
@@ -133,6 +137,7 @@ async def record_attempts(
                 attempt=_attempt_record(a),
                 error=_last_error(a.result),
                 next_attempt_at=next_attempt_at,
+                recipient_states=states,
             )
         )
     owned = await delivery_repository.finish_attempts(uow.session, finished)
@@ -150,6 +155,44 @@ async def record_attempts(
             )
         recorded.append(Recorded(decision, applied))
     return recorded
+
+
+def _per_recipient(
+    a: AttemptResult, decision: Decision, number: int, *, settings: Settings, rng: random.Random
+) -> tuple[Decision, list[recipients.State] | None]:
+    """The decision once recipients are told apart, and their states (None: unchanged).
+
+    Recipients the server deferred while it accepted others are retried on their own
+    (DEFER, under the usual backoff and attempt limit); when no attempt is left they are
+    failed, and the email is `sent` if any recipient ever was accepted.
+    """
+    email = a.claimed.email
+    try:
+        _, envelope = envelope_addresses(email)
+    except (ValueError, TypeError):
+        return decision, None  # the attempt failed building the message: nothing to split
+    addressed = recipients.to_send(email.recipient_states, envelope)
+    states = recipients.after_attempt(
+        email.recipient_states,
+        envelope,
+        addressed,
+        a.result,
+        accepted=a.result.outcome is Outcome.ACCEPTED,
+    )
+    if states is None:
+        return decision, None
+    deferred = recipients.any_with(states, recipients.DEFERRED)
+    give_up = decision.transition is FAIL or (deferred and number >= settings.max_attempts)
+    if give_up:
+        states = recipients.settle(states, give_up=True)
+        sent = recipients.any_with(states, recipients.SENT)
+        return Decision(DELIVER if sent else FAIL), states
+    if deferred and decision.transition is DELIVER:
+        delay = backoff_delay(
+            number, base=settings.retry_backoff_base, cap=settings.retry_backoff_max, rng=rng
+        )
+        return Decision(DEFER, delay), states
+    return decision, states
 
 
 def _attempt_record(a: AttemptResult) -> AttemptRecord:

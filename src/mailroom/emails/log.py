@@ -13,9 +13,10 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mailroom.emails import log_repository
+from mailroom.emails import log_repository, recipients
 from mailroom.emails.log_query import LogQuery, day_bounds, encode_cursor
 from mailroom.emails.log_repository import Listed, LogFilter, Position
+from mailroom.emails.message import envelope_addresses
 from mailroom.emails.schemas.responses import (
     AttachmentInfo,
     DailySummary,
@@ -25,6 +26,7 @@ from mailroom.emails.schemas.responses import (
     EmailLogItem,
     EmailLogPage,
     Pagination,
+    RecipientState,
 )
 from mailroom.emails.states import EmailStatus
 from mailroom.errors import NotFound
@@ -46,8 +48,13 @@ async def get_email(
     files = (
         await log_repository.attachment_info(session, email_id) if email.attachment_count else []
     )
+    _, envelope = envelope_addresses(email)
     return EmailDetail(
         **log_item(found).model_dump(),
+        recipients=[
+            RecipientState.model_validate(state)
+            for state in recipients.view(email.recipient_states, envelope, email.status)
+        ],
         reply_to=email.reply_to,
         text=email.text_body,
         html=email.html_body,

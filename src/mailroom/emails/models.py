@@ -85,6 +85,9 @@ class Email(Base):
     # The worker process (a row of `workers`) that claimed it; no foreign key, so that a
     # claim never waits on the registry row's locks and a vanished worker's row may go.
     worker_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    # Each envelope recipient's outcome ([{address, status, code, enhancedCode, message}]),
+    # once an attempt resolved recipients separately; null while they share one fate.
+    recipient_states: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)
 
     delivery_attempts: Mapped[list[DeliveryAttempt]] = relationship(
         back_populates="email", order_by="DeliveryAttempt.attempt_number", lazy="raise"

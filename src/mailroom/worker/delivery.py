@@ -18,6 +18,7 @@ from mailroom.coalescer import Coalescer
 from mailroom.emails import delivery
 from mailroom.emails.delivery import EARLY_CLAIM_SLACK, AttemptResult, Claimed, Recorded
 from mailroom.emails.message import build_message, envelope_addresses
+from mailroom.emails.recipients import to_send
 from mailroom.log_config import mask_address
 from mailroom.metrics.delivery import record_delivery
 from mailroom.periodic import every
@@ -222,7 +223,9 @@ class Deliverer:
     async def _send(self, claimed: Claimed) -> SendResult:
         email = claimed.email
         try:
-            sender, recipients = envelope_addresses(email)
+            sender, envelope = envelope_addresses(email)
+            # After a partial deferral, only the recipients still deferred.
+            recipients = to_send(email.recipient_states, envelope)
             message = build_message(email, claimed.attachments)
         except (ValueError, TypeError) as exc:
             # Cannot happen for input that passed validation; if it does, retrying won't help.

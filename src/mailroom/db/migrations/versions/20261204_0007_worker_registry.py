@@ -1,4 +1,4 @@
-"""worker registry: live worker processes with heartbeats; sending emails name their worker
+"""worker registry and per-recipient outcomes
 
 Revision ID: 0007
 Revises: 0006
@@ -8,7 +8,9 @@ Each worker process keeps a row in ``workers`` whose ``heartbeat_at`` it renews 
 few seconds, and a claimed email records the claiming process in ``emails.worker_id``.
 A claim may take over a ``sending`` email whose worker's heartbeat went stale, so a
 killed worker's emails go out again within seconds rather than after SENDING_LEASE.
-The new column is nullable without a default: adding it rewrites nothing.
+``emails.recipient_states`` keeps each recipient's outcome once an attempt resolved them
+separately (a server accepted some and deferred others), so that only the deferred ones
+are retried. The new columns are nullable without a default: adding them rewrites nothing.
 """
 
 from collections.abc import Sequence
@@ -40,8 +42,13 @@ def upgrade() -> None:
         ),
     )
     op.add_column("emails", sa.Column("worker_id", postgresql.UUID(as_uuid=True), nullable=True))
+    op.add_column(
+        "emails",
+        sa.Column("recipient_states", postgresql.JSONB(astext_type=sa.Text()), nullable=True),
+    )
 
 
 def downgrade() -> None:
+    op.drop_column("emails", "recipient_states")
     op.drop_column("emails", "worker_id")
     op.drop_table("workers")
