@@ -58,6 +58,8 @@ def settings(db_name: str) -> dict[str, str]:
     return {
         "QUEUE_PREFIX": f"chaos-{db_name}",
         "SMTP_TIMEOUT": str(SMTP_TIMEOUT),
+        # The reply to the final dot too: smtp-slow and smtp-late answer it after the timeout.
+        "SMTP_DATA_TIMEOUT": str(SMTP_TIMEOUT),
         # Enough attempts to outlast the 30 s SMTP outage at RETRY_BACKOFF_MAX=5.
         "MAX_ATTEMPTS": "20",
         "RETRY_BACKOFF_BASE": "1",
