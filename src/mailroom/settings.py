@@ -21,6 +21,8 @@ from limits import parse as parse_rate_limit
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from mailroom.registry_timing import timing_problems
+
 SmtpSecurity = Literal["none", "starttls", "tls"]
 SmtpMechanism = Literal["auto", "plain", "login", "xoauth2"]
 
@@ -96,9 +98,8 @@ class Settings(BaseSettings):
     # A claim older than this is presumed abandoned (worker killed mid-send).
     # It must comfortably exceed a whole SMTP transaction (connect + several commands).
     sending_lease: float = Field(default=300.0, gt=0)
-    # Each worker process renews its row in `workers` this often (seconds); a `sending`
-    # email whose worker has not renewed for WORKER_TAKEOVER_AFTER seconds is taken over
-    # (its worker is presumed dead) without waiting for SENDING_LEASE.
+    # Each worker process renews its heartbeat (`workers`) this often; another worker takes
+    # its `sending` emails over once it is WORKER_TAKEOVER_AFTER old, not after SENDING_LEASE.
     worker_registry_interval: float = Field(default=3.0, gt=0, le=600)
     worker_takeover_after: float = Field(default=10.0, gt=0, le=3600)
 
@@ -241,20 +242,11 @@ class Settings(BaseSettings):
     def _coherent(self) -> Settings:
         if self.retry_backoff_max < self.retry_backoff_base:
             raise ValueError("RETRY_BACKOFF_MAX must be at least RETRY_BACKOFF_BASE")
-        if self.worker_takeover_after < 2 * self.worker_registry_interval:
-            raise ValueError(
-                "WORKER_TAKEOVER_AFTER must be at least twice WORKER_REGISTRY_INTERVAL "
-                f"(got {self.worker_takeover_after:g} s and {self.worker_registry_interval:g} s):"
-                " otherwise one late heartbeat lets another worker take over a live worker's"
-                " emails and send them twice"
-            )
-        if self.sending_lease < self.worker_registry_interval:
-            raise ValueError(
-                "SENDING_LEASE must be at least WORKER_REGISTRY_INTERVAL "
-                f"(got {self.sending_lease:g} s and {self.worker_registry_interval:g} s):"
-                " a lease shorter than the heartbeat expires under a live worker"
-            )
-        problems = _smtp_problems(self)
+        problems = _smtp_problems(self) + timing_problems(
+            heartbeat=self.worker_registry_interval,
+            takeover=self.worker_takeover_after,
+            lease=self.sending_lease,
+        )
         if problems:
             raise ValueError("; ".join(problems))
         return self
