@@ -211,6 +211,14 @@ def _e2e(
     session.rows.append(row)
     print(f"   {row.result} ({row.detail}); peak RSS {result.rss_mb}", flush=True)
     session.note_problems(result.name, result.problems)
+    e2e_verdict(session, result)
+
+
+def e2e_verdict(session: Session, result: E2EResult) -> None:
+    """An email not delivered is a problem (so `make bench` exits 1), not only a table cell."""
+    undelivered = result.undelivered()
+    if undelivered is not None:
+        session.note_problems(result.name, [undelivered])
 
 
 def _logs(session: Session, stack: BenchStack) -> None:

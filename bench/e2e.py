@@ -65,6 +65,16 @@ class E2EResult:
     def emails_per_s(self) -> float:
         return self.sent / self.seconds if self.seconds > 0 else 0.0
 
+    def undelivered(self) -> str | None:
+        """What makes this run a failure of the bench (not a slow figure), if anything:
+        an email that was not sent by the deadline, or failed."""
+        if self.skipped:
+            return None
+        if self.complete and self.sent >= self.emails:
+            return None
+        failed = f", {self.failed:,} failed" if self.failed else ""
+        return f"incomplete: {self.sent:,} of {self.emails:,} emails sent by the deadline{failed}"
+
     @property
     def ingest_per_s(self) -> float:
         return self.stored / self.ingest_seconds if self.ingest_seconds > 0 else 0.0

@@ -10,8 +10,9 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from chaos.run import Outcome, run_scenario
+from chaos.run import run_scenario
 from chaos.scenarios import SCENARIOS
+from chaos.verdict import Outcome
 
 RESULTS = Path("chaos-results.json")
 COLUMNS = [
@@ -22,7 +23,9 @@ COLUMNS = [
     ("lost", 5),
     ("stuck", 5),
     ("dups", 5),
+    ("bound", 5),
     ("max s", 6),
+    ("recov s", 7),
     ("verdict", 7),
 ]
 
@@ -35,8 +38,10 @@ def _row(o: Outcome) -> list[str]:
         str(o.failed),
         str(o.lost),
         str(o.stuck),
-        str(o.duplicates),
+        str(o.duplicate_copies),
+        str(o.duplicate_bound),
         f"{o.max_s_to_terminal:.1f}",
+        f"{o.recovery_s:.1f}" if o.recovery_s is not None else "-",
         o.verdict,
     ]
 
@@ -101,7 +106,12 @@ def main(argv: list[str] | None = None) -> int:
         encoding="utf-8",
     )
     print(f"\nwritten to {RESULTS}")
-    return 0 if all(o.verdict == "PASS" for o in outcomes) else 1
+    return exit_code(outcomes)
+
+
+def exit_code(outcomes: list[Outcome]) -> int:
+    """0 only when every scenario ran and passed."""
+    return 0 if outcomes and all(o.verdict == "PASS" for o in outcomes) else 1
 
 
 if __name__ == "__main__":

@@ -9,14 +9,18 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+import asyncpg
+
 from chaos.checks import Row, attempt_counts, first_attempts
 from chaos.load import LoadResult
-from chaos.stack import CONCURRENCY, SMTP_TIMEOUT, ChaosStack, SinkScript
+from chaos.stack import CONCURRENCY, SMTP_TIMEOUT, WORKERS, ChaosStack, SinkScript
 
 DEFER_MARKER = "chaos-defer"
 REJECT_MARKER = "chaos-reject"
 SLOW_MARKER = "chaos-slow"
+LATE_MARKER = "chaos-late"
 SLOW_DELAY = 8.0
+IN_FLIGHT = WORKERS * CONCURRENCY  # sends all workers may have in flight at once
 
 
 @dataclass
@@ -26,6 +30,10 @@ class FaultLog:
     kills: int = 0
     last_fault: float = 0.0
     notes: list[str] = field(default_factory=list)
+    # A kill whose recovery is measured: when, the emails the worker held, and the bound.
+    killed_at: float | None = None
+    held_at_kill: list[str] = field(default_factory=list)
+    recovery_bound: float | None = None
 
     def mark(self, note: str) -> None:
         self.last_fault = time.time()
@@ -39,6 +47,7 @@ async def until_progress(load: LoadResult, total: int, fraction: float) -> None:
 
 
 Fault = Callable[[ChaosStack, LoadResult, int, random.Random, FaultLog], Coroutine[Any, Any, None]]
+DuplicateBound = Callable[[FaultLog, dict[str, str]], int]
 Check = Callable[[ChaosStack, dict[str, str], dict[str, Row]], Coroutine[Any, Any, list[str]]]
 
 
@@ -57,9 +66,15 @@ class Scenario:
     subject_for: Callable[[int], str] = lambda i: f"chaos {i}"
     expect_failed: Callable[[str], bool] = lambda subject: False
     check: Check = _no_checks
-    kill_bound: bool = False  # duplicates allowed up to kills * concurrency
+    # Duplicate copies the fault may explain (from what it did and the emails accepted),
+    # and why; more fails the scenario.
+    duplicate_bound: DuplicateBound = lambda faults, accepted: 0
+    bound_reason: str = "nothing in this fault can send an email twice"
+    # API answers other than 202 that the fault explains (anything else fails the scenario).
+    allowed_refusals: frozenset[int] = frozenset()
     pg_proxy: bool = False  # API and workers reach PostgreSQL through chaos.pgproxy
     retry_503: bool = False  # the load client waits out a 503's Retry-After and sends again
+    settings: dict[str, str] = field(default_factory=dict)  # over chaos.stack.settings
 
 
 # -- kill9 ------------------------------------------------------------------------------
@@ -80,6 +95,48 @@ async def kill9(
         await asyncio.sleep(rng.uniform(0.2, 1.0))
         await asyncio.to_thread(worker.start)
         log.notes.append(f"{time.strftime('%H:%M:%S')} restarted {worker.name} (pid {worker.pid})")
+
+
+# -- worker-kill: recovery measured ----------------------------------------------------
+
+RECOVERY_BOUND = 30.0  # seconds from the kill until the killed worker's emails are sent
+
+
+async def _held_by(database_url: str, pid: int) -> list[str]:
+    conn = await asyncpg.connect(database_url)
+    try:
+        records = await conn.fetch(
+            "SELECT e.id FROM emails e JOIN workers w ON w.id = e.worker_id"
+            " WHERE e.status = 'sending' AND w.pid = $1",
+            pid,
+        )
+    finally:
+        await conn.close()
+    return [str(r["id"]) for r in records]
+
+
+async def worker_kill(
+    stack: ChaosStack, load: LoadResult, n: int, rng: random.Random, log: FaultLog
+) -> None:
+    await until_progress(load, n, 0.3)
+    worker = rng.choice(stack.workers)
+    assert worker.pid is not None
+    held: list[str] = []
+    for _ in range(100):  # until the worker holds some emails (a few seconds at most)
+        held = await _held_by(stack.plain_database_url, worker.pid)
+        if held:
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.to_thread(worker.kill9)
+    log.killed_at = time.time()
+    log.kills += 1
+    log.mark(f"kill -9 {worker.name} holding {len(held)} emails in `sending`")
+    # What it held then cannot change until another worker takes it over.
+    log.held_at_kill = await _held_by(stack.plain_database_url, worker.pid)
+    log.recovery_bound = RECOVERY_BOUND
+    await asyncio.sleep(1.0)  # as a supervisor would, restart it (a new registry row)
+    await asyncio.to_thread(worker.start)
+    log.notes.append(f"{time.strftime('%H:%M:%S')} restarted {worker.name} (pid {worker.pid})")
 
 
 # -- Redis ------------------------------------------------------------------------------
@@ -189,6 +246,31 @@ async def _slow_check(
     return problems
 
 
+async def smtp_late(
+    stack: ChaosStack, load: LoadResult, n: int, rng: random.Random, log: FaultLog
+) -> None:
+    log.mark(f"sink answers 10% of first attempts 250 after {SLOW_DELAY:.0f} s, from the start")
+
+
+def _late_subject(i: int) -> str:
+    return f"{LATE_MARKER} {i}" if i % 10 == 0 else f"chaos {i}"
+
+
+async def _late_check(
+    stack: ChaosStack, accepted: dict[str, str], rows: dict[str, Row]
+) -> list[str]:
+    """Each late email: first attempt `unknown` (timed out), then sent by a retry."""
+    firsts = await first_attempts(stack.plain_database_url)
+    problems: list[str] = []
+    for email_id, subject in accepted.items():
+        if LATE_MARKER not in subject:
+            continue
+        row, first = rows.get(email_id), firsts.get(email_id)
+        if row is None or row.status != "sent" or first is None or first.outcome != "unknown":
+            problems.append(f"{email_id} ({subject}): {row and row.status}, first attempt {first}")
+    return problems
+
+
 # -- PostgreSQL -------------------------------------------------------------------------
 
 PG_OUTAGE = 10.0
@@ -213,16 +295,33 @@ SCENARIOS: dict[str, Scenario] = {
             f"kill -9 a random worker {KILLS} times during delivery, restarting it each time",
             kill9,
             sink=SinkScript(delay=0.3),
-            kill_bound=True,
+            duplicate_bound=lambda faults, accepted: faults.kills * CONCURRENCY,
+            bound_reason="kills x worker concurrency: what the killed workers had in flight",
+        ),
+        Scenario(
+            "worker-kill",
+            f"kill -9 a worker holding emails once; all it held sent within {RECOVERY_BOUND:.0f} s",
+            worker_kill,
+            sink=SinkScript(delay=0.3),
+            duplicate_bound=lambda faults, accepted: faults.kills * CONCURRENCY,
+            bound_reason="worker concurrency: what the killed worker had in flight",
+            # The default lease: only the worker registry's takeover can meet the bound.
+            settings={"SENDING_LEASE": "300"},
         ),
         Scenario("redis-flush", "FLUSHALL the harness Redis mid-run", redis_flush),
         Scenario(
-            "redis-restart", "kill -9 the harness Redis, restart it empty 4 s later", redis_restart
+            "redis-restart",
+            "kill -9 the harness Redis, restart it empty 4 s later",
+            redis_restart,
+            # The rate limiter fails open; a request can still meet the dead Redis.
+            allowed_refusals=frozenset({503}),
         ),
         Scenario(
             "smtp-down",
             f"stop the SMTP sink for {SMTP_OUTAGE:.0f} s mid-run, restart it",
             smtp_down,
+            duplicate_bound=lambda faults, accepted: IN_FLIGHT,
+            bound_reason="sends in flight when the sink stopped (kept, connection cut before 250)",
         ),
         Scenario(
             "smtp-codes",
@@ -248,11 +347,27 @@ SCENARIOS: dict[str, Scenario] = {
             check=_slow_check,
         ),
         Scenario(
+            "smtp-late",
+            f"sink keeps 10% of first attempts but answers 250 after {SLOW_DELAY:.0f} s,"
+            f" past SMTP_TIMEOUT ({SMTP_TIMEOUT:.0f} s)",
+            smtp_late,
+            sink=SinkScript(late_marker=LATE_MARKER, late_first=1, late_delay=SLOW_DELAY),
+            subject_for=_late_subject,
+            check=_late_check,
+            duplicate_bound=lambda faults, accepted: sum(
+                1 for subject in accepted.values() if LATE_MARKER in subject
+            ),
+            bound_reason="one extra copy per email accepted after the client's timeout",
+        ),
+        Scenario(
             "postgres-down",
             f"cut the PostgreSQL proxy (listener and every connection) for {PG_OUTAGE:.0f} s",
             postgres_down,
             pg_proxy=True,
             retry_503=True,
+            allowed_refusals=frozenset({503}),
+            duplicate_bound=lambda faults, accepted: IN_FLIGHT,
+            bound_reason="answers in flight whose record could not reach PostgreSQL",
         ),
     ]
 }

@@ -4,6 +4,8 @@ Every accepted message's Message-ID is appended to the record file, one per line
 before the 250 is sent. DATA can be scripted: the first ``--fail-first`` transactions of
 each Message-ID (only for subjects containing ``--fail-marker``, if given) get ``--code``;
 subjects containing ``--reject-marker`` always get ``--reject-code``; ``--delay`` slows DATA.
+The first ``--late-first`` transactions of a subject containing ``--late-marker`` are kept
+(recorded) and answered 250 only after ``--late-delay`` seconds.
 """
 
 from __future__ import annotations
@@ -43,6 +45,9 @@ class SinkHandler:
         slow_marker: str | None = None,
         slow_first: int = 0,
         slow_delay: float = 0.0,
+        late_marker: str | None = None,
+        late_first: int = 0,
+        late_delay: float = 0.0,
     ) -> None:
         self._record = record
         self._fail_first = fail_first
@@ -56,6 +61,10 @@ class SinkHandler:
         self._slow_first = slow_first
         self._slow_delay = slow_delay
         self._slowed: Counter[str] = Counter()
+        self._late_marker = late_marker
+        self._late_first = late_first
+        self._late_delay = late_delay
+        self._late: Counter[str] = Counter()
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         content: Any = envelope.original_content or envelope.content or b""
@@ -80,6 +89,12 @@ class SinkHandler:
             return _reply(self._code)
         self._record.write(message_id + "\n")
         self._record.flush()
+        if self._late_marker and self._late_marker in subject:
+            self._late[message_id] += 1
+            if self._late[message_id] <= self._late_first:
+                # Kept (recorded above), but answered after the client's timeout: the
+                # client cannot tell it from a lost message and sends it again.
+                await asyncio.sleep(self._late_delay)
         return "250 2.0.0 OK queued"
 
 
@@ -101,6 +116,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--slow-marker", default=None)
     parser.add_argument("--slow-first", type=int, default=0)
     parser.add_argument("--slow-delay", type=float, default=0.0)
+    parser.add_argument("--late-marker", default=None)
+    parser.add_argument("--late-first", type=int, default=0)
+    parser.add_argument("--late-delay", type=float, default=0.0)
     return parser.parse_args(argv)
 
 
@@ -121,6 +139,9 @@ async def serve(args: argparse.Namespace) -> None:
             slow_marker=args.slow_marker,
             slow_first=args.slow_first,
             slow_delay=args.slow_delay,
+            late_marker=args.late_marker,
+            late_first=args.late_first,
+            late_delay=args.late_delay,
         )
         server = await loop.create_server(
             lambda: SMTP(handler, hostname="chaos-sink", data_size_limit=None),

@@ -33,6 +33,9 @@ class SinkScript:
     slow_marker: str | None = None
     slow_first: int = 0
     slow_delay: float = 0.0
+    late_marker: str | None = None
+    late_first: int = 0
+    late_delay: float = 0.0
 
     def argv(self) -> list[str]:
         args = ["--fail-first", str(self.fail_first), "--code", str(self.code)]
@@ -44,6 +47,9 @@ class SinkScript:
         if self.slow_marker:
             args += ["--slow-marker", self.slow_marker, "--slow-first", str(self.slow_first)]
             args += ["--slow-delay", str(self.slow_delay)]
+        if self.late_marker:
+            args += ["--late-marker", self.late_marker, "--late-first", str(self.late_first)]
+            args += ["--late-delay", str(self.late_delay)]
         return args
 
 
@@ -52,6 +58,8 @@ def settings(db_name: str) -> dict[str, str]:
     return {
         "QUEUE_PREFIX": f"chaos-{db_name}",
         "SMTP_TIMEOUT": str(SMTP_TIMEOUT),
+        # The reply to the final dot too: smtp-slow and smtp-late answer it after the timeout.
+        "SMTP_DATA_TIMEOUT": str(SMTP_TIMEOUT),
         # Enough attempts to outlast the 30 s SMTP outage at RETRY_BACKOFF_MAX=5.
         "MAX_ATTEMPTS": "20",
         "RETRY_BACKOFF_BASE": "1",
@@ -67,10 +75,15 @@ def settings(db_name: str) -> dict[str, str]:
 
 class ChaosStack(Stack):
     def __init__(
-        self, scenario: str, sink_script: SinkScript | None = None, *, pg_proxy: bool = False
+        self,
+        scenario: str,
+        sink_script: SinkScript | None = None,
+        *,
+        pg_proxy: bool = False,
+        overrides: dict[str, str] | None = None,
     ) -> None:
         self.db_name = f"mailroom_chaos_{secrets.token_hex(4)}"
-        super().__init__(f"chaos-{scenario}", settings(self.db_name))
+        super().__init__(f"chaos-{scenario}", {**settings(self.db_name), **(overrides or {})})
         self.sink_script = sink_script or SinkScript()
         # Put chaos.pgproxy between the API/workers and PostgreSQL (migrations, key creation
         # and the harness's own checks still go direct).

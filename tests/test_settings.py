@@ -56,7 +56,9 @@ def test_defaults() -> None:
     assert s.queue_name == "mailroom-delivery"
     assert s.queue_prefix == "mailroom"
     assert s.enqueue_timeout == 2.0
-    assert s.sweep_interval == 30.0
+    assert s.sweep_interval == 5.0
+    assert s.worker_registry_interval == 3.0
+    assert s.worker_takeover_after == 10.0
     assert s.sweep_grace == 60.0
     assert s.sweep_batch_size == 500
     assert s.sending_lease == 300.0
@@ -334,3 +336,14 @@ def test_blank_message_id_domain_means_none(monkeypatch: pytest.MonkeyPatch, dom
 def test_bad_logging_values(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
     monkeypatch.setenv(name, value)
     assert f"{name}:" in config_error()
+
+
+def test_takeover_window_shorter_than_two_heartbeats_is_rejected() -> None:
+    message = config_error(worker_registry_interval=6, worker_takeover_after=10)
+    assert "WORKER_TAKEOVER_AFTER must be at least twice WORKER_REGISTRY_INTERVAL" in message
+    assert "got 10 s and 6 s" in message
+
+
+def test_lease_shorter_than_the_heartbeat_is_rejected() -> None:
+    message = config_error(worker_registry_interval=3, sending_lease=2)
+    assert "SENDING_LEASE must be at least WORKER_REGISTRY_INTERVAL" in message

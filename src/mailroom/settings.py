@@ -21,6 +21,8 @@ from limits import parse as parse_rate_limit
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from mailroom.registry_timing import timing_problems
+
 SmtpSecurity = Literal["none", "starttls", "tls"]
 SmtpMechanism = Literal["auto", "plain", "login", "xoauth2"]
 
@@ -90,12 +92,16 @@ class Settings(BaseSettings):
     enqueue_timeout: float = Field(default=2.0, gt=0, le=60)
 
     # The sweeper re-dispatches emails whose job Redis lost.
-    sweep_interval: float = Field(default=30.0, gt=0)
+    sweep_interval: float = Field(default=5.0, gt=0)
     sweep_grace: float = Field(default=60.0, ge=0)
     sweep_batch_size: int = Field(default=500, ge=1, le=10_000)
     # A claim older than this is presumed abandoned (worker killed mid-send).
     # It must comfortably exceed a whole SMTP transaction (connect + several commands).
     sending_lease: float = Field(default=300.0, gt=0)
+    # Each worker process renews its heartbeat (`workers`) this often; another worker takes
+    # its `sending` emails over once it is WORKER_TAKEOVER_AFTER old, not after SENDING_LEASE.
+    worker_registry_interval: float = Field(default=3.0, gt=0, le=600)
+    worker_takeover_after: float = Field(default=10.0, gt=0, le=3600)
 
     # The worker deletes final (sent, failed, cancelled) emails older than this many
     # days, with their attempts, every hour; 0 (or empty) never purges automatically.
@@ -287,7 +293,11 @@ class Settings(BaseSettings):
     def _coherent(self) -> Settings:
         if self.retry_backoff_max < self.retry_backoff_base:
             raise ValueError("RETRY_BACKOFF_MAX must be at least RETRY_BACKOFF_BASE")
-        problems = _smtp_problems(self)
+        problems = _smtp_problems(self) + timing_problems(
+            heartbeat=self.worker_registry_interval,
+            takeover=self.worker_takeover_after,
+            lease=self.sending_lease,
+        )
         if problems:
             raise ValueError("; ".join(problems))
         return self

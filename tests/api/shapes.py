@@ -30,6 +30,7 @@ ITEM_KEYS = frozenset(
     }
 )
 DETAIL_KEYS = ITEM_KEYS | {
+    "recipients",
     "replyTo",
     "text",
     "html",

@@ -11,6 +11,7 @@ import pytest
 from tests.api.shapes import DETAIL_KEYS
 
 DETAIL_ONLY = {
+    "recipients",
     "replyTo",
     "text",
     "html",
@@ -112,6 +113,11 @@ async def test_a_queued_email_in_full(client: httpx.AsyncClient) -> None:
         "complained": False,
         "suppressed": [],
         "feedback": [],
+        # Every envelope recipient (Bcc included), none answered for yet.
+        "recipients": [
+            {"address": a, "status": "pending", "code": None, "enhancedCode": None, "message": None}
+            for a in ("jane@example.com", "carl@example.com", "hidden@example.com")
+        ],
     }
 
 

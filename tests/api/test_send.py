@@ -121,6 +121,15 @@ async def test_the_accepted_email_is_stored_queued_with_everything_given(
         "failedAt": None,
         "error": None,
         "deliveryAttempts": [],
+        "recipients": [
+            {"address": a, "status": "pending", "code": None, "enhancedCode": None, "message": None}
+            for a in (
+                "jane@example.com",
+                "carl@example.com",
+                "copy@example.com",
+                "hidden@example.com",
+            )
+        ],
     }
     assert detail["nextAttemptAt"] is not None
 

@@ -138,7 +138,9 @@ async def test_a_claim_and_a_record_of_the_same_emails_both_finish(
     async with sessions() as claiming, sessions() as recording:
 
         async def claim() -> list[delivery_repository.Claimed]:
-            claimed = await delivery_repository.claim(claiming, [low, high], timedelta(seconds=30))
+            claimed = await delivery_repository.claim(
+                claiming, [low, high], timedelta(seconds=30), takeover=timedelta(seconds=10)
+            )
             await claiming.commit()
             return claimed
 

@@ -16,7 +16,13 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mailroom.emails import delivery_repository, idempotency, sweeper_repository
+from mailroom.emails import (
+    delivery_repository,
+    idempotency,
+    recipients,
+    sweeper_repository,
+    workers_repository,
+)
 from mailroom.emails.delivery_repository import (
     EARLY_CLAIM_SLACK,
     AttemptRecord,
@@ -24,8 +30,9 @@ from mailroom.emails.delivery_repository import (
     Finished,
     LastError,
 )
-from mailroom.emails.retry import Decision, decide
-from mailroom.emails.states import DEFER
+from mailroom.emails.message import envelope_addresses
+from mailroom.emails.retry import Decision, backoff_delay, decide
+from mailroom.emails.states import DEFER, DELIVER, FAIL
 from mailroom.queue.jobs import DeliveryJob
 from mailroom.settings import Settings
 from mailroom.suppressions import service as suppressions
@@ -49,11 +56,22 @@ MAX_STORED_REPLY = 1000  # characters of server text kept per attempt
 
 
 async def claim_for_delivery(
-    uow: UnitOfWork, email_ids: Sequence[uuid.UUID], *, settings: Settings
+    uow: UnitOfWork,
+    email_ids: Sequence[uuid.UUID],
+    *,
+    settings: Settings,
+    worker_id: uuid.UUID | None = None,
 ) -> list[Claimed]:
-    """Claim whichever of these emails are due; the others are finished or owned elsewhere."""
+    """Claim whichever of these emails are due; the others are finished or owned elsewhere.
+
+    ``worker_id``: the claiming process's row in the worker registry, if it keeps one.
+    """
     claimed = await delivery_repository.claim(
-        uow.session, email_ids, timedelta(seconds=settings.sending_lease)
+        uow.session,
+        email_ids,
+        timedelta(seconds=settings.sending_lease),
+        takeover=timedelta(seconds=settings.worker_takeover_after),
+        worker_id=worker_id,
     )
     with_files = [c.email.id for c in claimed if c.email.attachment_count]
     if not with_files:
@@ -99,15 +117,17 @@ async def record_attempts(
     decisions: list[Decision] = []
     finished: list[Finished] = []
     for a in attempts:
+        # Counted from the last manual retry: each retry gets MAX_ATTEMPTS afresh.
+        number = a.claimed.attempt - a.claimed.email.attempts_before_retry
         decision = decide(
             a.result,
-            # Counted from the last manual retry: each retry gets MAX_ATTEMPTS afresh.
-            a.claimed.attempt - a.claimed.email.attempts_before_retry,
+            number,
             max_attempts=settings.max_attempts,
             base=settings.retry_backoff_base,
             cap=settings.retry_backoff_max,
             rng=rng,
         )
+        decision, states = _per_recipient(a, decision, number, settings=settings, rng=rng)
         next_attempt_at = None
         if decision.transition is DEFER and decision.delay is not None:
             next_attempt_at = a.finished_at + timedelta(seconds=decision.delay)
@@ -119,6 +139,7 @@ async def record_attempts(
                 attempt=_attempt_record(a),
                 error=_last_error(a.result),
                 next_attempt_at=next_attempt_at,
+                recipient_states=states,
             )
         )
     owned = await delivery_repository.finish_attempts(uow.session, finished)
@@ -163,6 +184,42 @@ async def _suppress_unknown_mailboxes(
                 email_id=email.id,
                 now=attempt.finished_at,
             )
+def _per_recipient(
+    a: AttemptResult, decision: Decision, number: int, *, settings: Settings, rng: random.Random
+) -> tuple[Decision, list[recipients.State] | None]:
+    """The decision once recipients are told apart, and their states (None: unchanged).
+
+    Recipients the server deferred while it accepted others are retried on their own
+    (DEFER, under the usual backoff and attempt limit); when no attempt is left they are
+    failed, and the email is `sent` if any recipient ever was accepted.
+    """
+    email = a.claimed.email
+    try:
+        _, envelope = envelope_addresses(email)
+    except (ValueError, TypeError):
+        return decision, None  # the attempt failed building the message: nothing to split
+    addressed = recipients.to_send(email.recipient_states, envelope)
+    states = recipients.after_attempt(
+        email.recipient_states,
+        envelope,
+        addressed,
+        a.result,
+        accepted=a.result.outcome is Outcome.ACCEPTED,
+    )
+    if states is None:
+        return decision, None
+    deferred = recipients.any_with(states, recipients.DEFERRED)
+    give_up = decision.transition is FAIL or (deferred and number >= settings.max_attempts)
+    if give_up:
+        states = recipients.settle(states, give_up=True)
+        sent = recipients.any_with(states, recipients.SENT)
+        return Decision(DELIVER if sent else FAIL), states
+    if deferred and decision.transition is DELIVER:
+        delay = backoff_delay(
+            number, base=settings.retry_backoff_base, cap=settings.retry_backoff_max, rng=rng
+        )
+        return Decision(DEFER, delay), states
+    return decision, states
 
 
 def _attempt_record(a: AttemptResult) -> AttemptRecord:
@@ -210,7 +267,14 @@ async def sweep(uow: UnitOfWork, *, settings: Settings, lock_key: int) -> Sequen
     if not await sweeper_repository.try_sweeper_lock(uow.session, lock_key):
         return ()
     stranded = await sweeper_repository.find_stranded(
-        uow.session, grace=timedelta(seconds=settings.sweep_grace), limit=settings.sweep_batch_size
+        uow.session,
+        grace=timedelta(seconds=settings.sweep_grace),
+        takeover=timedelta(seconds=settings.worker_takeover_after),
+        limit=settings.sweep_batch_size,
+    )
+    # Rows of workers silent for a whole lease: their emails are abandoned either way.
+    await workers_repository.forget_dead(
+        uow.session, older_than=timedelta(seconds=max(settings.sending_lease, 3600))
     )
     jobs = [
         DeliveryJob(

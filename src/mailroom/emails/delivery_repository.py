@@ -29,6 +29,7 @@ from mailroom.emails.states import (
     EmailStatus,
     Transition,
 )
+from mailroom.emails.workers_repository import abandoned
 
 _CLAIM_SOURCES = sorted(s.value for s in CLAIM.sources)
 # A job may fire a little before its email is due (BullMQ rounds delays, clocks differ);
@@ -43,14 +44,23 @@ class Claimed:
 
     email: Email
     attempt: int
-    reclaimed: bool  # taken over from a worker whose lease expired
+    reclaimed: bool  # taken over from a worker whose lease expired or heartbeat went stale
     attachments: tuple[Attachment, ...] = ()
 
 
 async def claim(
-    session: AsyncSession, email_ids: Sequence[uuid.UUID], lease: timedelta
+    session: AsyncSession,
+    email_ids: Sequence[uuid.UUID],
+    lease: timedelta,
+    *,
+    takeover: timedelta,
+    worker_id: uuid.UUID | None = None,
 ) -> list[Claimed]:
-    """Move the claimable ones of these emails to ``sending``, for one attempt each."""
+    """Move the claimable ones of these emails to ``sending``, for one attempt each.
+
+    Claimable: due, or abandoned by their worker (lease run out, or heartbeat older than
+    ``takeover``; see workers_repository). ``worker_id`` names the claiming process.
+    """
     if not email_ids:
         return []
     target = (
@@ -69,10 +79,7 @@ async def claim(
                         Email.next_attempt_at <= func.now() + EARLY_CLAIM_SLACK,
                     ),
                 ),
-                and_(
-                    Email.status == RECLAIMABLE_STATUS.value,
-                    Email.lease_expires_at < func.now(),
-                ),
+                abandoned(takeover),
             ),
         )
         # Rows locked in id order, as every writer of several emails does (see _FINISH):
@@ -90,6 +97,7 @@ async def claim(
             status=CLAIM.target.value,
             attempts=table.c.attempts + 1,
             lease_expires_at=func.now() + lease,
+            worker_id=worker_id,
             next_attempt_at=None,
             updated_at=func.now(),
         )
@@ -215,6 +223,8 @@ class Finished:
     attempt: AttemptRecord
     error: LastError | None
     next_attempt_at: datetime | None = None
+    # Each recipient's outcome, when this attempt resolved them apart (None: unchanged).
+    recipient_states: list[dict[str, Any]] | None = None
 
 
 # Every transition out of an attempt starts from ``sending`` (see states), which lets
@@ -242,14 +252,15 @@ _FINISH = text(
         last_error_enhanced = v.error_enhanced,
         last_error_message = v.error_message,
         sent_at = CASE WHEN v.status = 'sent' THEN v.finished_at ELSE e.sent_at END,
-        failed_at = CASE WHEN v.status = 'failed' THEN v.finished_at ELSE e.failed_at END
+        failed_at = CASE WHEN v.status = 'failed' THEN v.finished_at ELSE e.failed_at END,
+        recipient_states = coalesce(CAST(v.recipient_states AS jsonb), e.recipient_states)
     FROM unnest(
         CAST(:ids AS uuid[]), CAST(:attempts AS integer[]), CAST(:statuses AS text[]),
         CAST(:next_attempt_at AS timestamptz[]), CAST(:finished_at AS timestamptz[]),
         CAST(:error_code AS integer[]), CAST(:error_enhanced AS text[]),
-        CAST(:error_message AS text[])
+        CAST(:error_message AS text[]), CAST(:recipient_states AS text[])
     ) AS v(id, attempt, status, next_attempt_at, finished_at, error_code, error_enhanced,
-           error_message)
+           error_message, recipient_states)
     JOIN locked ON locked.id = v.id
     WHERE e.id = v.id AND e.status = :source AND e.attempts = v.attempt
     RETURNING e.id
@@ -296,6 +307,10 @@ async def finish_attempts(session: AsyncSession, finished: Sequence[Finished]) -
             "error_code": [e.code if e else None for e in errors],
             "error_enhanced": [e.enhanced_code if e else None for e in errors],
             "error_message": [e.message if e else None for e in errors],
+            "recipient_states": [
+                json.dumps(f.recipient_states) if f.recipient_states is not None else None
+                for f in finished
+            ],
             "source": _FINISH_SOURCE.value,
         },
     )

@@ -15,9 +15,10 @@ from email.utils import parseaddr
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mailroom.emails import log_repository
+from mailroom.emails import log_repository, recipients
 from mailroom.emails.log_query import LogQuery, day_bounds, encode_cursor
 from mailroom.emails.log_repository import Listed, LogFilter, Position
+from mailroom.emails.message import envelope_addresses
 from mailroom.emails.schemas.responses import (
     AttachmentInfo,
     DailySummary,
@@ -29,6 +30,7 @@ from mailroom.emails.schemas.responses import (
     EmailLogPage,
     FeedbackItem,
     Pagination,
+    RecipientState,
 )
 from mailroom.emails.states import EmailStatus
 from mailroom.errors import NotFound
@@ -52,11 +54,16 @@ async def get_email(
         await log_repository.attachment_info(session, email_id) if email.attachment_count else []
     )
     events = await email_events(session, email_id)
+    _, envelope = envelope_addresses(email)
     return EmailDetail(
         **log_item(found).model_dump(),
         events=[
             EmailEventItem(id=e.id, type=e.type, timestamp=e.created_at, data=e.data)
             for e in events
+        ],
+        recipients=[
+            RecipientState.model_validate(state)
+            for state in recipients.view(email.recipient_states, envelope, email.status)
         ],
         reply_to=email.reply_to,
         text=email.text_body,

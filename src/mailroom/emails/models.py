@@ -89,6 +89,12 @@ class Email(Base):
     next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Until when the worker that claimed it (status `sending`) owns it.
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The worker process (a row of `workers`) that claimed it; no foreign key, so that a
+    # claim never waits on the registry row's locks and a vanished worker's row may go.
+    worker_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    # Each envelope recipient's outcome ([{address, status, code, enhancedCode, message}]),
+    # once an attempt resolved recipients separately; null while they share one fate.
+    recipient_states: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)
 
     delivery_attempts: Mapped[list[DeliveryAttempt]] = relationship(
         back_populates="email", order_by="DeliveryAttempt.attempt_number", lazy="raise"
@@ -147,6 +153,20 @@ class Email(Base):
             "lease_expires_at",
             postgresql_where=text("status = 'sending'"),
         ),
+    )
+
+
+class WorkerProcess(Base):
+    """A running worker process, alive while its heartbeat is recent (see worker_registry)."""
+
+    __tablename__ = "workers"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    host: Mapped[str] = mapped_column(Text)
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    heartbeat_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
     )
 
 

@@ -12,7 +12,8 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailroom.emails.models import Email
-from mailroom.emails.states import DISPATCHABLE_STATUSES, RECLAIMABLE_STATUS
+from mailroom.emails.states import DISPATCHABLE_STATUSES
+from mailroom.emails.workers_repository import abandoned as abandoned_claim
 
 
 @dataclass(frozen=True)
@@ -29,8 +30,11 @@ async def try_sweeper_lock(session: AsyncSession, key: int) -> bool:
     return bool(result.scalar_one())
 
 
-async def find_stranded(session: AsyncSession, *, grace: timedelta, limit: int) -> list[Stranded]:
-    """Emails whose dispatch may have been lost: overdue, or claimed by a vanished worker."""
+async def find_stranded(
+    session: AsyncSession, *, grace: timedelta, takeover: timedelta, limit: int
+) -> list[Stranded]:
+    """Emails whose dispatch may have been lost: overdue, or claimed by a vanished worker
+    (lease run out, or heartbeat older than ``takeover``)."""
     overdue = (
         select(Email.id, Email.attempts, Email.request_id, Email.batch_job_id)
         .where(
@@ -42,7 +46,7 @@ async def find_stranded(session: AsyncSession, *, grace: timedelta, limit: int) 
     )
     abandoned = (
         select(Email.id, Email.attempts, Email.request_id, Email.batch_job_id)
-        .where(Email.status == RECLAIMABLE_STATUS.value, Email.lease_expires_at < func.now())
+        .where(abandoned_claim(takeover))
         .order_by(Email.lease_expires_at)
         .limit(limit)
     )

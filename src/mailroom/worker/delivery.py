@@ -19,6 +19,7 @@ from mailroom.emails import delivery
 from mailroom.emails.delivery import EARLY_CLAIM_SLACK, AttemptResult, Claimed, Recorded
 from mailroom.emails.message import build_message, envelope_addresses, return_path
 from mailroom.emails.models import Email
+from mailroom.emails.recipients import to_send
 from mailroom.feedback.providers import POSTMARK_EMAIL_ID_KEY
 from mailroom.log_config import mask_address
 from mailroom.metrics.delivery import record_delivery
@@ -29,6 +30,7 @@ from mailroom.settings import Settings
 from mailroom.transport.base import Envelope, MailTransport, Outcome, SendResult
 from mailroom.transport.sandbox import SandboxTransport
 from mailroom.unit_of_work import unit_of_work
+from mailroom.worker.registry import ClaimsPaused, WorkerRegistry
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -60,8 +62,11 @@ class Deliverer:
         settings: Settings,
         rng: random.Random | None = None,
         sandbox_transport: MailTransport | None = None,
+        registry: WorkerRegistry | None = None,
     ) -> None:
         self._sessions = sessions
+        # The process's heartbeat: claims carry its id, and stop while it is stale.
+        self._registry = registry
         self._dispatcher = dispatcher
         self._transport = transport
         # Sandbox emails go here instead (the dev inbox under `mailroom dev`).
@@ -182,8 +187,19 @@ class Deliverer:
 
     async def _claim_together(self, jobs: list[tuple[uuid.UUID, ...]]) -> list[list[Claimed]]:
         wanted = list(dict.fromkeys(i for ids in jobs for i in ids))
+        registry = self._registry
+        if registry is not None and not registry.fresh():
+            # Another worker may take this one's emails over any moment: claim nothing.
+            # The job fails and BullMQ runs it again after a backoff.
+            log.warning("worker.claims_paused", emails=len(wanted), reason="heartbeat stale")
+            raise ClaimsPaused("this worker's heartbeat is stale; not claiming")
         async with unit_of_work(self._sessions, self._dispatcher.dispatch) as uow:
-            claimed = await delivery.claim_for_delivery(uow, wanted, settings=self._settings)
+            claimed = await delivery.claim_for_delivery(
+                uow,
+                wanted,
+                settings=self._settings,
+                worker_id=registry.worker_id if registry is not None else None,
+            )
         by_id = {c.email.id: c for c in claimed}
         # An email claimed once goes to the first job that asked for it; a duplicate
         # job in the same run gets nothing, as it would have on its own.
@@ -209,8 +225,10 @@ class Deliverer:
     async def _send(self, claimed: Claimed) -> SendResult:
         email = claimed.email
         try:
-            sender, recipients = envelope_addresses(email)
+            sender, envelope = envelope_addresses(email)
             sender = return_path(email, self._settings.bounce_domain) or sender
+            # After a partial deferral, only the recipients still deferred.
+            recipients = to_send(email.recipient_states, envelope)
             message = build_message(email, claimed.attachments, self._own_headers(email))
         except (ValueError, TypeError) as exc:
             # Cannot happen for input that passed validation; if it does, retrying won't help.
@@ -284,7 +302,16 @@ def _log_outcome(attempt: AttemptResult, recorded: Recorded) -> str:
     }
     record_delivery(attempt, recorded)  # metrics
     if not recorded.applied:
-        log.warning("email.claim_lost", **fields)
+        log.warning(
+            "email.claim_lost",
+            possible_duplicate=True,
+            reason=(
+                "another worker took this email over (this worker's heartbeat or lease "
+                "lapsed) and made its own attempt: the message may have been sent twice; "
+                "this answer is not recorded"
+            ),
+            **fields,
+        )
         return "claim_lost"
     if result.config_error:
         log.error("smtp.configuration_error", reply=result.message, **fields)

@@ -32,6 +32,7 @@ from mailroom.settings import Settings
 from mailroom.transport.base import MailTransport
 from mailroom.transport.from_settings import smtp_transport
 from mailroom.worker.delivery import Deliverer
+from mailroom.worker.registry import WorkerRegistry
 from mailroom.worker.sweeper import Sweeper
 from mailroom.worker.webhooks import open_webhooks
 
@@ -119,6 +120,11 @@ class DeliveryWorker:
         sessions = await resources.enter_async_context(
             open_database(settings, pool_size=min(self._concurrency, 20))
         )
+        # Registered before any claim, unregistered after the drain (pushed earlier: the
+        # stack closes in reverse) so that the heartbeat vouches for every send in flight.
+        registry = WorkerRegistry(sessions, settings)
+        await registry.beat()
+        resources.push_async_callback(registry.unregister)
         dispatcher = Dispatcher(settings)
         resources.push_async_callback(_closing(dispatcher.aclose))
         resources.push_async_callback(_closing(transport.aclose))
@@ -128,6 +134,7 @@ class DeliveryWorker:
             transport=transport,
             settings=settings,
             sandbox_transport=self._sandbox_transport,
+            registry=registry,
         )
 
         async def process(job: Job, token: str) -> str:
@@ -166,6 +173,7 @@ class DeliveryWorker:
             resources.callback(_remove, heartbeat_file)
         tasks: list[asyncio.Task[None]] = []
         resources.push_async_callback(_cancel, tasks)
+        tasks.append(asyncio.create_task(registry.run(), name="worker-registry"))
         consumer = asyncio.create_task(worker.run(), name="bullmq-worker")
         tasks.append(consumer)
         resources.push_async_callback(self._drain, worker)

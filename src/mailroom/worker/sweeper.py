@@ -2,7 +2,8 @@
 
 PostgreSQL is the record; Redis may forget anything. Every interval one sweeper
 (across all worker processes, by an advisory lock) re-queues overdue ``queued`` and
-``retrying`` emails and ``sending`` ones whose claim expired. Job ids derived from
+``retrying`` emails and ``sending`` ones abandoned by their worker (its heartbeat
+stale, or the lease expired). Job ids derived from
 the email make a re-queue of a job Redis still holds a no-op, and the guarded
 claim makes a duplicate job harmless.
 """

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -138,9 +138,26 @@ class EmailEventItem(CamelSchema):
     type: str = Field(examples=["email.sent"])
     timestamp: datetime
     data: dict[str, Any]
+class RecipientState(CamelSchema):
+    """One envelope recipient's outcome (To, Cc and Bcc alike)."""
+
+    address: str
+    status: Literal["sent", "deferred", "failed", "pending"] = Field(
+        description="sent: accepted by the server; deferred: refused for now (4xx), retried on "
+        "its own; failed: refused for good, or still deferred when the attempts ran out; "
+        "pending: no answer for it yet"
+    )
+    code: int | None = Field(description="The SMTP reply that decided it, if any")
+    enhanced_code: str | None
+    message: str | None
 
 
 class EmailDetail(EmailLogItem):
+    recipients: list[RecipientState] = Field(
+        description="Each envelope recipient's state. An email whose server accepted some "
+        "recipients and deferred others stays `retrying` until the deferred ones resolve "
+        "(only they are sent again), then is `sent`."
+    )
     reply_to: list[str]
     text: str | None
     html: str | None

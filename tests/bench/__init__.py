@@ -1,0 +1,1 @@
+"""Tests of the benchmark harness's verdicts (bench/), not of its figures."""

@@ -1,0 +1,1 @@
+"""Tests of the fault-injection run's verdicts (chaos/): that a bad run fails."""
