@@ -184,6 +184,8 @@ async def _suppress_unknown_mailboxes(
                 email_id=email.id,
                 now=attempt.finished_at,
             )
+
+
 def _per_recipient(
     a: AttemptResult, decision: Decision, number: int, *, settings: Settings, rng: random.Random
 ) -> tuple[Decision, list[recipients.State] | None]:

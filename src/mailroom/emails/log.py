@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from mailroom.emails import log_repository, recipients
 from mailroom.emails.log_query import LogQuery, day_bounds, encode_cursor
 from mailroom.emails.log_repository import Listed, LogFilter, Position
-from mailroom.emails.message import envelope_addresses
+from mailroom.emails.message import envelope_recipients
 from mailroom.emails.schemas.responses import (
     AttachmentInfo,
     DailySummary,
@@ -54,7 +54,7 @@ async def get_email(
         await log_repository.attachment_info(session, email_id) if email.attachment_count else []
     )
     events = await email_events(session, email_id)
-    _, envelope = envelope_addresses(email)
+    envelope = envelope_recipients(email)
     return EmailDetail(
         **log_item(found).model_dump(),
         events=[

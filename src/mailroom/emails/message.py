@@ -121,13 +121,18 @@ def _aware(value: datetime) -> datetime:
 def envelope_addresses(email: Email) -> tuple[str, tuple[str, ...]]:
     """The SMTP envelope: the bare sender, and each recipient once (Bcc included), less
     those on the suppression list when it was accepted (its headers still name them)."""
+    return parse_mailbox(email.sender).address, envelope_recipients(email)
+
+
+def envelope_recipients(email: Email) -> tuple[str, ...]:
+    """The envelope's recipients alone (see envelope_addresses)."""
     seen: dict[str, str] = {}
     left_out = {a.lower() for a in email.suppressed_recipients or ()}
     for header in (*email.to_addrs, *email.cc_addrs, *email.bcc_addrs):
         address = parse_mailbox(header).address
         if address.lower() not in left_out:
             seen.setdefault(address.lower(), address)
-    return parse_mailbox(email.sender).address, tuple(seen.values())
+    return tuple(seen.values())
 
 
 VERP_PREFIX = "bounces+"

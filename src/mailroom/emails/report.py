@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mailroom.emails import buckets, report_repository
+from mailroom.emails import buckets, report_repository, workers_repository
 from mailroom.emails.log import daily_summary
 from mailroom.emails.log_query import LogQuery, day_bounds
 from mailroom.emails.report_repository import FailureReason, SeriesPoint
@@ -36,6 +36,7 @@ class Overview:
     failure_reasons: list[FailureReason]
     waiting: dict[str, int]  # emails by status among WAITING
     sent_last_hour: int
+    workers_alive: int  # worker processes whose heartbeat is within the takeover window
 
 
 async def overview(
@@ -46,6 +47,7 @@ async def overview(
     tz: str,
     chart_range: str,
     now: datetime,
+    takeover: timedelta,
 ) -> Overview:
     """The overview in ``tz`` (an IANA name already checked) over ``chart_range`` (a key
     of RANGES)."""
@@ -78,6 +80,7 @@ async def overview(
         ),
         waiting=waiting,
         sent_last_hour=sum(p.sent for p in recent),
+        workers_alive=await workers_repository.alive(session, takeover=takeover),
     )
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
-from sqlalchemy import ColumnElement, and_, delete, exists, func, or_
+from sqlalchemy import ColumnElement, and_, delete, exists, func, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -62,3 +62,13 @@ async def forget_dead(session: AsyncSession, *, older_than: timedelta) -> int:
         delete(WorkerProcess).where(WorkerProcess.heartbeat_at < func.now() - older_than)
     )
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def alive(session: AsyncSession, *, takeover: timedelta) -> int:
+    """How many worker processes have renewed their heartbeat within ``takeover``."""
+    found = await session.scalar(
+        select(func.count())
+        .select_from(WorkerProcess)
+        .where(WorkerProcess.heartbeat_at >= func.now() - takeover)
+    )
+    return found or 0

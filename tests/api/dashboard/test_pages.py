@@ -8,10 +8,12 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from mailroom.auth.scopes import Scope
-from mailroom.emails.models import DeliveryAttempt
+from mailroom.emails import workers_repository
+from mailroom.emails.models import DeliveryAttempt, WorkerProcess
 from tests.api.dashboard.conftest import csrf_of, sign_in
 from tests.conftest import make_key
 from tests.support.factories import email_in, insert_emails, stored_emails
@@ -310,3 +312,25 @@ async def test_an_unknown_dashboard_address_is_a_404_page(signed_in: httpx.Async
     assert page.status_code == 404
     assert "No such page" in page.text
     assert page.headers["x-frame-options"] == "DENY"
+
+
+async def test_the_overview_counts_the_workers_whose_heartbeat_is_fresh(
+    signed_in: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    def alive(page: httpx.Response) -> str:
+        found = re.search(r"<dt>Workers alive</dt><dd[^>]*>(\d+)", page.text)
+        assert found, page.text
+        return found.group(1)
+
+    assert alive(await signed_in.get("/dashboard")) == "0"
+    async with sessions() as session:
+        await workers_repository.beat(session, uuid.uuid4(), host="a", pid=1)
+        stale = uuid.uuid4()
+        await workers_repository.beat(session, stale, host="b", pid=2)
+        await session.execute(
+            update(WorkerProcess)
+            .where(WorkerProcess.id == stale)
+            .values(heartbeat_at=datetime.now(UTC) - timedelta(minutes=5))
+        )
+        await session.commit()
+    assert alive(await signed_in.get("/dashboard")) == "1"

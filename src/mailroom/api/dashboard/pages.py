@@ -8,7 +8,7 @@ key may look at one project with ``?project=``.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
@@ -57,6 +57,7 @@ async def overview(
             tz=tz,
             chart_range=chart_range,
             now=datetime.now(UTC),
+            takeover=timedelta(seconds=state.settings.worker_takeover_after),
         )
     except (Forbidden, NotFound) as exc:
         return error_page(viewer, exc.status_code, "Not available", exc.message)

@@ -138,6 +138,8 @@ class EmailEventItem(CamelSchema):
     type: str = Field(examples=["email.sent"])
     timestamp: datetime
     data: dict[str, Any]
+
+
 class RecipientState(CamelSchema):
     """One envelope recipient's outcome (To, Cc and Bcc alike)."""
 
