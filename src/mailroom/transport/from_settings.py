@@ -7,10 +7,18 @@ change when the settings cannot work, before anything connects.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import structlog
 
 from mailroom.settings import Settings
 from mailroom.transport.oauth2 import ClientCredentials, TokenCommand
+from mailroom.transport.provider_config import (
+    OAuth2Options,
+    ProviderConfig,
+    ProviderConfigError,
+    parse_providers,
+)
 from mailroom.transport.smtp import SmtpTransport
 from mailroom.transport.smtp_config import SmtpConfig, TokenSource
 
@@ -50,6 +58,68 @@ def smtp_config(settings: Settings) -> SmtpConfig:
         oauth2=token_source(settings),
         ehlo_name=settings.smtp_ehlo_name,
     )
+
+
+# The single-provider settings that SMTP_PROVIDERS replaces (each URL carries its own).
+_SINGLE_PROVIDER = (
+    "smtp_host",
+    "smtp_port",
+    "smtp_username",
+    "smtp_password",
+    "smtp_ca_file",
+    "smtp_oauth2_token_url",
+    "smtp_oauth2_client_id",
+    "smtp_oauth2_client_secret",
+    "smtp_oauth2_scope",
+    "smtp_oauth2_token_command",
+)
+
+
+def provider_configs(settings: Settings) -> list[ProviderConfig]:
+    """The providers to deliver through: SMTP_PROVIDERS, or SMTP_HOST… as a one-item list."""
+    if settings.smtp_providers is None:
+        return [ProviderConfig(name=settings.smtp_host or "smtp", smtp=smtp_config(settings))]
+    both = [name.upper() for name in _SINGLE_PROVIDER if name in settings.model_fields_set]
+    if both:
+        raise SmtpSetupError(
+            f"both SMTP_PROVIDERS and {', '.join(both)} are set: keep SMTP_PROVIDERS (one URL "
+            "per provider, credentials in the URL) and unset the others, or unset "
+            "SMTP_PROVIDERS to use the single provider of SMTP_HOST"
+        )
+    defaults = SmtpConfig(
+        host="",
+        port=0,
+        timeout=settings.smtp_timeout,
+        data_timeout=settings.smtp_data_timeout,
+        pool_size=settings.smtp_pool_size,
+        idle_seconds=settings.smtp_pool_idle_seconds,
+        ehlo_name=settings.smtp_ehlo_name,
+    )
+    try:
+        providers = parse_providers(settings.smtp_providers.get_secret_value(), defaults)
+    except ProviderConfigError as exc:
+        raise SmtpSetupError(str(exc)) from None
+    return [_with_token_source(p) for p in providers]
+
+
+def _with_token_source(provider: ProviderConfig) -> ProviderConfig:
+    options: OAuth2Options | None = provider.oauth2
+    if options is None:
+        return provider
+    timeout = provider.smtp.timeout
+    source: TokenSource
+    if options.token_command is not None:
+        source = TokenCommand(options.token_command, timeout=timeout)
+    else:
+        # provider_config refuses a token URL without its client id and secret.
+        source = ClientCredentials(
+            options.token_url or "",
+            options.client_id or "",
+            options.client_secret or "",
+            options.scope,
+            timeout=timeout,
+        )
+    return replace(provider, smtp=replace(provider.smtp, oauth2=source))
 
 
 def token_source(settings: Settings) -> TokenSource | None:
