@@ -19,6 +19,7 @@ from mailroom.db.migrate import migrate
 from mailroom.devinbox.server import CaptureHandler, start_smtp_server
 from mailroom.devinbox.store import Inbox
 from mailroom.settings import Settings
+from mailroom.transport.base import MailTransport
 from mailroom.transport.from_settings import smtp_transport
 from mailroom.transport.smtp import SmtpConfig, SmtpTransport
 from mailroom.worker.runner import DeliveryWorker
@@ -83,7 +84,8 @@ async def run_dev(settings: Settings, *, api_port: int, smtp_port: int) -> None:
 
     inbox: Inbox | None = None
     smtp_server = None
-    if settings.smtp_host is None:
+    transport: MailTransport
+    if settings.smtp_host is None and settings.smtp_providers is None:
         inbox = Inbox()
         try:
             smtp_server = await start_smtp_server(CaptureHandler(inbox), DEV_HOST, smtp_port)
@@ -107,7 +109,7 @@ async def run_dev(settings: Settings, *, api_port: int, smtp_port: int) -> None:
         )
     else:
         transport = smtp_transport(settings)
-        log.info("dev.using_smtp", host=settings.smtp_host)
+        log.info("dev.using_smtp", host=settings.smtp_host or "SMTP_PROVIDERS")
 
     server = api_server(create_app(settings, inbox=inbox), DEV_HOST, api_port)
     try:

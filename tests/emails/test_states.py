@@ -14,6 +14,7 @@ from mailroom.emails.states import (
     DISPATCHABLE_STATUSES,
     FAIL,
     FINAL_STATUSES,
+    PACE,
     RECLAIMABLE_STATUS,
     RETRY,
     TRANSITIONS,
@@ -32,6 +33,7 @@ ALLOWED_MOVES = frozenset(
         (S.SENDING, S.SENT),
         (S.SENDING, S.RETRYING),
         (S.SENDING, S.FAILED),
+        (S.SENDING, S.QUEUED),  # paced by a provider's limit: no attempt made
         (S.SCHEDULED, S.SENDING),
         (S.FAILED, S.QUEUED),  # a manual retry
         (S.SCHEDULED, S.CANCELLED),
@@ -98,7 +100,6 @@ def test_an_email_being_sent_cannot_be_cancelled() -> None:
         (S.RETRYING, S.SENT),
         (S.RETRYING, S.FAILED),
         (S.RETRYING, S.RETRYING),
-        (S.SENDING, S.QUEUED),
         (S.SENT, S.SENDING),
         (S.FAILED, S.RETRYING),
         (S.SENT, S.SENT),
@@ -143,7 +144,7 @@ def test_transition_definitions(
 
 
 def test_transitions_tuple() -> None:
-    assert TRANSITIONS == (CLAIM, DELIVER, DEFER, FAIL, RETRY, CANCEL)
+    assert TRANSITIONS == (CLAIM, DELIVER, DEFER, FAIL, PACE, RETRY, CANCEL)
     assert len({t.name for t in TRANSITIONS}) == len(TRANSITIONS)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -106,14 +108,14 @@ def test_rates_read_back_as_written(count: int, unit: str) -> None:
     assert rate.per_second == pytest.approx(count / {"second": 1, "minute": 60, "hour": 3600}[unit])
 
 
-@given(st.text(min_size=1, max_size=20).filter(lambda t: t.strip()))
-def test_a_password_is_never_in_the_masked_url_or_an_error(password: str) -> None:
-    from urllib.parse import quote
-
+@given(st.text(max_size=20))
+def test_a_password_is_never_in_the_masked_url_or_an_error(tail: str) -> None:
+    password = "Zq9#" + tail  # recognisable wherever it would leak
     url = f"smtp://user:{quote(password, safe='')}@relay.example.com?name=a&speed=1"
     with pytest.raises(ProviderConfigError) as caught:
         parse_providers(url, DEFAULTS)
-    assert quote(password, safe="") not in str(caught.value).replace("user:***", "")
+    assert quote(password, safe="") not in str(caught.value)
+    assert password not in str(caught.value)
     assert "***" in mask_url(url)
 
 

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mailroom.emails import delivery_repository, idempotency, sweeper_repository
+from mailroom.emails import delivery_repository, idempotency, release_repository, sweeper_repository
 from mailroom.emails.delivery_repository import (
     EARLY_CLAIM_SLACK,
     AttemptRecord,
@@ -25,7 +25,7 @@ from mailroom.emails.delivery_repository import (
     LastError,
 )
 from mailroom.emails.retry import Decision, decide
-from mailroom.emails.states import DEFER
+from mailroom.emails.states import DEFER, PACE
 from mailroom.queue.jobs import DeliveryJob
 from mailroom.settings import Settings
 from mailroom.transport.base import Outcome, SendResult
@@ -93,10 +93,17 @@ async def record_attempts(
     settings: Settings,
     rng: random.Random,
 ) -> list[Recorded]:
-    """Log the attempts and move each email on, in one transaction, whatever their outcomes."""
+    """Log the attempts and move each email on, in one transaction, whatever their outcomes.
+
+    A paced one (a provider's limit: no attempt made) is handed back instead, to wait.
+    """
+    paced = [a for a in attempts if a.result.outcome is Outcome.PACED]
+    released = await _release(uow, paced)
     decisions: list[Decision] = []
     finished: list[Finished] = []
     for a in attempts:
+        if a.result.outcome is Outcome.PACED:
+            continue
         decision = decide(
             a.result,
             # Counted from the last manual retry: each retry gets MAX_ATTEMPTS afresh.
@@ -121,7 +128,12 @@ async def record_attempts(
         )
     owned = await delivery_repository.finish_attempts(uow.session, finished)
     recorded: list[Recorded] = []
-    for a, decision in zip(attempts, decisions, strict=True):
+    done = iter(decisions)
+    for a in attempts:
+        if a.result.outcome is Outcome.PACED:
+            recorded.append(released[a.claimed.email.id])
+            continue
+        decision = next(done)
         applied = a.claimed.email.id in owned
         if applied and decision.transition is DEFER and decision.delay is not None:
             uow.dispatch_after_commit(
@@ -133,6 +145,35 @@ async def record_attempts(
                 )
             )
         recorded.append(Recorded(decision, applied))
+    return recorded
+
+
+async def _release(uow: UnitOfWork, paced: Sequence[AttemptResult]) -> dict[uuid.UUID, Recorded]:
+    """Hand paced emails back, each to wait until its provider has room (result.retry_after)."""
+    releases = [
+        release_repository.Release(
+            a.claimed.email.id,
+            a.claimed.attempt,
+            a.finished_at + timedelta(seconds=a.result.retry_after or 0.0),
+        )
+        for a in paced
+    ]
+    owned = await release_repository.release(uow.session, releases)
+    recorded: dict[uuid.UUID, Recorded] = {}
+    for a, r in zip(paced, releases, strict=True):
+        delay = (r.next_attempt_at - a.finished_at).total_seconds()
+        applied = r.email_id in owned
+        if applied:
+            uow.dispatch_after_commit(
+                DeliveryJob(
+                    r.email_id,
+                    attempt=a.claimed.attempt,
+                    request_id=a.claimed.email.request_id,
+                    delay=delay,
+                    paced_until_ms=round(r.next_attempt_at.timestamp() * 1000),
+                )
+            )
+        recorded[r.email_id] = Recorded(Decision(PACE, delay), applied)
     return recorded
 
 
@@ -156,6 +197,7 @@ def _attempt_record(a: AttemptResult) -> AttemptRecord:
         enhanced_code=result.enhanced_code,
         message=result.message[:MAX_STORED_REPLY] or None,
         refused_recipients=refused or None,
+        provider=result.provider,
     )
 
 

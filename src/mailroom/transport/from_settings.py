@@ -10,15 +10,19 @@ from __future__ import annotations
 from dataclasses import replace
 
 import structlog
+from redis.asyncio import Redis
 
 from mailroom.settings import Settings
+from mailroom.transport.base import MailTransport
 from mailroom.transport.oauth2 import ClientCredentials, TokenCommand
+from mailroom.transport.pacing import Pacer
 from mailroom.transport.provider_config import (
     OAuth2Options,
     ProviderConfig,
     ProviderConfigError,
     parse_providers,
 )
+from mailroom.transport.router import ProviderRouter
 from mailroom.transport.smtp import SmtpTransport
 from mailroom.transport.smtp_config import SmtpConfig, TokenSource
 
@@ -136,13 +140,35 @@ def token_source(settings: Settings) -> TokenSource | None:
     )
 
 
-def smtp_transport(settings: Settings) -> SmtpTransport:
-    config = smtp_config(settings)
+def smtp_transport(settings: Settings) -> MailTransport:
+    """SMTP_HOST's SmtpTransport, or a ProviderRouter over SMTP_PROVIDERS."""
+    if settings.smtp_providers is None:
+        config = smtp_config(settings)
+        _warn_unverified(config, "SMTP_VERIFY_CERT=false", "SMTP_CA_FILE")
+        return SmtpTransport(config, name=config.host)
+    providers = provider_configs(settings)
+    for p in providers:
+        _warn_unverified(p.smtp, f"verify_cert=false ({p.name})", "ca_file=", provider=p.name)
+    client = Redis.from_url(
+        settings.redis_url, socket_timeout=_PACING_TIMEOUT, socket_connect_timeout=_PACING_TIMEOUT
+    )
+    return ProviderRouter(
+        [(p, SmtpTransport(p.smtp, name=p.name)) for p in providers],
+        pacer=Pacer(client, settings.queue_prefix),
+        cooldown=settings.provider_cooldown,
+    )
+
+
+# Pacing asks Redis once per email: a slow answer falls back to local pacing quickly.
+_PACING_TIMEOUT = 1.0
+
+
+def _warn_unverified(config: SmtpConfig, setting: str, instead: str, **fields: str) -> None:
     if not config.verify_cert:
         log.warning(
             "smtp.certificate_verification_off",
             host=config.host,
-            hint="SMTP_VERIFY_CERT=false: anyone on the path can read and change the mail; "
-            "for a private CA set SMTP_CA_FILE instead",
+            hint=f"{setting}: anyone on the path can read and change the mail; "
+            f"for a private CA set {instead} instead",
+            **fields,
         )
-    return SmtpTransport(config)

@@ -94,6 +94,9 @@ class DeliveryAttemptItem(CamelSchema):
     message: str | None
     duration_ms: int
     refused_recipients: list[dict[str, Any]] | None
+    provider: str | None = Field(
+        default=None, description="The provider (SMTP_PROVIDERS name, or SMTP_HOST) it went through"
+    )
 
 
 class AttachmentInfo(CamelSchema):
