@@ -34,8 +34,8 @@ DAY = 86400.0
 SLOWDOWN_MAX = 16.0  # a throttled provider is slowed to 1/16 of its rate at most
 _PACER_TTL = 15.0  # seconds a pacer counts as alive after it last said so
 
-# KEYS per lane i: tat, day count, slowdown.  ARGV: now_ms, hold_ms, ms to midnight, day
-# key suffix, then per lane: interval_ms (0: no rate), daily (0: no quota).
+# KEYS per lane i: tat, day count, slowdown.  ARGV: now_ms, hold_ms, ms to midnight (UTC),
+# then per lane: interval_ms (0: no rate), daily (0: no quota).
 _RESERVE = """
 local now, hold, midnight = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local n = #KEYS / 3
@@ -43,7 +43,7 @@ local best, best_wait, best_interval, best_tat = 0, 0, 0, 0
 local soonest, exhausted = -1, 1
 for i = 1, n do
   local k = (i - 1) * 3
-  local interval, daily = tonumber(ARGV[3 + 2 * i]), tonumber(ARGV[4 + 2 * i])
+  local interval, daily = tonumber(ARGV[2 + 2 * i]), tonumber(ARGV[3 + 2 * i])
   local wait, tat = 0, 0
   if daily > 0 and tonumber(redis.call('GET', KEYS[k + 2]) or '0') >= daily then
     wait = midnight
@@ -70,7 +70,7 @@ if best_interval > 0 then
   redis.call('SET', KEYS[k + 1], tostring(slot + best_interval),
              'PX', math.floor(slot - now + best_interval) + 1000)
 end
-if tonumber(ARGV[4 + 2 * best]) > 0 then
+if tonumber(ARGV[3 + 2 * best]) > 0 then
   redis.call('INCR', KEYS[k + 2])
   redis.call('PEXPIRE', KEYS[k + 2], math.floor(midnight) + 86400000)
 end

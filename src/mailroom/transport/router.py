@@ -184,8 +184,8 @@ class ProviderRouter:
         provider.mail_4xx = 0
         opened = provider.breaker.failed()
         others = [p.name for p in self.providers if p is not provider and p.breaker.available()]
-        log.warning(
-            "provider.breaker_opened" if opened else "provider.probe_failed",
+        (log.warning if opened else log.debug)(
+            "provider.breaker_opened" if opened else "provider.still_failing",
             provider=provider.name,
             code=result.code,
             enhanced_code=result.enhanced_code,
