@@ -1,0 +1,132 @@
+"""Pacing holds a provider's rate across processes, measured where it counts: at the server."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import redis.asyncio as redis
+
+from mailroom.transport.base import Envelope, Outcome
+from mailroom.transport.pacing import Lane, LocalPacer, Pacer
+from mailroom.transport.provider_config import ProviderConfig, Rate
+from mailroom.transport.router import ProviderRouter
+from mailroom.transport.smtp import SmtpTransport
+from mailroom.transport.smtp_config import SmtpConfig
+from tests.support.smtp_server import ScriptedHandler, SmtpTestServer
+
+RATE = 200  # per second
+WINDOW = 10.0  # seconds
+
+
+class Clocked(ScriptedHandler):
+    """Notes when each message arrives."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.arrivals: list[float] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.arrivals.append(time.monotonic())
+        return await super().handle_DATA(server, session, envelope)
+
+
+@pytest.fixture
+async def clocked_server() -> AsyncIterator[tuple[SmtpTestServer, Clocked]]:
+    server = SmtpTestServer()
+    handler = Clocked()
+    server.handler = handler
+    await server.start()
+    yield server, handler
+    await server.stop()
+
+
+@pytest.mark.slow
+async def test_two_processes_together_hold_the_rate_within_5_percent(
+    clocked_server: tuple[SmtpTestServer, Clocked],
+) -> None:
+    server, handler = clocked_server
+    prefix = f"test-pacing-{uuid.uuid4().hex[:8]}"
+    config = ProviderConfig(
+        name="ses",
+        smtp=SmtpConfig(host=server.host, port=server.port, timeout=5.0, pool_size=10),
+        rate=Rate(RATE, 1.0),
+    )
+    clients = [redis.Redis.from_url("redis://127.0.0.1:6379/0") for _ in range(2)]
+    # Two routers with their own Redis connections and pools: two worker processes.
+    routers = [
+        ProviderRouter([(config, SmtpTransport(config.smtp, name="ses"))], pacer=Pacer(c, prefix))
+        for c in clients
+    ]
+    envelope = Envelope("app@acme.com", ("user@example.com",), b"Subject: x\r\n\r\nx\r\n")
+    deadline = time.monotonic() + WINDOW + 2.0
+    outcomes: list[Outcome] = []
+
+    async def keep_sending(router: ProviderRouter) -> None:
+        while time.monotonic() < deadline:
+            outcomes.append((await router.send(envelope)).outcome)
+
+    try:
+        await asyncio.gather(*(keep_sending(r) for r in routers for _ in range(40)))
+    finally:
+        for router in routers:
+            await router.aclose()
+        for client in clients:
+            keys = [k async for k in client.scan_iter(match=f"{prefix}:*")]
+            if keys:
+                await client.delete(*keys)
+            await client.aclose()
+    assert set(outcomes) == {Outcome.ACCEPTED}
+    start = handler.arrivals[0] + 1.0
+    # Every 10 s window starting at a tenth of a second, once the senders are warm.
+    counts = []
+    while start + WINDOW <= handler.arrivals[-1]:
+        counts.append(sum(1 for t in handler.arrivals if start <= t < start + WINDOW))
+        start += 0.1
+    assert counts
+    expected = RATE * WINDOW
+    assert max(counts) <= expected * 1.05
+    assert min(counts) >= expected * 0.95
+    per_second = [
+        sum(1 for t in handler.arrivals if s <= t < s + 1)
+        for s in (handler.arrivals[0] + i for i in range(1, int(WINDOW)))
+    ]
+    assert max(per_second) <= RATE * 1.1
+
+
+def test_local_pacing_spaces_slots_at_its_share() -> None:
+    now = [100.0]
+    pacer = LocalPacer(clock=lambda: now[0], share=0.5)
+    lane = Lane("a", 0.01)  # 100/s shared by two: 50/s here
+    waits = [pacer.reserve([lane], hold=1.0).wait for _ in range(5)]
+    assert waits == pytest.approx([0.0, 0.02, 0.04, 0.06, 0.08])
+    far = [pacer.reserve([lane], hold=0.05) for _ in range(2)]
+    assert far[0].lane is None and far[0].wait == pytest.approx(0.1)
+
+
+def test_local_daily_quota_is_its_share() -> None:
+    now = [86400.0 * 100 + 10]
+    pacer = LocalPacer(clock=lambda: now[0], share=0.5)
+    lane = Lane("a", 0.0, daily=6)
+    granted = [pacer.reserve([lane], hold=1.0).lane for _ in range(4)]
+    assert granted == [lane, lane, lane, None]
+    now[0] += 86400
+    assert pacer.reserve([lane], hold=1.0).lane == lane
+
+
+async def test_pacing_falls_back_to_the_share_when_redis_is_unreachable() -> None:
+    client = redis.Redis.from_url(
+        "redis://127.0.0.1:1/0", socket_connect_timeout=0.5, socket_timeout=0.5
+    )
+    pacer = Pacer(client, "unreachable")
+    pacer.pacers = 2
+    lane = Lane("a", 0.01)
+    first = await pacer.reserve([lane], hold=1.0)
+    second = await pacer.reserve([lane], hold=1.0)
+    assert (first.lane, first.wait) == (lane, 0.0)
+    assert second.wait == pytest.approx(0.02, abs=0.005)
+    await client.aclose()
