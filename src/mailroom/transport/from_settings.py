@@ -83,7 +83,7 @@ def provider_configs(settings: Settings) -> list[ProviderConfig]:
     """The providers to deliver through: SMTP_PROVIDERS, or SMTP_HOST… as a one-item list."""
     if settings.smtp_providers is None:
         return [ProviderConfig(name=settings.smtp_host or "smtp", smtp=smtp_config(settings))]
-    both = [name.upper() for name in _SINGLE_PROVIDER if name in settings.model_fields_set]
+    both = [name.upper() for name in _SINGLE_PROVIDER if getattr(settings, name) is not None]
     if both:
         raise SmtpSetupError(
             f"both SMTP_PROVIDERS and {', '.join(both)} are set: keep SMTP_PROVIDERS (one URL "
