@@ -11,6 +11,7 @@ from mailroom.cli.common import load_cli_settings, run_server, stop_event
 from mailroom.cli.emails import emails_app
 from mailroom.cli.keys import keys_app
 from mailroom.cli.projects import projects_app
+from mailroom.cli.providers import providers_app
 from mailroom.cli.purge import purge
 from mailroom.cli.unreachable import reachable
 from mailroom.settings import ConfigurationError, get_settings
@@ -152,6 +153,7 @@ def health(
 app.add_typer(keys_app, name="keys")
 app.add_typer(projects_app, name="projects")
 app.add_typer(emails_app, name="emails")
+app.add_typer(providers_app, name="providers")
 
 if __name__ == "__main__":  # pragma: no cover
     app(prog_name="mailroom")
