@@ -149,3 +149,18 @@ def test_the_settings_keep_the_providers_secret_and_set_timing_defaults() -> Non
     assert "hunter2" not in repr(settings)
     [a] = provider_configs(settings)
     assert (a.smtp.timeout, a.smtp.pool_size, a.smtp.password) == (7.0, 3, "hunter2")
+
+
+def test_the_readme_example_is_a_configuration_the_worker_accepts() -> None:
+    import re
+    import shlex
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme.split("## Several providers", 1)[1].split("\n## ", 1)[0]
+    [line] = re.findall(r"^SMTP_PROVIDERS=(.*)$", section, re.MULTILINE)
+    [ses, brevo] = provider_configs(
+        load_settings(_env_file=None, smtp_providers=shlex.split(line)[0])
+    )
+    assert (ses.name, ses.rate, ses.daily, ses.weight) == ("ses", Rate(14, 1.0), 50000, 3)
+    assert (brevo.name, brevo.daily, brevo.smtp.username) == ("brevo", 300, "me@acme.com")
