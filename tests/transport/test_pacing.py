@@ -104,8 +104,10 @@ def test_local_pacing_spaces_slots_at_its_share() -> None:
     lane = Lane("a", 0.01)  # 100/s shared by two: 50/s here
     waits = [pacer.reserve([lane], hold=1.0).wait for _ in range(5)]
     assert waits == pytest.approx([0.0, 0.02, 0.04, 0.06, 0.08])
+    # Turned away, each gets its place in line, one interval apart.
     far = [pacer.reserve([lane], hold=0.05) for _ in range(2)]
-    assert far[0].lane is None and far[0].wait == pytest.approx(0.1)
+    assert [g.lane for g in far] == [None, None]
+    assert [g.wait for g in far] == pytest.approx([0.12, 0.14])
 
 
 def test_local_daily_quota_is_its_share() -> None:
@@ -130,3 +132,22 @@ async def test_pacing_falls_back_to_the_share_when_redis_is_unreachable() -> Non
     assert (first.lane, first.wait) == (lane, 0.0)
     assert second.wait == pytest.approx(0.02, abs=0.005)
     await client.aclose()
+
+
+async def test_emails_turned_away_get_places_in_line() -> None:
+    client = redis.Redis.from_url("redis://127.0.0.1:6379/0")
+    prefix = f"test-line-{uuid.uuid4().hex[:8]}"
+    now = [1_800_000_000.0]
+    pacer = Pacer(client, prefix, clock=lambda: now[0])
+    lane = Lane("a", 0.5)  # 2/s
+    try:
+        granted = [await pacer.reserve([lane], hold=1.0) for _ in range(3)]
+        assert [(g.lane, g.wait) for g in granted] == [(lane, 0.0), (lane, 0.5), (lane, 1.0)]
+        turned_away = [await pacer.reserve([lane], hold=1.0) for _ in range(3)]
+        assert [g.lane for g in turned_away] == [None, None, None]
+        assert [g.wait for g in turned_away] == pytest.approx([2.0, 2.5, 3.0])
+    finally:
+        keys = [k async for k in client.scan_iter(match=f"{prefix}:*")]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()

@@ -34,15 +34,15 @@ DAY = 86400.0
 SLOWDOWN_MAX = 16.0  # a throttled provider is slowed to 1/16 of its rate at most
 _PACER_TTL = 15.0  # seconds a pacer counts as alive after it last said so
 
-# KEYS per lane i: tat, day count, slowdown.  ARGV: now_ms, hold_ms, ms to midnight (UTC),
-# then per lane: interval_ms (0: no rate), daily (0: no quota).
+# KEYS per lane i: tat, day count, slowdown, line.  ARGV: now_ms, hold_ms, ms to midnight
+# (UTC), then per lane: interval_ms (0: no rate), daily (0: no quota).
 _RESERVE = """
 local now, hold, midnight = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local n = #KEYS / 3
+local n = #KEYS / 4
 local best, best_wait, best_interval, best_tat = 0, 0, 0, 0
-local soonest, exhausted = -1, 1
+local soonest, exhausted, later, later_wait, later_interval, later_tat = -1, 1, 0, 0, 0, 0
 for i = 1, n do
-  local k = (i - 1) * 3
+  local k = (i - 1) * 4
   local interval, daily = tonumber(ARGV[2 + 2 * i]), tonumber(ARGV[3 + 2 * i])
   local wait, tat = 0, 0
   if daily > 0 and tonumber(redis.call('GET', KEYS[k + 2]) or '0') >= daily then
@@ -57,14 +57,26 @@ for i = 1, n do
     if wait <= hold and (best == 0 or wait < best_wait) then
       best, best_wait, best_interval, best_tat = i, wait, interval, tat
     end
+    if interval > 0 and (later == 0 or wait < later_wait) then
+      later, later_wait, later_interval, later_tat = i, wait, interval, tat
+    end
   end
   if soonest < 0 or wait < soonest then soonest = wait end
   if best == i and wait == 0 then break end
 end
 if best == 0 then
+  if later > 0 then
+    -- Turned away: a place in line at the provider free soonest, behind those turned
+    -- away before, so that the emails come back one interval apart and in order.
+    local k = (later - 1) * 4
+    local line = math.max(tonumber(redis.call('GET', KEYS[k + 4]) or '0'), later_tat)
+    line = line + later_interval
+    redis.call('SET', KEYS[k + 4], tostring(line), 'PX', math.floor(line - now) + 1000)
+    return {0, math.floor((line - now) * 1000), 0}
+  end
   return {0, math.floor(soonest * 1000), exhausted}
 end
-local k = (best - 1) * 3
+local k = (best - 1) * 4
 if best_interval > 0 then
   local slot = math.max(best_tat, now)
   redis.call('SET', KEYS[k + 1], tostring(slot + best_interval),
@@ -149,7 +161,7 @@ class Pacer:
         args: list[float | int | str] = [now * 1000, hold * 1000, ((day + 1) * DAY - now) * 1000]
         for lane in lanes:
             keys += [self.key(lane.name, "tat"), self.key(lane.name, f"day:{day}")]
-            keys.append(self.key(lane.name, "slow"))
+            keys += [self.key(lane.name, "slow"), self.key(lane.name, "line")]
             args += [lane.interval * 1000, lane.daily or 0]
         index, wait_us, exhausted = await self._reserve(keys=keys, args=args)
         wait = int(wait_us) / 1_000_000
@@ -228,8 +240,12 @@ class LocalPacer:
         self._clock = clock
         self.share = share
         self._tat: dict[str, float] = {}
+        self._line: dict[str, float] = {}
         self._count: dict[tuple[str, int], int] = {}
         self._slow: dict[str, tuple[float, float]] = {}  # name → (divisor, until)
+
+    def _interval(self, lane: Lane) -> float:
+        return lane.interval * self.slowdown(lane.name) / self.share
 
     def slow_down(self, name: str, seconds: float) -> float:
         factor = min(self.slowdown(name) * 2, SLOWDOWN_MAX)
@@ -245,6 +261,7 @@ class LocalPacer:
         day = math.floor(now / DAY)
         midnight = (day + 1) * DAY - now
         best: tuple[Lane, float] | None = None
+        later: tuple[Lane, float] | None = None
         soonest: float | None = None
         exhausted = True
         for lane in lanes:
@@ -256,17 +273,24 @@ class LocalPacer:
                 exhausted = False
                 if lane.interval > 0:
                     wait = max(0.0, self._tat.get(lane.name, 0.0) - now)
+                    if later is None or wait < later[1]:
+                        later = (lane, wait)
                 if wait <= hold and (best is None or wait < best[1]):
                     best = (lane, wait)
             soonest = wait if soonest is None else min(soonest, wait)
             if best is not None and best[1] == 0:
                 break
+        if best is None and later is not None:
+            # Turned away: a place in line behind those turned away before (as the script).
+            lane = later[0]
+            start = max(self._line.get(lane.name, 0.0), self._tat.get(lane.name, 0.0))
+            self._line[lane.name] = start + self._interval(lane)
+            return Grant(None, self._line[lane.name] - now)
         if best is None:
             return Grant(None, soonest or 0.0, daily_exhausted=exhausted)
         lane, wait = best
         if lane.interval > 0:
-            interval = lane.interval * self.slowdown(lane.name) / self.share
-            self._tat[lane.name] = max(self._tat.get(lane.name, 0.0), now) + interval
+            self._tat[lane.name] = max(self._tat.get(lane.name, 0.0), now) + self._interval(lane)
         if lane.daily:
             self._count[(lane.name, day)] = self._count.get((lane.name, day), 0) + 1
         return Grant(lane, wait)
