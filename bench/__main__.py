@@ -30,6 +30,7 @@ from bench.ingest import run_ingest
 from bench.limit import run_limit
 from bench.logs import run_logs
 from bench.pipelining import pipelining_rows, run_pipelining
+from bench.providers import run_providers
 from bench.report import ERROR, Row
 from bench.stack import BenchStack
 from bench.tools import Postfix, ensure_postfix, ensure_wrk
@@ -44,6 +45,7 @@ RUNS = (
     "e2e-single-defaults",
     "e2e-batch-defaults",
     "logs",
+    "providers",
 )
 ALIASES = {
     "e2e": ("e2e-single", "e2e-batch"),
@@ -217,6 +219,21 @@ def _logs(session: Session, stack: BenchStack) -> None:
     session.note_problems("logs", result.problems)
 
 
+def _providers(session: Session, stack: BenchStack, emails: int) -> None:
+    result = run_providers(stack, emails)
+    session.raw["providers"] = {
+        **asdict(result.e2e),
+        "emails_per_s": result.e2e.emails_per_s,
+        "per_provider_per_s": result.per_provider,
+        "pacing_cpu_us": result.pacing_cpu_us,
+    }
+    rows = report.providers_rows(result)
+    session.rows += rows
+    for row in rows:
+        print(f"   {row.run}: {row.result} ({row.detail})", flush=True)
+    session.note_problems("providers", result.e2e.problems)
+
+
 def _rss(session: Session) -> None:
     """The peak RSS rows, over the end-to-end runs (API and workers both busy)."""
     peaks = {
@@ -272,6 +289,8 @@ def run_all(args: argparse.Namespace, session: Session) -> None:
         _rss(session)
         if "logs" in runs:
             session.attempt("logs", lambda: _logs(session, stack))
+        if "providers" in runs:
+            session.attempt("providers", lambda: _providers(session, stack, args.emails))
     finally:
         keep = bool(session.problems)
         stack.close(keep_logs=keep)
