@@ -226,6 +226,7 @@ def _providers(session: Session, stack: BenchStack, emails: int) -> None:
         "emails_per_s": result.e2e.emails_per_s,
         "per_provider_per_s": result.per_provider,
         "pacing_cpu_us": result.pacing_cpu_us,
+        "pacing_cpu_us_alone": result.pacing_cpu_us_alone,
     }
     rows = report.providers_rows(result)
     session.rows += rows

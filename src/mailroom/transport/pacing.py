@@ -27,66 +27,86 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from mailroom.breaker import Breaker
+from mailroom.coalescer import Coalescer
 
 log = structlog.get_logger(__name__)
 
 DAY = 86400.0
 SLOWDOWN_MAX = 16.0  # a throttled provider is slowed to 1/16 of its rate at most
+_RESERVE_MAX = 200  # reservations one script call serves at most
 _PACER_TTL = 15.0  # seconds a pacer counts as alive after it last said so
 
-# KEYS per lane i: tat, day count, slowdown, line.  ARGV: now_ms, hold_ms, ms to midnight
-# (UTC), then per lane: interval_ms (0: no rate), daily (0: no quota).
+# One call serves every reservation made in the same turn of the event loop (a batch
+# job's emails ask together). KEYS per lane j: tat, day count, slowdown, line.
+# ARGV: now_ms, ms to midnight (UTC), the number of lanes, per lane: interval_ms (0: no
+# rate), daily (0: no quota); then per request: hold_ms, m, and m lane numbers in order.
+# Returns per request: lane number (0: none), wait in microseconds, daily quotas exhausted.
 _RESERVE = """
-local now, hold, midnight = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local n = #KEYS / 4
-local best, best_wait, best_interval, best_tat = 0, 0, 0, 0
-local soonest, exhausted, later, later_wait, later_interval, later_tat = -1, 1, 0, 0, 0, 0
-for i = 1, n do
-  local k = (i - 1) * 4
-  local interval, daily = tonumber(ARGV[2 + 2 * i]), tonumber(ARGV[3 + 2 * i])
-  local wait, tat = 0, 0
-  if daily > 0 and tonumber(redis.call('GET', KEYS[k + 2]) or '0') >= daily then
-    wait = midnight
-  else
-    exhausted = 0
-    if interval > 0 then
-      interval = interval * tonumber(redis.call('GET', KEYS[k + 3]) or '1')
-      tat = tonumber(redis.call('GET', KEYS[k + 1]) or '0')
-      if tat > now then wait = tat - now end
-    end
-    if wait <= hold and (best == 0 or wait < best_wait) then
-      best, best_wait, best_interval, best_tat = i, wait, interval, tat
-    end
-    if interval > 0 and (later == 0 or wait < later_wait) then
-      later, later_wait, later_interval, later_tat = i, wait, interval, tat
-    end
+local now, midnight, nl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local interval, daily, tat, count, line = {}, {}, {}, {}, {}
+for j = 1, nl do
+  local k = (j - 1) * 4
+  interval[j], daily[j] = tonumber(ARGV[2 + 2 * j]), tonumber(ARGV[3 + 2 * j])
+  if interval[j] > 0 then
+    interval[j] = interval[j] * tonumber(redis.call('GET', KEYS[k + 3]) or '1')
   end
-  if soonest < 0 or wait < soonest then soonest = wait end
-  if best == i and wait == 0 then break end
+  tat[j] = tonumber(redis.call('GET', KEYS[k + 1]) or '0')
+  count[j] = tonumber(redis.call('GET', KEYS[k + 2]) or '0')
+  line[j] = tonumber(redis.call('GET', KEYS[k + 4]) or '0')
 end
-if best == 0 then
-  if later > 0 then
+local moved, counted, lined, out = {}, {}, {}, {}
+local p = 4 + 2 * nl
+while p <= #ARGV do
+  local hold, m = tonumber(ARGV[p]), tonumber(ARGV[p + 1])
+  p = p + 2
+  local best, best_wait, later, later_wait, soonest, exhausted = 0, 0, 0, 0, -1, 1
+  for c = 1, m do
+    local j = tonumber(ARGV[p + c - 1])
+    local wait = 0
+    if daily[j] > 0 and count[j] >= daily[j] then
+      wait = midnight
+    else
+      exhausted = 0
+      if interval[j] > 0 and tat[j] > now then wait = tat[j] - now end
+      if wait <= hold and (best == 0 or wait < best_wait) then best, best_wait = j, wait end
+      if interval[j] > 0 and (later == 0 or wait < later_wait) then later, later_wait = j, wait end
+    end
+    if soonest < 0 or wait < soonest then soonest = wait end
+    if best == j and wait == 0 then break end
+  end
+  p = p + m
+  if best > 0 then
+    -- A slot: the next free one, then the provider's next is one interval later.
+    if interval[best] > 0 then
+      tat[best] = math.max(tat[best], now) + interval[best]
+      moved[best] = true
+    end
+    if daily[best] > 0 then
+      count[best] = count[best] + 1
+      counted[best] = true
+    end
+    out[#out + 1], out[#out + 2], out[#out + 3] = best, math.floor(best_wait * 1000), 0
+  elseif later > 0 then
     -- Turned away: a place in line at the provider free soonest, behind those turned
     -- away before, so that the emails come back one interval apart and in order.
-    local k = (later - 1) * 4
-    local line = math.max(tonumber(redis.call('GET', KEYS[k + 4]) or '0'), later_tat)
-    line = line + later_interval
-    redis.call('SET', KEYS[k + 4], tostring(line), 'PX', math.floor(line - now) + 1000)
-    return {0, math.floor((line - now) * 1000), 0}
+    line[later] = math.max(line[later], tat[later]) + interval[later]
+    lined[later] = true
+    out[#out + 1], out[#out + 2], out[#out + 3] = 0, math.floor((line[later] - now) * 1000), 0
+  else
+    out[#out + 1], out[#out + 2], out[#out + 3] = 0, math.floor(soonest * 1000), exhausted
   end
-  return {0, math.floor(soonest * 1000), exhausted}
 end
-local k = (best - 1) * 4
-if best_interval > 0 then
-  local slot = math.max(best_tat, now)
-  redis.call('SET', KEYS[k + 1], tostring(slot + best_interval),
-             'PX', math.floor(slot - now + best_interval) + 1000)
+for j in pairs(moved) do
+  redis.call('SET', KEYS[(j - 1) * 4 + 1], tostring(tat[j]), 'PX', math.floor(tat[j] - now) + 1000)
 end
-if tonumber(ARGV[3 + 2 * best]) > 0 then
-  redis.call('INCR', KEYS[k + 2])
-  redis.call('PEXPIRE', KEYS[k + 2], math.floor(midnight) + 86400000)
+for j in pairs(counted) do
+  redis.call('SET', KEYS[(j - 1) * 4 + 2], count[j], 'PX', math.floor(midnight) + 86400000)
 end
-return {best, math.floor(best_wait * 1000), 0}
+for j in pairs(lined) do
+  local ttl = math.floor(line[j] - now) + 1000
+  redis.call('SET', KEYS[(j - 1) * 4 + 4], tostring(line[j]), 'PX', ttl)
+end
+return out
 """
 
 _SLOW_DOWN = """
@@ -127,6 +147,9 @@ class Pacer:
         self._prefix = prefix
         self._clock = clock
         self._reserve = client.register_script(_RESERVE)
+        self._together: Coalescer[tuple[tuple[Lane, ...], float], Grant] = Coalescer(
+            self._reserve_shared, max_items=_RESERVE_MAX
+        )
         self._slow_down = client.register_script(_SLOW_DOWN)
         self._redis_down = Breaker(retry_after)
         self._local = LocalPacer(clock=clock)
@@ -141,7 +164,7 @@ class Pacer:
             return Grant(None, 0.0)
         if not self._redis_down.is_open:
             try:
-                return await self._reserve_shared(lanes, hold)
+                return await self._together.submit((tuple(lanes), hold))
             except (RedisError, OSError) as exc:
                 self._redis_down.trip()
                 log.warning(
@@ -154,20 +177,31 @@ class Pacer:
         self._local.share = 1.0 / max(1, self.pacers)
         return self._local.reserve(lanes, hold)
 
-    async def _reserve_shared(self, lanes: Sequence[Lane], hold: float) -> Grant:
+    async def _reserve_shared(self, requests: list[tuple[tuple[Lane, ...], float]]) -> list[Grant]:
         now = self._clock()
         day = math.floor(now / DAY)
+        numbers: dict[str, int] = {}
+        lanes: list[Lane] = []
+        for candidates, _ in requests:
+            for lane in candidates:
+                if lane.name not in numbers:
+                    numbers[lane.name] = len(lanes) + 1
+                    lanes.append(lane)
         keys: list[str] = []
-        args: list[float | int | str] = [now * 1000, hold * 1000, ((day + 1) * DAY - now) * 1000]
+        args: list[float | int] = [now * 1000, ((day + 1) * DAY - now) * 1000, len(lanes)]
         for lane in lanes:
             keys += [self.key(lane.name, "tat"), self.key(lane.name, f"day:{day}")]
             keys += [self.key(lane.name, "slow"), self.key(lane.name, "line")]
             args += [lane.interval * 1000, lane.daily or 0]
-        index, wait_us, exhausted = await self._reserve(keys=keys, args=args)
-        wait = int(wait_us) / 1_000_000
-        if int(index) == 0:
-            return Grant(None, wait, daily_exhausted=bool(int(exhausted)))
-        return Grant(lanes[int(index) - 1], wait)
+        for candidates, hold in requests:
+            args += [hold * 1000, len(candidates), *(numbers[lane.name] for lane in candidates)]
+        answer = await self._reserve(keys=keys, args=args)
+        grants = []
+        for i in range(0, len(answer), 3):
+            number, wait_us, exhausted = (int(x) for x in answer[i : i + 3])
+            granted = lanes[number - 1] if number else None
+            grants.append(Grant(granted, wait_us / 1_000_000, daily_exhausted=bool(exhausted)))
+        return grants
 
     async def slow_down(self, name: str, seconds: float) -> float:
         """Halve ``name``'s rate (to 1/16 at most) for ``seconds``; returns the divisor."""

@@ -37,7 +37,7 @@ from mailroom.transport.provider_faults import MAIL_4XX_IN_A_ROW, Fault, fault_o
 
 log = structlog.get_logger(__name__)
 
-HOLD = 1.0  # seconds an email may wait for its slot while its worker holds it
+HOLD = 10.0  # seconds an email may wait for its slot while its worker holds it
 THROTTLE_PAUSE = 60.0  # seconds a throttled provider stays slowed down, unless it says
 _HEARTBEAT = 5.0
 
