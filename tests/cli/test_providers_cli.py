@@ -59,3 +59,32 @@ def test_metrics_per_provider() -> None:
     assert (sent.labels, sent.value) == ({"provider": "ses"}, 3.0)
     assert families["mailroom_provider_breaker_state"].samples[0].value == 0
     assert families["mailroom_provider_rate_per_second"].samples[0].value == 14.0
+
+
+def test_the_worker_refuses_to_start_on_a_bad_provider(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(
+        "SMTP_PROVIDERS",
+        "smtp://u:hunter2@a.example.com?name=a smtp://u:hunter2@b.example.com?name=a",
+    )
+    monkeypatch.delenv("SMTP_HOST", raising=False)
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(app, ["worker"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 2
+    assert "Cannot start the worker" in result.output
+    assert "two providers are named 'a' (option name)" in result.output
+    assert "hunter2" not in result.output
+
+
+def test_the_worker_refuses_both_forms(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SMTP_PROVIDERS", "smtp://a.example.com?name=a")
+    monkeypatch.setenv("SMTP_HOST", "smtp.example.com")
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(app, ["worker"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 2
+    assert "both SMTP_PROVIDERS and SMTP_HOST are set" in result.output
