@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 import redis.asyncio as redis
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mailroom.transport.base import Envelope, Outcome
 from mailroom.transport.pacing import Lane, LocalPacer, Pacer
@@ -151,3 +153,48 @@ async def test_emails_turned_away_get_places_in_line() -> None:
         if keys:
             await client.delete(*keys)
         await client.aclose()
+
+
+_LANES = [Lane("a", 0.1), Lane("b", 0.25, daily=4), Lane("c", 0.0, daily=3)]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.lists(st.sampled_from(range(3)), min_size=1, max_size=3, unique=True),
+            st.sampled_from([0.0, 0.05, 0.3, 2.0]),  # seconds the clock moves first
+            st.sampled_from([0.0, 0.2, 1.0]),  # hold
+        ),
+        max_size=25,
+    )
+)
+def test_the_script_decides_as_the_local_pacer_does(
+    calls: list[tuple[list[int], float, float]],
+) -> None:
+    """Redis's script and the local pacer (at a share of 1) are the same algorithm."""
+
+    async def run() -> None:
+        client = redis.Redis.from_url("redis://127.0.0.1:6379/0")
+        prefix = f"test-same-{uuid.uuid4().hex[:8]}"
+        now = [1_800_000_000.0]
+        shared, local = (
+            Pacer(client, prefix, clock=lambda: now[0]),
+            LocalPacer(clock=lambda: now[0]),
+        )
+        try:
+            for lanes, step, hold in calls:
+                now[0] += step
+                chosen = [_LANES[i] for i in lanes]
+                remote = await shared.reserve(chosen, hold)
+                alone = local.reserve(chosen, hold)
+                assert remote.lane == alone.lane
+                assert remote.wait == pytest.approx(alone.wait, abs=0.002)
+                assert remote.daily_exhausted == alone.daily_exhausted
+        finally:
+            keys = [k async for k in client.scan_iter(match=f"{prefix}:*")]
+            if keys:
+                await client.delete(*keys)
+            await client.aclose()
+
+    asyncio.run(run())

@@ -67,9 +67,14 @@ while p <= #ARGV do
       wait = midnight
     else
       exhausted = 0
-      if interval[j] > 0 and tat[j] > now then wait = tat[j] - now end
-      if wait <= hold and (best == 0 or wait < best_wait) then best, best_wait = j, wait end
-      if interval[j] > 0 and (later == 0 or wait < later_wait) then later, later_wait = j, wait end
+      -- (float noise of a microsecond is no wait, no difference)
+      if interval[j] > 0 and tat[j] > now + 0.001 then wait = tat[j] - now end
+      if wait <= hold + 0.001 and (best == 0 or wait < best_wait - 0.001) then
+        best, best_wait = j, wait
+      end
+      if interval[j] > 0 and (later == 0 or wait < later_wait - 0.001) then
+        later, later_wait = j, wait
+      end
     end
     if soonest < 0 or wait < soonest then soonest = wait end
     if best == j and wait == 0 then break end
@@ -97,14 +102,15 @@ while p <= #ARGV do
   end
 end
 for j in pairs(moved) do
-  redis.call('SET', KEYS[(j - 1) * 4 + 1], tostring(tat[j]), 'PX', math.floor(tat[j] - now) + 1000)
+  local ttl = math.floor(tat[j] - now) + 1000
+  redis.call('SET', KEYS[(j - 1) * 4 + 1], string.format('%.3f', tat[j]), 'PX', ttl)
 end
 for j in pairs(counted) do
   redis.call('SET', KEYS[(j - 1) * 4 + 2], count[j], 'PX', math.floor(midnight) + 86400000)
 end
 for j in pairs(lined) do
   local ttl = math.floor(line[j] - now) + 1000
-  redis.call('SET', KEYS[(j - 1) * 4 + 4], tostring(line[j]), 'PX', ttl)
+  redis.call('SET', KEYS[(j - 1) * 4 + 4], string.format('%.3f', line[j]), 'PX', ttl)
 end
 return out
 """
@@ -306,10 +312,11 @@ class LocalPacer:
             else:
                 exhausted = False
                 if lane.interval > 0:
-                    wait = max(0.0, self._tat.get(lane.name, 0.0) - now)
-                    if later is None or wait < later[1]:
+                    wait = self._tat.get(lane.name, 0.0) - now
+                    wait = wait if wait > 1e-6 else 0.0
+                    if later is None or wait < later[1] - 1e-6:
                         later = (lane, wait)
-                if wait <= hold and (best is None or wait < best[1]):
+                if wait <= hold + 1e-6 and (best is None or wait < best[1] - 1e-6):
                     best = (lane, wait)
             soonest = wait if soonest is None else min(soonest, wait)
             if best is not None and best[1] == 0:
