@@ -31,6 +31,7 @@ from bench.ingest import run_ingest
 from bench.limit import run_limit
 from bench.logs import run_logs
 from bench.pipelining import pipelining_rows, run_pipelining
+from bench.providers import run_providers
 from bench.report import ERROR, Row
 from bench.stack import BenchStack
 from bench.suppressions import run_suppressions
@@ -50,6 +51,7 @@ RUNS = (
     "embedded",
     "suppressions",
     "webhooks",
+    "providers",
 )
 ALIASES = {
     "e2e": ("e2e-single", "e2e-batch"),
@@ -252,6 +254,22 @@ def _webhooks(session: Session, stack: BenchStack, emails: int) -> None:
         session.note_problems(f"webhooks ({r.receiver})", r.problems)
 
 
+def _providers(session: Session, stack: BenchStack, emails: int) -> None:
+    result = run_providers(stack, emails)
+    session.raw["providers"] = {
+        **asdict(result.e2e),
+        "emails_per_s": result.e2e.emails_per_s,
+        "per_provider_per_s": result.per_provider,
+        "pacing_cpu_us": result.pacing_cpu_us,
+        "pacing_cpu_us_alone": result.pacing_cpu_us_alone,
+    }
+    rows = report.providers_rows(result)
+    session.rows += rows
+    for row in rows:
+        print(f"   {row.run}: {row.result} ({row.detail})", flush=True)
+    session.note_problems("providers", result.e2e.problems)
+
+
 def _rss(session: Session) -> None:
     """The peak RSS rows, over the end-to-end runs (API and workers both busy)."""
     peaks = {
@@ -330,6 +348,8 @@ def run_all(args: argparse.Namespace, session: Session) -> None:
             session.attempt("suppressions", lambda: _suppressions(session, stack, wrk))
         if "webhooks" in runs:
             session.attempt("webhooks", lambda: _webhooks(session, stack, args.emails))
+        if "providers" in runs:
+            session.attempt("providers", lambda: _providers(session, stack, args.emails))
     finally:
         keep = bool(session.problems)
         stack.close(keep_logs=keep)

@@ -237,7 +237,7 @@ async def _end_submission(
         result.problems.append(f"submission: {submission.exception()!r}")
 
 
-async def _measure(run: Run, result: E2EResult, wrk_path: str) -> None:
+async def measure(run: Run, result: E2EResult, wrk_path: str) -> None:
     conn = await connect(run.db_name)
     headers = {"Authorization": f"Bearer {run.api_key}", "Content-Type": "application/json"}
     limits = httpx.Limits(max_connections=max(BATCH_CLIENTS, DEFAULTS_SINGLE_CLIENTS) + 1)
@@ -296,6 +296,6 @@ def run_e2e(
     result = E2EResult(mode=mode, workers=workers, emails=emails, profile=profile)
     name = f"e2e-{mode}-{workers}w-{profile}"
     with stack.run(name, workers=workers, settings=PROFILES[profile]) as run:
-        asyncio.run(_measure(run, result, wrk_path))
+        asyncio.run(measure(run, result, wrk_path))
     result.rss_mb = dict(run.rss_mb)
     return result

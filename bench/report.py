@@ -21,6 +21,7 @@ from bench.e2e import E2EResult
 from bench.ingest import IngestResult
 from bench.limit import LimitResult
 from bench.logs import LogsResult
+from bench.providers import RATE, ProvidersResult
 from bench.suppressions import FEEDBACK_BATCH, SuppressionsResult
 
 PASS, MISS, SKIP, ERROR, INFO = "PASS", "MISS", "SKIP", "ERROR", ""
@@ -287,4 +288,50 @@ def suppressions_rows(r: SuppressionsResult) -> list[Row]:
                 _verdict(per_s >= 1000 and not r.problems),
             )
         )
+    return rows
+
+
+def providers_rows(r: ProvidersResult) -> list[Row]:
+    """Two providers at RATE/s each: the whole within 5 %, each provider, pacing's CPU."""
+    e2e, configured = r.e2e, r.configured
+    name = f"providers: 2 x {RATE}/s, 2 workers"
+    if not e2e.complete:
+        detail = f"INCOMPLETE: {e2e.sent:,}/{e2e.emails:,} sent by the {e2e.seconds:.0f} s deadline"
+        return [Row(name, f"{e2e.emails_per_s:,.0f} emails/s", detail, "", ERROR)]
+    ok = not e2e.problems and abs(e2e.emails_per_s - configured) <= configured * 0.05
+    rows = [
+        Row(
+            name,
+            f"{e2e.emails_per_s:,.0f} emails/s",
+            f"{e2e.sent:,} in {e2e.seconds:.1f} s (first request → last sent)",
+            f"{configured:,} ± 5 %",
+            _verdict(ok),
+        )
+    ]
+    for provider, rate in sorted(r.per_provider.items()):
+        rows.append(
+            Row(
+                f"providers: {provider} alone",
+                f"{rate:,.0f} emails/s",
+                "accepted attempts over their span",
+                f"{RATE} ± 5 %",
+                _verdict(abs(rate - RATE) <= RATE * 0.05),
+            )
+        )
+    rows.append(
+        Row(
+            "providers: pacing CPU per worker",
+            f"{r.pacing_cpu_share:.1%}",
+            f"{r.pacing_cpu_us:.0f} µs per decision at {RATE}/s, 50 asking together",
+            "≤ 5 %",
+            _verdict(r.pacing_cpu_share <= 0.05),
+        )
+    )
+    rows.append(
+        Row(
+            "providers: pacing CPU, one at a time",
+            f"{r.pacing_cpu_share_alone:.1%}",
+            f"{r.pacing_cpu_us_alone:.0f} µs per decision at {RATE}/s",
+        )
+    )
     return rows

@@ -17,7 +17,7 @@ import httpx
 from harness.db import connect
 
 from bench.config import TUNED
-from bench.e2e import E2EResult, _measure
+from bench.e2e import E2EResult, measure
 from bench.report import INFO, MISS, PASS, Row
 from bench.stack import BenchStack
 
@@ -115,7 +115,7 @@ async def _measure_with(
                     run.problems.append(f"POST /webhooks: {created.status_code} {created.text}")
                     return
         started = time.time()
-        await _measure(stack_run, run.e2e, "")
+        await measure(stack_run, run.e2e, "")
         if delay == 0.0 and run.e2e.complete:
             await _backlog(stack_run.db_name, started, started + run.e2e.seconds, run)
             if run.pending:

@@ -24,6 +24,7 @@ from mailroom.db.migrate import migrate
 from mailroom.devinbox.server import CaptureHandler, start_smtp_server
 from mailroom.devinbox.store import Inbox
 from mailroom.settings import Settings
+from mailroom.transport.base import MailTransport
 from mailroom.transport.from_settings import smtp_transport
 from mailroom.transport.smtp import SmtpConfig, SmtpTransport
 from mailroom.worker.runner import DeliveryWorker
@@ -175,7 +176,8 @@ async def _run_dev(settings: Settings, stopper: _Stopper, *, api_port: int, smtp
 
     inbox: Inbox | None = None
     smtp_server = None
-    if settings.smtp_host is None:
+    transport: MailTransport
+    if settings.smtp_host is None and settings.smtp_providers is None:
         inbox = Inbox()
         try:
             smtp_server = await start_smtp_server(CaptureHandler(inbox), DEV_HOST, smtp_port)
@@ -199,7 +201,7 @@ async def _run_dev(settings: Settings, stopper: _Stopper, *, api_port: int, smtp
         )
     else:
         transport = smtp_transport(settings)
-        log.info("dev.using_smtp", host=settings.smtp_host)
+        log.info("dev.using_smtp", host=settings.smtp_host or "SMTP_PROVIDERS")
 
     config = uvicorn.Config(
         create_app(settings, inbox=inbox), host=DEV_HOST, port=api_port, **server_options(settings)

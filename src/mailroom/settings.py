@@ -67,6 +67,11 @@ class Settings(BaseSettings):
     smtp_oauth2_token_command: str | None = None
     # The name given in EHLO/HELO (default: the machine's FQDN, else an address literal).
     smtp_ehlo_name: str | None = None
+    # -- Several providers: SMTP_PROVIDERS lists relays as URLs (transport.provider_config);
+    # a secret, since the URLs carry passwords. PROVIDER_COOLDOWN: seconds a failing
+    # provider is left alone before one email probes it again.
+    smtp_providers: SecretStr | None = None
+    provider_cooldown: float = Field(default=30.0, gt=0, le=3600)
 
     mail_from: str = "Mailroom <no-reply@example.com>"
     message_id_domain: str | None = None
@@ -214,7 +219,7 @@ class Settings(BaseSettings):
     def _blank_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("smtp_port", "smtp_password", mode="before")
+    @field_validator("smtp_port", "smtp_password", "smtp_providers", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value

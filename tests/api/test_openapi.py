@@ -107,6 +107,7 @@ async def test_the_log_query_parameters_are_documented(client: httpx.AsyncClient
         "tz",
         "cursor",
         "project",
+        "provider",
     }
     assert all(parameter["in"] == "query" for parameter in operation["parameters"])
 

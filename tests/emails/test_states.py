@@ -15,6 +15,7 @@ from mailroom.emails.states import (
     DISPATCHABLE_STATUSES,
     FAIL,
     FINAL_STATUSES,
+    PACE,
     RECLAIMABLE_STATUS,
     RETRY,
     TRANSITIONS,
@@ -33,6 +34,7 @@ ALLOWED_MOVES = frozenset(
         (S.SENDING, S.SENT),
         (S.SENDING, S.RETRYING),
         (S.SENDING, S.FAILED),
+        (S.SENDING, S.QUEUED),  # paced by a provider's limit: no attempt made
         (S.SCHEDULED, S.SENDING),
         (S.FAILED, S.QUEUED),  # a manual retry
         (S.SCHEDULED, S.CANCELLED),
@@ -102,7 +104,6 @@ def test_an_email_being_sent_cannot_be_cancelled() -> None:
         (S.RETRYING, S.SENT),
         (S.RETRYING, S.FAILED),
         (S.RETRYING, S.RETRYING),
-        (S.SENDING, S.QUEUED),
         (S.SENT, S.SENDING),
         (S.FAILED, S.RETRYING),
         (S.SENT, S.SENT),
@@ -149,7 +150,7 @@ def test_transition_definitions(
 
 
 def test_transitions_tuple() -> None:
-    assert TRANSITIONS == (CLAIM, DELIVER, DEFER, FAIL, RETRY, CANCEL, BOUNCE)
+    assert TRANSITIONS == (CLAIM, DELIVER, DEFER, FAIL, PACE, RETRY, CANCEL, BOUNCE)
     assert len({t.name for t in TRANSITIONS}) == len(TRANSITIONS)
 
 

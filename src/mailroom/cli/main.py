@@ -12,6 +12,7 @@ from mailroom.cli.common import load_cli_settings, run_server, stop_event
 from mailroom.cli.emails import emails_app
 from mailroom.cli.keys import keys_app
 from mailroom.cli.projects import projects_app
+from mailroom.cli.providers import providers_app
 from mailroom.cli.purge import purge
 from mailroom.cli.suppressions import suppressions_app
 from mailroom.cli.unreachable import reachable
@@ -178,6 +179,7 @@ app.add_typer(emails_app, name="emails")
 app.command()(bounces)
 app.add_typer(suppressions_app, name="suppressions")
 app.add_typer(webhooks_app, name="webhooks")
+app.add_typer(providers_app, name="providers")
 
 if __name__ == "__main__":  # pragma: no cover
     app(prog_name="mailroom")

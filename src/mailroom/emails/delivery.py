@@ -20,6 +20,7 @@ from mailroom.emails import (
     delivery_repository,
     idempotency,
     recipients,
+    release_repository,
     sweeper_repository,
     workers_repository,
 )
@@ -32,7 +33,7 @@ from mailroom.emails.delivery_repository import (
 )
 from mailroom.emails.message import envelope_addresses
 from mailroom.emails.retry import Decision, backoff_delay, decide
-from mailroom.emails.states import DEFER, DELIVER, FAIL
+from mailroom.emails.states import DEFER, DELIVER, FAIL, PACE
 from mailroom.queue.jobs import DeliveryJob
 from mailroom.settings import Settings
 from mailroom.suppressions import service as suppressions
@@ -113,10 +114,17 @@ async def record_attempts(
     settings: Settings,
     rng: random.Random,
 ) -> list[Recorded]:
-    """Log the attempts and move each email on, in one transaction, whatever their outcomes."""
+    """Log the attempts and move each email on, in one transaction, whatever their outcomes.
+
+    A paced one (a provider's limit: no attempt made) is handed back instead, to wait.
+    """
+    paced = [a for a in attempts if a.result.outcome is Outcome.PACED]
+    released = await _release(uow, paced)
     decisions: list[Decision] = []
     finished: list[Finished] = []
     for a in attempts:
+        if a.result.outcome is Outcome.PACED:
+            continue
         # Counted from the last manual retry: each retry gets MAX_ATTEMPTS afresh.
         number = a.claimed.attempt - a.claimed.email.attempts_before_retry
         decision = decide(
@@ -144,7 +152,12 @@ async def record_attempts(
         )
     owned = await delivery_repository.finish_attempts(uow.session, finished)
     recorded: list[Recorded] = []
-    for a, decision in zip(attempts, decisions, strict=True):
+    done = iter(decisions)
+    for a in attempts:
+        if a.result.outcome is Outcome.PACED:
+            recorded.append(released[a.claimed.email.id])
+            continue
+        decision = next(done)
         applied = a.claimed.email.id in owned
         if applied:
             await _suppress_unknown_mailboxes(uow, a, settings)
@@ -224,6 +237,35 @@ def _per_recipient(
     return decision, states
 
 
+async def _release(uow: UnitOfWork, paced: Sequence[AttemptResult]) -> dict[uuid.UUID, Recorded]:
+    """Hand paced emails back, each to wait until its provider has room (result.retry_after)."""
+    releases = [
+        release_repository.Release(
+            a.claimed.email.id,
+            a.claimed.attempt,
+            a.finished_at + timedelta(seconds=a.result.retry_after or 0.0),
+        )
+        for a in paced
+    ]
+    owned = await release_repository.release(uow.session, releases)
+    recorded: dict[uuid.UUID, Recorded] = {}
+    for a, r in zip(paced, releases, strict=True):
+        delay = (r.next_attempt_at - a.finished_at).total_seconds()
+        applied = r.email_id in owned
+        if applied:
+            uow.dispatch_after_commit(
+                DeliveryJob(
+                    r.email_id,
+                    attempt=a.claimed.attempt,
+                    request_id=a.claimed.email.request_id,
+                    delay=delay,
+                    paced_until_ms=round(r.next_attempt_at.timestamp() * 1000),
+                )
+            )
+        recorded[r.email_id] = Recorded(Decision(PACE, delay), applied)
+    return recorded
+
+
 def _attempt_record(a: AttemptResult) -> AttemptRecord:
     result = a.result
     refused = [
@@ -244,6 +286,7 @@ def _attempt_record(a: AttemptResult) -> AttemptRecord:
         enhanced_code=result.enhanced_code,
         message=result.message[:MAX_STORED_REPLY] or None,
         refused_recipients=refused or None,
+        provider=result.provider,
     )
 
 

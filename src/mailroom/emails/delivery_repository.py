@@ -205,6 +205,7 @@ class AttemptRecord:
     enhanced_code: str | None
     message: str | None
     refused_recipients: list[dict[str, Any]] | None
+    provider: str | None = None
 
 
 @dataclass(frozen=True)
@@ -271,16 +272,16 @@ _FINISH = text(
 _RECORD_ATTEMPTS = text(
     """
     INSERT INTO delivery_attempts (email_id, attempt_number, started_at, finished_at, outcome,
-        smtp_code, enhanced_code, message, duration_ms, refused_recipients)
+        smtp_code, enhanced_code, message, duration_ms, refused_recipients, provider)
     SELECT id, attempt, started_at, finished_at, outcome, code, enhanced, message, duration_ms,
-        CAST(refused AS jsonb)
+        CAST(refused AS jsonb), provider
     FROM unnest(
         CAST(:ids AS uuid[]), CAST(:attempts AS integer[]), CAST(:started_at AS timestamptz[]),
         CAST(:finished_at AS timestamptz[]), CAST(:outcomes AS text[]),
         CAST(:codes AS integer[]), CAST(:enhanced AS text[]), CAST(:messages AS text[]),
-        CAST(:durations AS integer[]), CAST(:refused AS text[])
+        CAST(:durations AS integer[]), CAST(:refused AS text[]), CAST(:providers AS text[])
     ) AS u(id, attempt, started_at, finished_at, outcome, code, enhanced, message,
-           duration_ms, refused)
+           duration_ms, refused, provider)
     ON CONFLICT (email_id, attempt_number) DO NOTHING
     """
 )
@@ -332,6 +333,7 @@ async def finish_attempts(session: AsyncSession, finished: Sequence[Finished]) -
                 json.dumps(a.refused_recipients) if a.refused_recipients is not None else None
                 for a in attempts
             ],
+            "providers": [a.provider for a in attempts],
         },
     )
     return owned

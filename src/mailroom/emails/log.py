@@ -103,6 +103,7 @@ async def get_email(
                 message=a.message,
                 duration_ms=a.duration_ms,
                 refused_recipients=a.refused_recipients,
+                provider=a.provider,
             )
             for a in email.delivery_attempts
         ],

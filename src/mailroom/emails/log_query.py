@@ -94,6 +94,15 @@ class LogQuery(BaseModel):
             examples=["jane@example.com"],
         ),
     ] = None
+    provider: Annotated[
+        str | None,
+        Field(
+            description="Only emails with an attempt through this provider "
+            "(an SMTP_PROVIDERS name, or SMTP_HOST)",
+            max_length=63,
+            examples=["ses"],
+        ),
+    ] = None
     tz: Annotated[
         str,
         Field(
@@ -201,6 +210,7 @@ class LogQuery(BaseModel):
             project_id=project_id,
             statuses=tuple(EmailStatus(s) for s in self.status.split(",")) if self.status else (),
             recipient=self.to,
+            provider=self.provider,
             since=self.since,
             until=self.until,
         )

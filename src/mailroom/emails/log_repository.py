@@ -16,12 +16,13 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, text, tuple_, union_all
+from sqlalchemy import exists, func, select, text, tuple_, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from mailroom.emails import buckets
 from mailroom.emails.models import (
+    DeliveryAttempt,
     DeliveryFeedback,
     Email,
     EmailAttachment,
@@ -87,6 +88,7 @@ class LogFilter:
     project_id: uuid.UUID | None
     statuses: tuple[EmailStatus, ...] = ()
     recipient: str | None = None
+    provider: str | None = None  # emails with an attempt through it
     since: datetime | None = None
     until: datetime | None = None
     # The last error's class: "4xx", "5xx" (SMTP reply codes) or "connection" (none).
@@ -114,6 +116,12 @@ class LogFilter:
             where.append(Email.status.in_([s.value for s in self.statuses]))
         if self.recipient is not None:
             where.append(Email.recipients.contains([self.recipient.lower()]))
+        if self.provider is not None:
+            where.append(
+                exists().where(
+                    DeliveryAttempt.provider == self.provider, DeliveryAttempt.email_id == Email.id
+                )
+            )
         if self.since is not None:
             where.append(Email.created_at >= self.since)
         if self.until is not None:
@@ -163,8 +171,9 @@ async def count_emails(session: AsyncSession, log_filter: LogFilter) -> int:
         or log_filter.error_class is not None
         or log_filter.sender_contains is not None
         or log_filter.subject_contains is not None
+        or log_filter.provider is not None
     ):
-        # The counters know nothing of recipients or errors; count the rows.
+        # The counters know nothing of recipients, errors, providers or texts; count the rows.
         return await _count_rows(session, log_filter)
     statuses = [s.value for s in log_filter.statuses]
     since, until = log_filter.since, log_filter.until

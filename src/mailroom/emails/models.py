@@ -204,11 +204,19 @@ class DeliveryAttempt(Base):
     duration_ms: Mapped[int] = mapped_column(Integer)
     # Recipients refused while others were accepted: [{recipient, code, enhancedCode, message}].
     refused_recipients: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)
+    # The SMTP_PROVIDERS name (or SMTP_HOST) the attempt went through.
+    provider: Mapped[str | None] = mapped_column(String(63))
 
     email: Mapped[Email] = relationship(back_populates="delivery_attempts", lazy="raise")
 
     __table_args__ = (
         UniqueConstraint("email_id", "attempt_number"),
+        Index(
+            "ix_delivery_attempts_provider_email_id",
+            "provider",
+            "email_id",
+            postgresql_where=text("provider IS NOT NULL"),
+        ),
         CheckConstraint(
             "outcome IN ('accepted', 'transient', 'permanent', 'unknown', 'interrupted')",
             name="outcome_known",

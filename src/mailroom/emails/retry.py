@@ -43,6 +43,9 @@ def decide(
         return Decision(DEFER, backoff_delay(1, base=base, cap=cap, rng=rng))
     if result.outcome is Outcome.PERMANENT or attempt >= max_attempts:
         return Decision(FAIL)
+    if result.retry_now:
+        # The provider failed, not the email, and another provider is healthy: go there now.
+        return Decision(DEFER, 0.0)
     delay = backoff_delay(attempt, base=base, cap=cap, rng=rng)
     if result.retry_after is not None:
         # The server said when to come back: honour it, within our cap.

@@ -8,6 +8,7 @@
                                 ▼ │
                               retrying
     sending ──fail──▶ failed          (permanent reply, or attempts exhausted)
+    sending ──pace──▶ queued/retrying (a provider's limit: no attempt made, claim undone)
     sending ──claim─▶ sending         (only once the previous claim's lease expired)
     failed ──retry──▶ queued          (POST /emails/{id}/retry, POST /emails/requeue)
     scheduled, queued, retrying ──cancel──▶ cancelled   (POST /emails/{id}/cancel)
@@ -70,13 +71,16 @@ RECLAIMABLE_STATUS = EmailStatus.SENDING
 DELIVER = Transition("deliver", frozenset({EmailStatus.SENDING}), EmailStatus.SENT)
 DEFER = Transition("defer", frozenset({EmailStatus.SENDING}), EmailStatus.RETRYING)
 FAIL = Transition("fail", frozenset({EmailStatus.SENDING}), EmailStatus.FAILED)
+# Back to where it was (queued, or retrying after earlier attempts) with no attempt made;
+# its target here is the first-attempt case, the repository picks retrying otherwise.
+PACE = Transition("pace", frozenset({EmailStatus.SENDING}), EmailStatus.QUEUED)
 RETRY = Transition("retry", frozenset({EmailStatus.FAILED}), EmailStatus.QUEUED)
 # Not `sending`: the server may be receiving it right now.
 CANCEL = Transition("cancel", DISPATCHABLE_STATUSES, EmailStatus.CANCELLED)
 # A relay said 250, then reported that every recipient's mailbox does not exist.
 BOUNCE = Transition("bounce", frozenset({EmailStatus.SENT}), EmailStatus.BOUNCED)
 
-TRANSITIONS: tuple[Transition, ...] = (CLAIM, DELIVER, DEFER, FAIL, RETRY, CANCEL, BOUNCE)
+TRANSITIONS: tuple[Transition, ...] = (CLAIM, DELIVER, DEFER, FAIL, PACE, RETRY, CANCEL, BOUNCE)
 
 
 def allowed(source: EmailStatus, target: EmailStatus) -> bool:

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import structlog
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -71,6 +71,51 @@ async def queue_depth(sessions: async_sessionmaker[AsyncSession], queue: Any) ->
             family.add_metric([key], value)
         families.append(family)
     return families
+
+
+class ProviderCollector:
+    """Per provider (a transport over SMTP_PROVIDERS): sent, failed, throttled, breaker, rate."""
+
+    def __init__(self, transport: object) -> None:
+        self._transport = transport
+
+    def collect(self) -> Iterator[Metric]:
+        stats = getattr(self._transport, "stats", None)
+        if not callable(stats):
+            return
+        rows = stats()
+        families = {
+            key: CounterMetricFamily(f"mailroom_provider_{key}", documentation, labels=["provider"])
+            for key, documentation in (
+                ("sent", "Messages a provider accepted"),
+                ("failed", "Attempts through a provider that did not deliver"),
+                ("throttled", "Throttling answers from a provider (no attempt counted)"),
+                ("paced", "Emails that waited because a provider was at its limit"),
+            )
+        }
+        breaker = GaugeMetricFamily(
+            "mailroom_provider_breaker_state",
+            "A provider's circuit breaker: 0 closed, 1 half-open, 2 open",
+            labels=["provider"],
+        )
+        rate = GaugeMetricFamily(
+            "mailroom_provider_rate_per_second",
+            "Messages per second a provider may take now (throttling slowdowns included)",
+            labels=["provider"],
+        )
+        for row in rows:
+            name = str(row["name"])
+            for key, family in families.items():
+                family.add_metric([name], float(row[key]))
+            breaker.add_metric([name], _BREAKER_VALUES.get(str(row["breaker"]), 0))
+            if row["rate"] is not None:
+                rate.add_metric([name], float(row["rate"]))
+        yield from families.values()
+        yield breaker
+        yield rate
+
+
+_BREAKER_VALUES = {"closed": 0, "half_open": 1, "open": 2}
 
 
 class SmtpPoolCollector:

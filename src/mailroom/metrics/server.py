@@ -16,7 +16,7 @@ from wsgiref.simple_server import WSGIServer
 import structlog
 from prometheus_client import start_http_server
 
-from mailroom.metrics.collectors import SmtpPoolCollector
+from mailroom.metrics.collectors import ProviderCollector, SmtpPoolCollector
 from mailroom.metrics.registry import WORKER_REGISTRY, combine
 
 log = structlog.get_logger(__name__)
@@ -44,7 +44,7 @@ def serve_worker_metrics(host: str, port: int, transport: object) -> MetricsServ
     """Serve the worker's metrics (and ``transport``'s pool); None when off or not bound."""
     if not port:
         return None
-    registry = combine(WORKER_REGISTRY, SmtpPoolCollector(transport))
+    registry = combine(WORKER_REGISTRY, SmtpPoolCollector(transport), ProviderCollector(transport))
     try:
         server, thread = start_http_server(port, addr=host, registry=registry)
     except OSError as exc:

@@ -16,6 +16,7 @@ from mailroom.breaker import Breaker
 from mailroom.coalescer import Coalescer
 from mailroom.queue.jobs import DeliveryJob, Job, job_name
 from mailroom.settings import Settings
+from mailroom.transport.pacing import read_breakers
 
 log = structlog.get_logger(__name__)
 
@@ -35,6 +36,7 @@ class Dispatcher:
     def __init__(self, settings: Settings) -> None:
         self._queue = Queue(settings.queue_name, queue_options(settings))
         self._timeout = settings.enqueue_timeout
+        self._prefix = settings.queue_prefix
         # After Redis failed to take a dispatch, skip it for a while: the sweeper catches up.
         self._breaker = Breaker()
         # Concurrent dispatches (one per request or job) share one addBulk.
@@ -113,6 +115,10 @@ class Dispatcher:
 
     async def ping(self) -> None:
         await self._queue.client.ping()
+
+    async def provider_breakers(self) -> dict[str, str]:
+        """Each SMTP provider's circuit breaker, as the workers last published it."""
+        return await read_breakers(self._queue.client, self._prefix)
 
     async def aclose(self) -> None:
         await self._queue.close()

@@ -24,11 +24,17 @@ class DeliveryJob:
     # The id of a job that may already carry this attempt (the batch an email came in);
     # the sweeper asks Redis for that one before it dispatches this one.
     queued_as: str | None = None
+    # Set when a provider's limit handed the email back before the attempt: the same
+    # attempt is queued again while its first job is still running, so it needs an id
+    # of its own (one per hand-back).
+    paced_until_ms: int | None = None
 
     @property
     def job_id(self) -> str:
         # Derived from the email, so dispatching the same attempt twice (say, the
         # sweeper and the API) queues it once. BullMQ ids must not contain ':'.
+        if self.paced_until_ms is not None:
+            return f"{self.email_id}-{self.attempt}-p{self.paced_until_ms}"
         return f"{self.email_id}-{self.attempt}"
 
     def data(self) -> dict[str, Any]:

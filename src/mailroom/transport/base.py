@@ -23,6 +23,9 @@ class Outcome(StrEnum):
     UNKNOWN = "unknown"  # lost during DATA: the server may or may not have accepted it
     # Recorded by the worker when it is stopped mid-attempt; never returned by a transport.
     INTERRUPTED = "interrupted"
+    # A provider's limit (rate, daily quota, every provider unhealthy) kept the email from
+    # going now: no attempt was made; it waits until ``retry_after``. Never recorded.
+    PACED = "paced"
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,11 @@ class SendResult:
     # Seconds spent talking to the server, when the transport measured it (time spent
     # waiting for a free pooled connection is not part of the attempt).
     elapsed: float | None = None
+    # The provider (SMTP_PROVIDERS name, or SMTP_HOST) that gave this answer.
+    provider: str | None = None
+    # The provider failed, not the email, and another one is healthy: the next attempt
+    # should come at once (on that other provider), not after a backoff.
+    retry_now: bool = False
 
 
 class MailTransport(Protocol):

@@ -49,8 +49,9 @@ class _Send:
 
 
 class SmtpTransport:
-    def __init__(self, config: SmtpConfig) -> None:
+    def __init__(self, config: SmtpConfig, *, name: str | None = None) -> None:
         self._config = config
+        self._name = name
         self._idle: list[SmtpConnection] = []
         self._connections: set[SmtpConnection] = set()
         self._slots = Slots(config.pool_size)
@@ -72,7 +73,7 @@ class SmtpTransport:
         finally:
             if send.holds_place:
                 self._slots.release()
-        return replace(result, elapsed=time.monotonic() - send.began)
+        return replace(result, elapsed=time.monotonic() - send.began, provider=self._name)
 
     async def aclose(self) -> None:
         idle, self._idle = self._idle, []

@@ -298,8 +298,13 @@ def _log_outcome(attempt: AttemptResult, recorded: Recorded) -> str:
         "outcome": result.outcome.value,
         "code": result.code,
         "enhanced_code": result.enhanced_code,
+        "provider": result.provider,
         "duration_ms": round((attempt.finished_at - attempt.started_at).total_seconds() * 1000),
     }
+    if result.outcome is Outcome.PACED:
+        # No attempt: a provider's limit; the email waits, unchanged, for its turn.
+        log.info("email.paced", reason=result.message, wait_s=recorded.decision.delay, **fields)
+        return "paced" if recorded.applied else "claim_lost"
     record_delivery(attempt, recorded)  # metrics
     if not recorded.applied:
         log.warning(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
@@ -46,4 +47,10 @@ async def ready(state: State) -> JSONResponse:
     down = [name for name, value in report.items() if value != "ok"]
     if down:
         return error_response(NotReady(f"Not ready: {', '.join(down)} unreachable", details=report))
-    return JSONResponse({"status": "ready", "checks": report})
+    body: dict[str, object] = {"status": "ready", "checks": report}
+    # Reported, never a reason to be unready: the worker fails over between providers.
+    with contextlib.suppress(Exception):
+        breakers = await asyncio.wait_for(state.dispatcher.provider_breakers(), _CHECK_TIMEOUT)
+        if breakers:
+            body["providers"] = {name: {"breaker": value} for name, value in breakers.items()}
+    return JSONResponse(body)

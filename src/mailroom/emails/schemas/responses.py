@@ -107,6 +107,9 @@ class DeliveryAttemptItem(CamelSchema):
     message: str | None
     duration_ms: int
     refused_recipients: list[dict[str, Any]] | None
+    provider: str | None = Field(
+        default=None, description="The provider (SMTP_PROVIDERS name, or SMTP_HOST) it went through"
+    )
 
 
 class FeedbackItem(CamelSchema):
