@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from mailroom.settings import ConfigurationError, load_settings, parse_retry_schedule
+from mailroom.setting_checks import parse_retry_schedule
+from mailroom.settings import ConfigurationError, load_settings
 from mailroom.webhooks import signing
 from mailroom.webhooks.schedule import next_wait, parse_retry_after
 from mailroom.webhooks.ssrf import RefusedDestination, check_url, refused_address

@@ -23,7 +23,7 @@ from mailroom.projects.access import ProjectAccess, ProjectRef
 from mailroom.projects.models import Project
 from mailroom.projects.names import DEFAULT_PROJECT_NAME
 from mailroom.projects.service import find_project
-from mailroom.settings import validate_rate_limit
+from mailroom.setting_checks import validate_rate_limit
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import cast, get_args
 from urllib.parse import SplitResult, parse_qsl, quote, unquote, urlsplit
 
-from mailroom.settings import check_ca_file, is_ehlo_name
+from mailroom.setting_checks import check_ca_file, is_ehlo_name
 from mailroom.transport.smtp_config import Mechanism, Security, SmtpConfig
 
 _DEFAULT_PORTS: dict[str, int] = {"none": 25, "starttls": 587, "tls": 465}
