@@ -11,15 +11,42 @@ import re
 import ssl
 from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from limits import parse as parse_rate_limit
-
-if TYPE_CHECKING:
-    from mailroom.settings import Settings
+from pydantic import SecretStr
 
 
-def smtp_problems(s: Settings) -> list[str]:
+class SmtpFields(Protocol):
+    """The SMTP settings smtp_problems reads (mailroom.settings.Settings has them all)."""
+
+    @property
+    def smtp_username(self) -> str | None: ...
+    @property
+    def smtp_password(self) -> SecretStr | None: ...
+    @property
+    def smtp_security(self) -> str: ...
+    @property
+    def smtp_auth_mechanism(self) -> str: ...
+    @property
+    def smtp_allow_insecure_auth(self) -> bool: ...
+    @property
+    def smtp_ca_file(self) -> Path | None: ...
+    @property
+    def smtp_verify_cert(self) -> bool: ...
+    @property
+    def smtp_oauth2_token_url(self) -> str | None: ...
+    @property
+    def smtp_oauth2_client_id(self) -> str | None: ...
+    @property
+    def smtp_oauth2_client_secret(self) -> SecretStr | None: ...
+    @property
+    def smtp_oauth2_scope(self) -> str | None: ...
+    @property
+    def smtp_oauth2_token_command(self) -> str | None: ...
+
+
+def smtp_problems(s: SmtpFields) -> list[str]:
     """What is wrong with the SMTP settings taken together (each names its variables)."""
     problems: list[str] = []
     url, command = s.smtp_oauth2_token_url, s.smtp_oauth2_token_command
