@@ -138,9 +138,10 @@ def log_item(found: Listed) -> EmailLogItem:
         )
         if has_error
         else None,
-        bounced=email.bounced,
-        complained=email.complained,
-        suppressed=email.suppressed_recipients,
+        # `or`: an Email built in Python has no server defaults until it is flushed.
+        bounced=bool(email.bounced),
+        complained=bool(email.complained),
+        suppressed=list(email.suppressed_recipients or ()),
     )
 
 
