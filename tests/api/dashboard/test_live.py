@@ -152,6 +152,10 @@ def test_criteria_match_in_python_as_the_filter_does_in_sql() -> None:
                 sandbox=False,
                 cc_addrs=[],
                 bcc_addrs=[],
+                # Not read back from the database: the columns' server defaults, by hand.
+                bounced=False,
+                complained=False,
+                suppressed_recipients=[],
             ),
             "default",
         )

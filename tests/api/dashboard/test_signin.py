@@ -20,7 +20,7 @@ from tests.api.dashboard.conftest import csrf_of, sign_in
 from tests.conftest import api_client, make_key
 from tests.support.factories import key_id
 
-PAGES = ("/dashboard", "/dashboard/emails", "/dashboard/keys")
+PAGES = ("/dashboard", "/dashboard/emails", "/dashboard/keys", "/dashboard/suppressions")
 
 
 async def test_the_form_has_a_labelled_key_field_and_a_sign_in_button(

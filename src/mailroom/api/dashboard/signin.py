@@ -135,12 +135,12 @@ def valid_zone(value: str | None) -> str:
     return value
 
 
-async def read_form(request: Request) -> dict[str, str]:
-    """A urlencoded form's fields (the first value of each); at most MAX_FORM_BYTES."""
+async def read_form(request: Request, max_bytes: int = MAX_FORM_BYTES) -> dict[str, str]:
+    """A urlencoded form's fields (the first value of each); at most ``max_bytes``."""
     body = b""
     async for chunk in request.stream():
         body += chunk
-        if len(body) > MAX_FORM_BYTES:
+        if len(body) > max_bytes:
             raise NotAllowed("That form is too large.")
     fields = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
     return {name: values[0] for name, values in fields.items()}
