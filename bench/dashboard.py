@@ -51,6 +51,8 @@ async def dashboard_timings(api_url: str, key: str, time_it: TimeIt) -> list[Que
             # Matched row by row: a text that (almost) no email has scans the whole log.
             ("emails, subject contains (rare)", "/dashboard/emails?subject=receipt%20%23999999"),
             ("one email", f"/dashboard/emails/{found.group(1)}"),
+            ("suppressions", "/dashboard/suppressions"),
+            ("suppressions, q=example.com", "/dashboard/suppressions?q=example.com"),
             ("API keys", "/dashboard/keys"),
         ]
         timings = []

@@ -52,3 +52,13 @@ class SigningSecret(Base):
     purpose: Mapped[str] = mapped_column(String(32), primary_key=True)
     secret: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class DashboardSignout(Base):
+    """A dashboard session ended by "Sign out": its cookie, or any copy of it, no longer
+    opens a page. Kept until the session would have expired anyway (``expires_at``)."""
+
+    __tablename__ = "dashboard_signouts"
+
+    session_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

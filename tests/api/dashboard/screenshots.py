@@ -24,6 +24,10 @@ from mailroom.auth.scopes import Scope
 from mailroom.auth.service import create_key
 from mailroom.db.engine import open_database
 from mailroom.db.migrate import migrate
+from mailroom.projects.models import DEFAULT_PROJECT_ID
+from mailroom.suppressions.models import Reason
+from mailroom.suppressions.repository import NewSuppression
+from mailroom.suppressions.repository import add as add_suppressions
 from tests.conftest import REDIS_URL, SERVER_URL, make_settings, running_worker
 from tests.support.factories import email_in, insert_emails
 from tests.support.live_server import serving
@@ -64,8 +68,17 @@ async def _examples(database_url: str) -> None:
                 )
             )
     rows.append(email_in("scheduled", subject="Trial ends tomorrow"))
+    listed = [
+        NewSuppression("old-address@example.org", Reason.HARD_BOUNCE.value, rows[3].id),
+        NewSuppression("not-me@example.net", Reason.COMPLAINT.value, rows[9].id),
+        NewSuppression("left@example.com", Reason.UNSUBSCRIBE.value, None),
+        NewSuppression("typo@exmaple.com", Reason.MANUAL.value, None, now + timedelta(days=30)),
+    ]
     async with open_database(make_settings(database_url, "screens"), pool_size=2) as sessions:
         await insert_emails(sessions, *rows)
+        async with sessions() as session:
+            await add_suppressions(session, DEFAULT_PROJECT_ID, listed, now)
+            await session.commit()
 
 
 async def main() -> None:
@@ -118,6 +131,7 @@ async def _shoot(base_url: str, key: str, email_id: str) -> None:
         "overview": "/dashboard?tz=UTC",
         "emails": "/dashboard/emails",
         "email": f"/dashboard/emails/{email_id}",
+        "suppressions": "/dashboard/suppressions",
         "keys": "/dashboard/keys",
         "login": "/dashboard/login",
     }

@@ -1,6 +1,6 @@
 """The dashboard in a real browser (Debian's Chromium driven by Playwright) against the API
 served by uvicorn, a real worker and an SMTP server: sign in, live updates, one email,
-retry, cancel, hostile emails, sign out."""
+retry, cancel, hostile emails, the suppression list, sign out."""
 
 from __future__ import annotations
 
@@ -182,13 +182,50 @@ async def test_hostile_emails_display_as_text_and_run_nothing(page: Page, stack:
     assert dialogs == []
 
 
-async def test_signing_out_ends_access(page: Page, stack: Stack) -> None:
+async def test_signing_out_ends_access(page: Page, stack: Stack, browser: Browser) -> None:
     await sign_in(page, stack.key)
+    copied = await page.context.cookies()  # as someone who took the cookie would have it
     await page.get_by_role("button", name="Sign out").click()
     await expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
     await page.goto("/dashboard/emails")
     await expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
     assert "/dashboard/login?next=%2Fdashboard%2Femails" in page.url
+    elsewhere = await browser.new_context(base_url=stack.server.base_url)
+    try:
+        await elsewhere.add_cookies(copied)  # type: ignore[arg-type]
+        other = await elsewhere.new_page()
+        await other.goto("/dashboard/emails")
+        await expect(other.get_by_role("heading", name="Sign in")).to_be_visible()
+    finally:
+        await elsewhere.close()
+
+
+async def test_an_address_is_suppressed_and_removed_after_confirmation(
+    page: Page, stack: Stack
+) -> None:
+    await sign_in(page, stack.key, "/dashboard/suppressions")
+    await expect(page.get_by_text("No suppressed address matches.")).to_be_visible()
+    await page.get_by_role("textbox", name="Addresses").fill(f"browser@example.com\n{XSS}")
+    await page.get_by_role("button", name="Suppress").click()
+    await expect(page.get_by_role("alert")).to_contain_text("addresses[1]")
+    await expect(page.get_by_role("textbox", name="Addresses")).to_have_value(
+        f"browser@example.com\n{XSS}"
+    )
+    await page.get_by_role("textbox", name="Addresses").fill("browser@example.com")
+    await page.get_by_role("button", name="Suppress").click()
+    await expect(page.get_by_text("1 address(es) added to the list.")).to_be_visible()
+    await expect(page.get_by_role("cell", name="browser@example.com", exact=True)).to_be_visible()
+    asked: list[str] = []
+
+    async def accept(dialog: Dialog) -> None:
+        asked.append(dialog.message)
+        await dialog.accept()
+
+    page.on("dialog", accept)
+    await page.get_by_role("button", name="Remove browser@example.com").click()
+    await expect(page.get_by_text("The address was taken off the list.")).to_be_visible()
+    await expect(page.get_by_text("No suppressed address matches.")).to_be_visible()
+    assert asked == ["Take browser@example.com off the list? Emails to it will be sent again."]
 
 
 async def test_the_keyboard_alone_signs_in_and_moves_between_pages(

@@ -13,11 +13,13 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from mailroom.api.dashboard import live
+from mailroom.api.dashboard.session import COOKIE
 from mailroom.auth.service import revoke_key
 from mailroom.emails.log_query import encode_cursor
 from mailroom.emails.log_repository import Position
 from mailroom.settings import Settings
-from tests.api.dashboard.conftest import sign_in
+from tests.api.dashboard.conftest import csrf_of, sign_in
 from tests.conftest import make_key
 from tests.support.factories import email_in, insert_emails, key_id, update_email
 from tests.support.live_server import LiveServer, serving
@@ -93,6 +95,32 @@ async def test_the_stream_ends_when_the_key_is_revoked(
             assert event == "signout"
 
 
+async def test_a_stream_opened_with_a_copied_cookie_ends_when_its_session_signs_out(
+    server: LiveServer,
+    sessions: async_sessionmaker[AsyncSession],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(live, "SIGNOUT_CHECK", 0.0)  # look at every tick, not every 10 s
+    key = await make_key(sessions)
+    start = encode_cursor(Position(datetime.now(UTC), uuid.UUID(int=0)))
+    async with (
+        httpx.AsyncClient(base_url=server.base_url) as owner,
+        httpx.AsyncClient(base_url=server.base_url) as copy,
+    ):
+        await sign_in(owner, key)
+        copy.cookies.set(COOKIE, owner.cookies.get(COOKIE) or "", path="/dashboard")
+        async with copy.stream(
+            "GET", "/dashboard/emails/live", params={"after": start}
+        ) as response:
+            assert response.status_code == 200
+            events = _events(response)
+            page = await owner.get("/dashboard")
+            signed_out = await owner.post("/dashboard/logout", data={"csrf": csrf_of(page)})
+            assert signed_out.status_code == 303
+            event, _ = await _next(events)
+            assert event == "signout"
+
+
 async def test_without_a_session_the_stream_is_refused(server: LiveServer) -> None:
     async with httpx.AsyncClient(base_url=server.base_url) as client:
         answer = await client.get("/dashboard/emails/live", headers={"Accept": "text/event-stream"})
@@ -152,6 +180,10 @@ def test_criteria_match_in_python_as_the_filter_does_in_sql() -> None:
                 sandbox=False,
                 cc_addrs=[],
                 bcc_addrs=[],
+                # Not read back from the database: the columns' server defaults, by hand.
+                bounced=False,
+                complained=False,
+                suppressed_recipients=[],
             ),
             "default",
         )

@@ -26,7 +26,13 @@ def _ids(page: httpx.Response) -> list[str]:
 
 
 async def test_every_page_has_the_strict_headers(signed_in: httpx.AsyncClient) -> None:
-    for path in ("/dashboard", "/dashboard/emails", "/dashboard/keys", "/dashboard/login"):
+    for path in (
+        "/dashboard",
+        "/dashboard/emails",
+        "/dashboard/keys",
+        "/dashboard/suppressions",
+        "/dashboard/login",
+    ):
         page = await signed_in.get(path)
         assert page.status_code == 200, path
         csp = page.headers["content-security-policy"]

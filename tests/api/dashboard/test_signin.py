@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -13,12 +14,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from mailroom.api.dashboard.session import COOKIE, SessionSigner, Signers
 from mailroom.auth.scopes import Scope
 from mailroom.auth.service import revoke_key, signing_secret
+from mailroom.auth.signouts import end_session, is_ended
 from mailroom.settings import Settings
 from tests.api.dashboard.conftest import csrf_of, sign_in
 from tests.conftest import api_client, make_key
 from tests.support.factories import key_id
 
-PAGES = ("/dashboard", "/dashboard/emails", "/dashboard/keys")
+PAGES = ("/dashboard", "/dashboard/emails", "/dashboard/keys", "/dashboard/suppressions")
 
 
 async def test_the_form_has_a_labelled_key_field_and_a_sign_in_button(
@@ -128,6 +130,39 @@ async def test_signing_out_ends_the_session_and_needs_the_csrf_token(
     assert answer.status_code == 303
     assert answer.headers["location"] == "/dashboard/login"
     assert (await signed_in.get("/dashboard")).status_code == 303
+
+
+async def test_a_copy_of_the_cookie_taken_before_signing_out_stops_working(
+    settings: Settings, signed_in: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    copied = signed_in.cookies.get(COOKIE, path="/dashboard")
+    assert copied is not None
+    page = await signed_in.get("/dashboard/emails")
+    assert (
+        await signed_in.post("/dashboard/logout", data={"csrf": csrf_of(page)})
+    ).status_code == 303
+    async with api_client(settings) as elsewhere:
+        elsewhere.cookies.set(COOKIE, copied, path="/dashboard")
+        answer = await elsewhere.get("/dashboard/emails")
+        assert answer.status_code == 303
+        assert answer.headers["location"] == "/dashboard/login?next=%2Fdashboard%2Femails"
+        live = await elsewhere.get(
+            "/dashboard/emails/live", headers={"accept": "text/event-stream"}
+        )
+        assert live.status_code == 401
+
+
+async def test_a_sign_out_forgets_sign_outs_whose_sessions_have_expired(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    now = datetime.now(UTC)
+    async with sessions() as session:
+        await end_session(session, "old", now - timedelta(seconds=1), now=now - timedelta(hours=1))
+        await end_session(session, "new", now + timedelta(hours=1), now=now)
+        await session.commit()
+        assert not await is_ended(session, "old")
+        assert await is_ended(session, "new")
+        assert not await is_ended(session, "never-signed-out")
 
 
 async def test_revoking_the_key_ends_its_sessions(

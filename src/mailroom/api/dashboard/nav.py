@@ -21,5 +21,6 @@ class NavItem:
 NAV: list[NavItem] = [
     NavItem("Overview", "/dashboard", Scope.LOGS_READ),
     NavItem("Emails", "/dashboard/emails", Scope.LOGS_READ),
+    NavItem("Suppressions", "/dashboard/suppressions", Scope.LOGS_READ),
     NavItem("API keys", "/dashboard/keys", Scope.LOGS_READ),
 ]

@@ -1,9 +1,11 @@
-"""The dashboard's session: a signed cookie holding a key's id, its expiry and a CSRF token.
+"""The dashboard's session: a signed cookie holding its own id, a key's id, its expiry and a
+CSRF token.
 
 Nothing secret is in it (the key itself never is): its signature stops forgery, and the
 key's id is looked up on every request, so a revoked key ends every session it opened.
 It is signed with DASHBOARD_SECRET, or else with a random secret kept in the database
-(``signing_secret``), the same for every API process and across restarts.
+(``signing_secret``), the same for every API process and across restarts. "Sign out" records
+the session's id as ended (``auth.signouts``), so a copy of the cookie stops working too.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ PURPOSE = "dashboard"
 
 @dataclass(frozen=True)
 class DashboardSession:
+    id: str  # random; what "Sign out" records as ended
     key_id: uuid.UUID
     csrf: str
     expires_at: float  # Unix seconds
@@ -48,12 +51,19 @@ class SessionSigner:
     def new(self, key_id: uuid.UUID, tz: str) -> tuple[DashboardSession, str]:
         """A session for this key, and its cookie value."""
         session = DashboardSession(
+            id=secrets.token_urlsafe(18),
             key_id=key_id,
             csrf=secrets.token_urlsafe(24),
             expires_at=time.time() + self.lifetime,
             tz=tz,
         )
-        payload = {"k": str(key_id), "c": session.csrf, "e": session.expires_at, "z": tz}
+        payload = {
+            "i": session.id,
+            "k": str(key_id),
+            "c": session.csrf,
+            "e": session.expires_at,
+            "z": tz,
+        }
         return session, self._serializer.dumps(payload)
 
     def read(self, cookie: str | None) -> DashboardSession | None:
@@ -63,6 +73,7 @@ class SessionSigner:
         try:
             payload = self._serializer.loads(cookie, max_age=self.lifetime)
             session = DashboardSession(
+                id=str(payload["i"]),
                 key_id=uuid.UUID(payload["k"]),
                 csrf=str(payload["c"]),
                 expires_at=float(payload["e"]),

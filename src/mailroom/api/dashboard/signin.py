@@ -2,14 +2,16 @@
 
 ``Viewer`` is the dependency of every page: the session cookie, checked for its signature
 and expiry, then its key looked up again (``KeyChecker.check_id``), so revoking a key
-ends its sessions within API_KEY_CACHE_SECONDS. Without a valid session a page redirects
-to the sign-in form, which brings the user back to the page afterwards.
+ends its sessions within API_KEY_CACHE_SECONDS, and the session's id is looked up among the
+signed-out ones (``auth.signouts``: one primary-key lookup). Without a valid session a page
+redirects to the sign-in form, which brings the user back to the page afterwards.
 """
 
 from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Annotated
 from urllib.parse import parse_qs, quote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -25,6 +27,7 @@ from mailroom.api.dashboard.web import PREFIX, render
 from mailroom.api.deps import state_of
 from mailroom.auth.scopes import Scope
 from mailroom.auth.service import Principal
+from mailroom.auth.signouts import end_session, is_ended
 from mailroom.projects.service import list_projects
 
 log = structlog.get_logger(__name__)
@@ -90,8 +93,10 @@ async def current_viewer(request: Request) -> Viewer:
     if session is None or principal is None or not principal.has(Scope.LOGS_READ):
         raise SignInRequired(wanted_page(request))
     projects: list[str] = []
-    if principal.has(Scope.ADMIN):
-        async with state_of(request).sessions() as db:
+    async with state_of(request).sessions() as db:
+        if await is_ended(db, session.id):
+            raise SignInRequired(wanted_page(request))
+        if principal.has(Scope.ADMIN):
             projects = [p.name for p in await list_projects(db)]
     return Viewer(
         principal,
@@ -130,12 +135,12 @@ def valid_zone(value: str | None) -> str:
     return value
 
 
-async def read_form(request: Request) -> dict[str, str]:
-    """A urlencoded form's fields (the first value of each); at most MAX_FORM_BYTES."""
+async def read_form(request: Request, max_bytes: int = MAX_FORM_BYTES) -> dict[str, str]:
+    """A urlencoded form's fields (the first value of each); at most ``max_bytes``."""
     body = b""
     async for chunk in request.stream():
         body += chunk
-        if len(body) > MAX_FORM_BYTES:
+        if len(body) > max_bytes:
             raise NotAllowed("That form is too large.")
     fields = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
     return {name: values[0] for name, values in fields.items()}
@@ -220,6 +225,14 @@ async def login(request: Request) -> Response:
 async def logout(request: Request, viewer: CurrentViewer) -> Response:
     form = await read_form(request)
     viewer.check_csrf(form.get("csrf"))
+    async with state_of(request).sessions() as db:
+        await end_session(
+            db,
+            viewer.session.id,
+            datetime.fromtimestamp(viewer.session.expires_at, UTC),
+            now=datetime.now(UTC),
+        )
+        await db.commit()
     response = RedirectResponse(PREFIX + "/login", status_code=303)
     response.delete_cookie(COOKIE, path=PREFIX, httponly=True, samesite="strict")
     log.info("dashboard.signed_out", key_id=str(viewer.principal.key_id))
