@@ -17,7 +17,7 @@ from mailroom.webhooks.events import emit_for_emails
 from tests.api.dashboard.conftest import csrf_of, sign_in
 from tests.conftest import api_client, make_key
 from tests.support.factories import email_in, insert_emails
-from tests.support.webhook_receiver import WebhookReceiver, webhook_receiver
+from tests.support.webhook_receiver import Reply, WebhookReceiver, webhook_receiver
 from tests.webhooks.conftest import LOCAL
 
 XSS = '<script>alert(1)</script><img src=x onerror="alert(2)">'
@@ -201,3 +201,26 @@ async def test_an_email_page_lists_its_webhook_events_in_order(
     page = await signed_in.get(f"/dashboard/emails/{email.id}")
     events = re.findall(r"<li><strong>(email\.\w+)</strong> · <time", page.text)
     assert events == [*shown_before, "email.queued", "email.failed"]
+
+
+async def test_replay_failed_sends_again_the_events_that_failed_for_good(
+    local_client: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    # 410 Gone: the attempt fails for good and the endpoint is disabled, with its reason.
+    async with webhook_receiver(lambda _: Reply(status=410)) as gone:
+        key = await make_key(sessions)
+        hook = await _endpoint(local_client, key, gone.url)
+        await sign_in(local_client, key)
+        path = f"/dashboard/webhooks/{hook['id']}"
+        page = await local_client.get(path)
+        tested = await local_client.post(path + "/test", data={"csrf": csrf_of(page)})
+        assert tested.status_code == 303
+    page = await local_client.get(path)
+    assert "disabled" in page.text and "Send test event" not in page.text
+    row = re.search(r"<td>webhook\.test</td>.*?</tr>", page.text, re.S)
+    assert row is not None and ">failed<" in row.group(0) and ">410<" in row.group(0)
+    without = await local_client.post(path + "/replay-failed", data={})
+    assert without.status_code == 403
+    done = await local_client.post(path + "/replay-failed", data={"csrf": csrf_of(page)})
+    assert done.status_code == 303
+    assert done.headers["location"] == path + "?done=replayed&n=1"

@@ -27,6 +27,7 @@ router = APIRouter(include_in_schema=False)
 
 BASE = PREFIX + "/webhooks"
 DELIVERIES_PAGE = 50
+FAILED_REPLAY = 100  # "Replay failed" sends again the events of this many newest failures
 # What "Replay" offers: the events of the last hour, day or week.
 REPLAY_WINDOWS = {"1": "the last hour", "24": "the last 24 hours", "168": "the last 7 days"}
 _NOTICES = {
@@ -144,6 +145,40 @@ async def replay(
     except NotFound:
         return _no_endpoint(viewer)
     return RedirectResponse(f"{BASE}/{target}?done=replayed&n={done.replayed}", status_code=303)
+
+
+@router.post(BASE + "/{endpoint_id}/replay-failed")
+async def replay_failed(
+    endpoint_id: str, request: Request, viewer: CurrentViewer, state: State
+) -> Response:
+    """The events whose newest deliveries failed for good (the latest FAILED_REPLAY)."""
+    form = await read_form(request)
+    viewer.check_csrf(form.get("csrf"))
+    viewer.require(Scope.WEBHOOKS_WRITE)
+    target = _parse(endpoint_id)
+    if target is None:
+        return _no_endpoint(viewer)
+    project_id = viewer.principal.project.id
+    try:
+        async with unit_of_work(state.sessions, state.dispatcher.dispatch) as uow:
+            failed = await service.deliveries(
+                uow.session,
+                target,
+                project_id=project_id,
+                cursor=None,
+                status="failed",
+                event_type=None,
+                limit=FAILED_REPLAY,
+            )
+            event_ids = list(dict.fromkeys(a.event_id for a in failed.data))
+            replayed = 0
+            if event_ids:
+                body = ReplayRequest(event_ids=event_ids)
+                done = await service.replay(uow.session, target, body, project_id=project_id)
+                replayed = done.replayed
+    except NotFound:
+        return _no_endpoint(viewer)
+    return RedirectResponse(f"{BASE}/{target}?done=replayed&n={replayed}", status_code=303)
 
 
 @router.get(BASE + "/{endpoint_id}/rotate")
