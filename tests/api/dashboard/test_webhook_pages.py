@@ -11,6 +11,7 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from mailroom.api.dashboard.webhook_pages import DELIVERIES_PAGE
 from mailroom.auth.scopes import Scope
 from mailroom.settings import Settings
 from mailroom.webhooks.events import emit_for_emails
@@ -224,3 +225,29 @@ async def test_replay_failed_sends_again_the_events_that_failed_for_good(
     done = await local_client.post(path + "/replay-failed", data={"csrf": csrf_of(page)})
     assert done.status_code == 303
     assert done.headers["location"] == path + "?done=replayed&n=1"
+
+
+async def test_deliveries_page_by_keyset_cursor(
+    local_client: httpx.AsyncClient,
+    sessions: async_sessionmaker[AsyncSession],
+    receiver: WebhookReceiver,
+) -> None:
+    key = await make_key(sessions)
+    hook = await _endpoint(local_client, key, receiver.url)
+    for _ in range(DELIVERIES_PAGE + 3):
+        sent = await local_client.post(
+            f"/webhooks/{hook['id']}/test", headers={"Authorization": f"Bearer {key}"}
+        )
+        assert sent.status_code == 200, sent.text
+    await sign_in(local_client, key)
+    path = f"/dashboard/webhooks/{hook['id']}"
+    first = await local_client.get(path)
+    assert first.text.count("<td>webhook.test</td>") == DELIVERIES_PAGE
+    older = re.search(r'href="(/dashboard/webhooks/[^"?]+\?cursor=[^"]+)" rel="next"', first.text)
+    assert older is not None
+    second = await local_client.get(older.group(1).replace("&amp;", "&"))
+    assert second.status_code == 200
+    assert second.text.count("<td>webhook.test</td>") == 3
+    assert 'rel="next"' not in second.text and f'href="{path}">Newest</a>' in second.text
+    bad = await local_client.get(path, params={"cursor": "not-a-cursor"})
+    assert bad.status_code == 400
