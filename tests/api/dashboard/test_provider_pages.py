@@ -51,6 +51,7 @@ async def test_the_providers_page_shows_limits_and_breakers_never_a_password(
     assert '<span class="badge s-failed">open</span>' in page.text
     assert "<td>spare</td>" in page.text and "<code>relay-b.example.com:587</code>" in page.text
     assert "unknown (no worker reported it)" in page.text
+    assert page.headers["x-frame-options"] == "DENY"
 
 
 async def test_without_logs_read_the_providers_page_is_refused(

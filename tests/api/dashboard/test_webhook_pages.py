@@ -69,6 +69,10 @@ async def test_the_endpoints_page_lists_them_escaped_for_a_key_with_the_scope(
     assert one.status_code == 200
     assert "<script>alert(1)" not in one.text and "&lt;script&gt;" in one.text
     assert "No deliveries yet." in one.text
+    for shown in (page, one, await local_client.get(f"/dashboard/webhooks/{hook['id']}/rotate")):
+        assert shown.headers["x-frame-options"] == "DENY"
+        assert "frame-ancestors 'none'" in shown.headers["content-security-policy"]
+        assert "<script>" not in shown.text
 
 
 async def test_without_webhooks_write_the_pages_are_hidden_and_refused(
