@@ -314,7 +314,7 @@ def test_sizes_read_as_people_read_them() -> None:
 
 
 async def test_an_unknown_dashboard_address_is_a_404_page(signed_in: httpx.AsyncClient) -> None:
-    page = await signed_in.get("/dashboard/webhooks/nothing-here")
+    page = await signed_in.get("/dashboard/nothing/here")
     assert page.status_code == 404
     assert "No such page" in page.text
     assert page.headers["x-frame-options"] == "DENY"

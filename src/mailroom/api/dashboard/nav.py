@@ -23,4 +23,6 @@ NAV: list[NavItem] = [
     NavItem("Emails", "/dashboard/emails", Scope.LOGS_READ),
     NavItem("Suppressions", "/dashboard/suppressions", Scope.LOGS_READ),
     NavItem("API keys", "/dashboard/keys", Scope.LOGS_READ),
+    NavItem("Webhooks", "/dashboard/webhooks", Scope.WEBHOOKS_WRITE),
+    NavItem("Providers", "/dashboard/providers", Scope.LOGS_READ),
 ]

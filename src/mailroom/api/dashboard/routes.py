@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, FastAPI, Request
 from starlette.responses import PlainTextResponse, Response
 
-from mailroom.api.dashboard import live, pages, signin, suppressions
+from mailroom.api.dashboard import live, pages, provider_pages, signin, suppressions, webhook_pages
 from mailroom.api.dashboard.hub import LiveHub
 from mailroom.api.dashboard.session import Signers
 from mailroom.api.dashboard.signin import NotAllowed, SignInRequired, to_sign_in
@@ -49,6 +49,8 @@ def install_dashboard(app: FastAPI, settings: Settings) -> None:
     app.include_router(signin.router)
     app.include_router(live.router)  # before pages: /emails/live is not an email's id
     app.include_router(suppressions.router)  # before pages: its catch-all 404
+    app.include_router(webhook_pages.router)  # before pages: its catch-all 404 comes last
+    app.include_router(provider_pages.router)
     app.include_router(pages.router)
     app.add_exception_handler(SignInRequired, _sign_in)
     app.add_exception_handler(NotAllowed, _not_allowed)
