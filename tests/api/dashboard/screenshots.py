@@ -110,6 +110,15 @@ async def main() -> None:
                         },
                     )
                 ).json()["id"]
+                # An endpoint for the Webhooks page (.invalid never resolves: nothing is sent).
+                await api.post(
+                    "/webhooks",
+                    json={
+                        "url": "https://orders.example.invalid/mailroom-events",
+                        "events": ["email.sent", "email.failed", "email.bounced"],
+                        "description": "Order service",
+                    },
+                )
                 await asyncio.sleep(1.5)  # delivered (and refused) by the worker
             await _shoot(server.base_url, key, failed)
         await smtp.stop()
@@ -133,6 +142,8 @@ async def _shoot(base_url: str, key: str, email_id: str) -> None:
         "email": f"/dashboard/emails/{email_id}",
         "suppressions": "/dashboard/suppressions",
         "keys": "/dashboard/keys",
+        "webhooks": "/dashboard/webhooks",
+        "providers": "/dashboard/providers",
         "login": "/dashboard/login",
     }
     async with async_playwright() as playwright:
