@@ -169,7 +169,6 @@ _LOG_TABLES = (
     "idempotency_keys",
     "email_count_deltas",
     "email_counts",
-    "workers",
     "email_status_totals",
     "delivery_feedback",
     "suppressions",

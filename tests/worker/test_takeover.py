@@ -44,9 +44,10 @@ async def _held_by(sessions: async_sessionmaker[AsyncSession], pid: int) -> int:
         return int((await session.execute(stmt)).scalar_one())
 
 
-async def _registered(sessions: async_sessionmaker[AsyncSession]) -> int:
+async def _registered(sessions: async_sessionmaker[AsyncSession], *pids: int) -> int:
+    """How many of these processes have registered (other tests' rows may be there too)."""
     async with sessions() as session:
-        stmt = select(func.count()).select_from(WorkerProcess)
+        stmt = select(func.count()).select_from(WorkerProcess).where(WorkerProcess.pid.in_(pids))
         return int((await session.execute(stmt)).scalar_one())
 
 
@@ -83,7 +84,12 @@ async def test_a_killed_workers_emails_are_sent_within_seconds(
     victim = await _start(env)
     survivor = await _start(env)
     try:
-        await eventually(lambda: _registered(sessions), lambda n: n == 2, timeout=30, what="up")
+        await eventually(
+            lambda: _registered(sessions, victim.pid, survivor.pid),
+            lambda n: n == 2,
+            timeout=30,
+            what="up",
+        )
         held = await eventually(
             lambda: _held_by(sessions, victim.pid), lambda n: n >= 4, timeout=30, what="held"
         )
