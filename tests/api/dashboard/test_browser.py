@@ -232,7 +232,9 @@ async def test_the_keyboard_alone_signs_in_and_moves_between_pages(
     page: Page, stack: Stack
 ) -> None:
     await page.goto("/dashboard")
-    await page.keyboard.type(stack.key)  # the key field has the focus
+    # The sign-in page puts the focus in the key field; keys typed before it does go nowhere.
+    await expect(page.get_by_label("API key")).to_be_focused()
+    await page.keyboard.type(stack.key)
     await page.keyboard.press("Enter")
     await expect(page.get_by_role("heading", name="Overview")).to_be_visible()
     await page.keyboard.press("Tab")
