@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import socket
 import subprocess
 import time
@@ -15,12 +16,38 @@ HOST = "127.0.0.1"
 
 
 def free_port() -> int:
-    """A port nobody listens on now (the child binds it a moment later; a race lost to
-    another program shows as "address in use" and the caller picks another)."""
+    """A port nobody listens on now, below the kernel's ephemeral range.
+
+    Ports the kernel hands out for ``bind(port 0)`` and for outgoing connections come from
+    that range, so a port chosen below it cannot be taken meanwhile by another program
+    picking "any free port" (the API's or the SMTP inbox's, say). The child binds it a
+    moment later; a race lost anyway shows as "address in use" and the caller picks again.
+    """
+    low = _ephemeral_low()
+    for _ in range(200):
+        port = random.randrange(_LOWEST, low)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind((HOST, port))
+            except OSError:
+                continue
+        return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind((HOST, 0))
-        port: int = probe.getsockname()[1]
-    return port
+        found: int = probe.getsockname()[1]
+    return found
+
+
+_LOWEST = 20_000
+
+
+def _ephemeral_low() -> int:
+    """The first port of the kernel's ephemeral range (32768 where it cannot be read)."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768
+    return low if low > _LOWEST + 1000 else 32_768
 
 
 def answers(host: str, port: int, timeout: float = 0.5) -> bool:
