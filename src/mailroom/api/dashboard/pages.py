@@ -35,7 +35,7 @@ def error_page(viewer: Viewer | None, status_code: int, title: str, message: str
     return render("error.html", status_code, viewer=viewer, title=title, message=message)
 
 
-def _project(request: Request, viewer: Viewer) -> str | None:
+def chosen_project(request: Request, viewer: Viewer) -> str | None:
     """The project an admin asked for (others always see their own)."""
     wanted = request.query_params.get("project") or None
     return wanted if viewer.can(Scope.ADMIN) else None
@@ -53,7 +53,7 @@ async def overview(
         found = await report.overview(
             session,
             access=viewer.principal.access,
-            project=_project(request, viewer),
+            project=chosen_project(request, viewer),
             tz=tz,
             chart_range=chart_range,
             now=datetime.now(UTC),
@@ -74,7 +74,7 @@ async def overview(
         tz=tz,
         chart=bar_chart(found.points, unit=unit),
         ranges=list(report.RANGES),
-        project=_project(request, viewer),
+        project=chosen_project(request, viewer),
     )
 
 
@@ -86,7 +86,7 @@ async def emails(request: Request, viewer: CurrentViewer, session: Session) -> R
             session,
             filters.criteria,
             access=viewer.principal.access,
-            project=_project(request, viewer),
+            project=chosen_project(request, viewer),
             after=filters.after,
             limit=PAGE_SIZE,
         )
