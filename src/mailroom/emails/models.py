@@ -149,7 +149,6 @@ class Email(Base):
                 column,
                 postgresql_using="gin",
                 postgresql_ops={column: "gin_trgm_ops"},
-                postgresql_with={"fastupdate": "off"},
             )
             for column in ("sender", "subject")
         ),

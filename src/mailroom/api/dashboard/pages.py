@@ -15,7 +15,7 @@ from starlette.responses import RedirectResponse, Response
 
 from mailroom.api.dashboard.chart import bar_chart
 from mailroom.api.dashboard.filters import PAGE_SIZE, read_filters
-from mailroom.api.dashboard.signin import CurrentViewer, Viewer, read_form, valid_zone
+from mailroom.api.dashboard.signin import CurrentViewer, Viewer, read_action, valid_zone
 from mailroom.api.dashboard.web import PREFIX, render
 from mailroom.api.deps import Session, State
 from mailroom.auth.scopes import Scope
@@ -161,12 +161,8 @@ async def email_body(
 async def _act(
     request: Request, viewer: Viewer, state: State, email_id: str, verb: str
 ) -> Response:
-    form = await read_form(request)
-    viewer.check_csrf(form.get("csrf"))
-    viewer.require(Scope.EMAILS_WRITE)
-    try:
-        target = uuid.UUID(email_id)
-    except ValueError:
+    target = (await read_action(request, viewer, Scope.EMAILS_WRITE, target=email_id)).target
+    if target is None:
         return error_page(viewer, 404, "No such email", "There is no email with that id.")
     action = operations.retry_email if verb == "retry" else operations.cancel_email
     try:

@@ -5,12 +5,13 @@ Revision ID: 0012
 Revises: 0011
 Create Date: 2026-12-04 00:00:00
 
-The dashboard filters the log by text a sender or subject contains (``ILIKE '%…%'``).
-A B-tree cannot serve that, so a text few emails contain read the whole log row by row;
-pg_trgm's GIN indexes find the rows holding every trigram of the text instead. They are
-built with ``fastupdate = off``: each insert updates the index in place, at a small
-steady cost, where the pending list would make one insert in many pay for merging
-it (see docs/design.md, "Text search").
+The dashboard filters the log by text a sender or subject contains, and the suppression
+list by address text (``ILIKE '%…%'``). A B-tree cannot serve that, so a text few rows
+contain read the whole table row by row; pg_trgm's GIN indexes find the rows holding
+every trigram of the text instead. They keep GIN's pending list (``fastupdate``, the
+default): inserts append to it and it is merged in bulk, which costs ingest nothing
+measurable, where updating the index in place for each row cost about a tenth of it
+(see docs/design.md, "Text search", and BENCHMARKS.md).
 
 Attempts are counted per project, provider, outcome and 15-minute bucket of their end,
 as migration 0003 counts emails: a statement trigger on ``delivery_attempts`` appends
@@ -33,7 +34,7 @@ depends_on: str | Sequence[str] | None = None
 # Keep in step with mailroom.emails.buckets (BUCKET, ORIGIN).
 _BUCKET = "date_bin('15 minutes', {column}, TIMESTAMPTZ '2000-01-01 00:00:00+00')"
 _FOLD_LOCK = 0x6D61696C707276
-_TEXT_COLUMNS = ("sender", "subject")
+_TEXT_COLUMNS = (("emails", "sender"), ("emails", "subject"), ("suppressions", "address"))
 
 _COUNT_INSERTED = f"""
 CREATE FUNCTION mailroom_count_attempts() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -79,14 +80,13 @@ $$;
 
 def upgrade() -> None:
     op.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
-    for column in _TEXT_COLUMNS:
+    for table, column in _TEXT_COLUMNS:
         op.create_index(
-            f"ix_emails_{column}_trgm",
-            "emails",
+            f"ix_{table}_{column}_trgm",
+            table,
             [column],
             postgresql_using="gin",
             postgresql_ops={column: "gin_trgm_ops"},
-            postgresql_with={"fastupdate": "off"},
         )
 
     key = ("project_id", "bucket", "provider", "outcome")
@@ -139,6 +139,6 @@ def downgrade() -> None:
     op.drop_table("provider_count_deltas")
     op.drop_index("ix_provider_counts_bucket", table_name="provider_counts")
     op.drop_table("provider_counts")
-    for column in _TEXT_COLUMNS:
-        op.drop_index(f"ix_emails_{column}_trgm", table_name="emails")
+    for table, column in _TEXT_COLUMNS:
+        op.drop_index(f"ix_{table}_{column}_trgm", table_name=table)
     # The extension stays: another schema in this database may use it.
