@@ -4,9 +4,9 @@ A GIN trigram index (``gin_trgm_ops``) answers ``column ILIKE '%text%'`` from th
 of ``text``; a text with no run of three letters or digits has none (pg_trgm makes
 trigrams from words only), and the index would then return every row of the table to be
 checked one by one. Such a text is matched as ``lower(column) LIKE lower(…)``, which no
-index serves, so the planner walks the caller's order (newest first) and stops once the
-page is full: as fast as no filter when the text is common, a read of every row when no
-row holds it.
+index serves; statistics of ``lower(column)`` (migration 0012) tell the planner how common
+the text is, so it walks the caller's order (newest first) and stops once the page is full
+when the text is common, and reads every row once (in parallel) when it is rare.
 """
 
 from __future__ import annotations
