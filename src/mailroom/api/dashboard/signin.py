@@ -169,13 +169,10 @@ async def read_action(
     viewer.check_csrf(form.get("csrf"))
     if scope is not None:
         viewer.require(scope)
-    parsed = None
-    if target is not None:
-        try:
-            parsed = uuid.UUID(target)
-        except ValueError:
-            parsed = None
-    return Action(form, parsed)
+    try:
+        return Action(form, uuid.UUID(target) if target is not None else None)
+    except ValueError:
+        return Action(form, None)
 
 
 def _login_form(
