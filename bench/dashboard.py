@@ -1,7 +1,10 @@
 """The dashboard's pages against the logs run's large log: each page's server response time.
 
-Signs in as a browser does (the form, then the session cookie), then times each page as
-bench/logs.py times the API's queries. The JavaScript shipped is measured too: its size
+Next to the log it loads SUPPRESSIONS suppressed addresses and one delivery attempt for
+each email that has left the queue, through PROVIDERS in turn (the attempts' insert
+trigger keeps the per-provider counters the Providers page reads, as the worker's inserts
+do). Signs in as a browser does (the form, then the session cookie), then times each page
+as bench/logs.py times the API's queries. The JavaScript shipped is measured too: its size
 compressed (gzip -9), as a browser fetches it from a server that compresses.
 """
 
@@ -17,11 +20,59 @@ from importlib import resources
 from pathlib import Path
 
 import httpx
+from harness.db import connect
 
+from bench.config import TUNED
 from bench.logs import QueryTiming
 from bench.rss import descendants
 
 TimeIt = Callable[[httpx.AsyncClient, QueryTiming], Awaitable[None]]
+
+SUPPRESSIONS = 100_000
+PROVIDERS = ("primary", "spare")
+
+# Spread over the 90 days of the log, newest last.
+LOAD_SUPPRESSIONS = """
+INSERT INTO suppressions (project_id, address, reason, created_at)
+SELECT (SELECT id FROM projects WHERE name = 'default'),
+       'suppressed-' || g || '@example.com', 'hard_bounce',
+       now() - interval '90 days' * (1 - g / $1::float8)
+FROM generate_series(1, $1::bigint) AS g
+"""
+# One attempt per email sent or failed, ending as the email did, through the providers in
+# turn; in the insert's order (oldest first) as the worker writes them.
+LOAD_ATTEMPTS = """
+INSERT INTO delivery_attempts (
+    email_id, attempt_number, started_at, finished_at, outcome, smtp_code, enhanced_code,
+    message, duration_ms, provider
+)
+SELECT id, 1, updated_at - interval '50 milliseconds', updated_at,
+       CASE status WHEN 'sent' THEN 'accepted' ELSE 'permanent' END,
+       CASE status WHEN 'sent' THEN 250 ELSE last_error_code END,
+       CASE status WHEN 'sent' THEN '2.0.0' ELSE last_error_enhanced END,
+       CASE status WHEN 'sent' THEN 'OK' ELSE last_error_message END,
+       50,
+       ($1::text[])[1 + (row_number() OVER (ORDER BY created_at)) % cardinality($1::text[])]
+FROM emails WHERE status IN ('sent', 'failed')
+ORDER BY created_at
+"""
+
+
+def settings(smtp_port: int) -> dict[str, str]:
+    """The logs run's settings: the tuned ones, with PROVIDERS for the Providers page."""
+    urls = [f"smtp://127.0.0.1:{smtp_port}?security=none&name={name}" for name in PROVIDERS]
+    return {**TUNED, "SMTP_HOST": "", "SMTP_PORT": "", "SMTP_PROVIDERS": " ".join(urls)}
+
+
+async def load(db_name: str) -> None:
+    """The suppressions and attempts above, then VACUUM ANALYZE (as bench/logs.py's load)."""
+    conn = await connect(db_name)
+    try:
+        await conn.execute(LOAD_SUPPRESSIONS, SUPPRESSIONS)
+        await conn.execute(LOAD_ATTEMPTS, list(PROVIDERS))
+        await conn.execute("VACUUM ANALYZE")
+    finally:
+        await conn.close()
 
 
 async def _sign_in(client: httpx.AsyncClient, key: str) -> None:
@@ -48,11 +99,18 @@ async def dashboard_timings(api_url: str, key: str, time_it: TimeIt) -> list[Que
             ("emails, status=failed", "/dashboard/emails?status=failed"),
             ("emails, to=user-123@…", "/dashboard/emails?to=user-123@example.com"),
             ("emails, subject contains (common)", "/dashboard/emails?subject=receipt"),
-            # Matched row by row: a text that (almost) no email has scans the whole log.
+            # One email of the million (the trigram index finds it).
             ("emails, subject contains (rare)", "/dashboard/emails?subject=receipt%20%23999999"),
+            # Too short for a trigram: matched row by row, newest first.
+            ("emails, subject contains 2 chars (common)", "/dashboard/emails?subject=t%20"),
+            ("emails, subject contains 2 chars (none)", "/dashboard/emails?subject=zq"),
+            ("emails, sender contains (common)", "/dashboard/emails?from=no-reply"),
+            ("emails, sender contains (none)", "/dashboard/emails?from=nobody-at-all"),
             ("one email", f"/dashboard/emails/{found.group(1)}"),
             ("suppressions", "/dashboard/suppressions"),
             ("suppressions, q=example.com", "/dashboard/suppressions?q=example.com"),
+            ("suppressions, q=one address", "/dashboard/suppressions?q=suppressed-4242%40"),
+            ("providers", "/dashboard/providers"),
             ("API keys", "/dashboard/keys"),
         ]
         timings = []

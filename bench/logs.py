@@ -199,16 +199,23 @@ async def _query(api_url: str, api_key: str, result: LogsResult, today: int) -> 
 
 def run_logs(stack: BenchStack, rows: int = LOG_ROWS, today: int = LOG_ROWS_TODAY) -> LogsResult:
     result = LogsResult(rows=rows)
-    with stack.run("logs", workers=0) as run:
+    from bench import dashboard
+
+    with stack.run("logs", workers=0, settings=dashboard.settings(stack.smtp_port)) as run:
         began = time.monotonic()
         asyncio.run(load(run.db_name, rows, today))
         result.load_seconds = time.monotonic() - began
         print(f"   loaded {rows:,} emails in {result.load_seconds:.0f} s", flush=True)
+        began = time.monotonic()
+        asyncio.run(dashboard.load(run.db_name))
+        print(
+            f"   loaded {dashboard.SUPPRESSIONS:,} suppressions and the emails' attempts "
+            f"in {time.monotonic() - began:.0f} s",
+            flush=True,
+        )
         asyncio.run(_query(run.api_url, run.api_key, result, today))
-        from bench.dashboard import live_cpu_percent
-
         if run.api.pid is not None:
             result.live_cpu_percent = asyncio.run(
-                live_cpu_percent(run.api_url, run.api_key, run.api.pid)
+                dashboard.live_cpu_percent(run.api_url, run.api_key, run.api.pid)
             )
     return result

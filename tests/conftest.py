@@ -170,6 +170,8 @@ _LOG_TABLES = (
     "email_count_deltas",
     "email_counts",
     "email_status_totals",
+    "provider_count_deltas",
+    "provider_counts",
     "delivery_feedback",
     "suppressions",
     "webhook_endpoints",  # with their deliveries and attempts

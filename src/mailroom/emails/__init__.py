@@ -18,7 +18,7 @@ Their parts:
     message_format  how it is written: 7-bit bodies, literal headers, the same bytes each time
 Repositories (SQL): transitions_ (new emails, cancel, retry, requeue), delivery_ (claims,
 leases, attempt records), log_ (reads, counts, the report), report_ (the overview's series),
-sweeper_ and purge_repository.
+sweeper_ and purge_repository; provider_counts (attempts per provider, for the providers page).
 Also: models (the tables), counters and buckets (the report's 15-minute counts),
 retention (the purge's runs), cli (`mailroom emails`).
 """

@@ -1,4 +1,5 @@
-"""Folds the counter deltas into the counters every second (see migration 0003).
+"""Folds the counter deltas into the counters every second (see migrations 0003 and 0012:
+the emails' counters and the attempts' per provider).
 
 Runs in every API and worker process; an advisory lock lets one fold at a time.
 Readers add the deltas not folded yet, so counts are exact whether or not this
@@ -9,15 +10,17 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from mailroom.emails import log_repository
+from mailroom.emails import log_repository, provider_counts
 from mailroom.periodic import every
 
 FOLD_INTERVAL = 1.0  # seconds
 
 
 async def fold_once(sessions: async_sessionmaker[AsyncSession]) -> int:
+    """Fold both; returns how many email counter deltas were folded."""
     async with sessions() as session:
         folded = await log_repository.fold_counts(session)
+        await provider_counts.fold(session)
         await session.commit()
     return folded
 

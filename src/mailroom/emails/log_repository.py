@@ -20,6 +20,7 @@ from sqlalchemy import exists, func, select, text, tuple_, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
+from mailroom.db.text_search import contains
 from mailroom.emails import buckets
 from mailroom.emails.models import (
     DeliveryAttempt,
@@ -93,17 +94,18 @@ class LogFilter:
     until: datetime | None = None
     # The last error's class: "4xx", "5xx" (SMTP reply codes) or "connection" (none).
     error_class: str | None = None
-    # Text the sender or the subject contains, case-insensitively (the dashboard's filters:
-    # matched row by row, so only listed, never counted).
+    # Text the sender or the subject contains, case-insensitively (the dashboard's filters,
+    # through the trigram indexes where the text allows: see db.text_search; only listed,
+    # never counted).
     sender_contains: str | None = None
     subject_contains: str | None = None
 
     def clauses(self) -> list[Any]:
         where: list[Any] = []
         if self.sender_contains is not None:
-            where.append(Email.sender.ilike(f"%{_like(self.sender_contains)}%", escape="\\"))
+            where.append(contains(Email.sender, self.sender_contains))
         if self.subject_contains is not None:
-            where.append(Email.subject.ilike(f"%{_like(self.subject_contains)}%", escape="\\"))
+            where.append(contains(Email.subject, self.subject_contains))
         if self.project_id is not None:
             where.append(Email.project_id == self.project_id)
         if self.error_class == "connection":
@@ -127,11 +129,6 @@ class LogFilter:
         if self.until is not None:
             where.append(Email.created_at < self.until)
         return where
-
-
-def _like(text: str) -> str:
-    """``text`` matched literally inside a LIKE pattern."""
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 @dataclass(frozen=True)

@@ -142,6 +142,16 @@ class Email(Base):
         ),
         Index("ix_emails_status_created_at_id", "status", "created_at", "id"),
         Index("ix_emails_recipients", "recipients", postgresql_using="gin"),
+        # The dashboard's "sender/subject contains" filters (pg_trgm, migration 0012).
+        *(
+            Index(
+                f"ix_emails_{column}_trgm",
+                column,
+                postgresql_using="gin",
+                postgresql_ops={column: "gin_trgm_ops"},
+            )
+            for column in ("sender", "subject")
+        ),
         # What the sweeper looks for: small partial indexes over unfinished emails only.
         Index(
             "ix_emails_dispatchable",
@@ -295,6 +305,38 @@ class EmailCountDelta(Base):
     created: Mapped[int] = mapped_column(BigInteger)
     purged: Mapped[int] = mapped_column(BigInteger)
     present: Mapped[int] = mapped_column(BigInteger)
+
+
+class ProviderCount(Base):
+    """Delivery attempts of a project through a provider ending in a 15-minute bucket,
+    per outcome: the providers page's counts of today (see migration 0012).
+
+    Kept like EmailCount: a statement trigger on ``delivery_attempts`` appends to
+    ``provider_count_deltas``, and ``mailroom_fold_provider_counts()`` folds them in.
+    """
+
+    __tablename__ = "provider_counts"
+
+    project_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    bucket: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    provider: Mapped[str] = mapped_column(String(63), primary_key=True)
+    outcome: Mapped[str] = mapped_column(String(16), primary_key=True)
+    attempts: Mapped[int] = mapped_column(BigInteger, server_default="0")
+
+    __table_args__ = (Index("ix_provider_counts_bucket", "bucket"),)
+
+
+class ProviderCountDelta(Base):
+    """Attempts not folded into ProviderCount yet (append-only, lock-free)."""
+
+    __tablename__ = "provider_count_deltas"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    project_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    bucket: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    provider: Mapped[str] = mapped_column(String(63))
+    outcome: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(BigInteger)
 
 
 class DeliveryFeedback(Base):

@@ -1,5 +1,6 @@
 """The report the dashboard's overview shows: today's counts, sent/failed series per hour
-or day, the commonest recent failure reasons, emails waiting, and the recent delivery rate.
+or day, the commonest recent failure reasons, emails waiting, and the recent delivery rate;
+and the providers page's attempts per provider today.
 
 Like ``log``, it only reads, and only what the caller's ``ProjectAccess`` reaches. Every
 figure but the failure reasons comes from the counters (see buckets), so the overview
@@ -10,12 +11,12 @@ were created in, and by the status they are in now.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mailroom.emails import buckets, report_repository, workers_repository
+from mailroom.emails import buckets, provider_counts, report_repository, workers_repository
 from mailroom.emails.log import daily_summary
 from mailroom.emails.log_query import LogQuery, day_bounds
 from mailroom.emails.report_repository import FailureReason, SeriesPoint
@@ -101,3 +102,30 @@ def _periods(
     start, _ = day_bounds(days[0], zone)
     _, end = day_bounds(today, zone)
     return start, end, [datetime.combine(d, datetime.min.time()) for d in days]
+
+
+@dataclass(frozen=True)
+class ProviderDay:
+    """A provider's attempts since 00:00 UTC (the day its daily quota counts)."""
+
+    sent: int = 0  # accepted
+    failed: int = 0  # refused for good (a permanent SMTP error)
+    deferred: int = 0  # a temporary error, a broken connection or an unknown outcome
+
+
+async def providers_today(
+    session: AsyncSession, *, access: ProjectAccess, project: str | None, now: datetime
+) -> dict[str, ProviderDay]:
+    """Each provider's attempts today (UTC) for the caller's project (every project's for
+    an admin who names none), from the counters."""
+    project_id = await access.project_id(session, project)
+    midnight = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    found = await provider_counts.attempts_by_provider(
+        session, since=midnight, project_id=project_id
+    )
+    counts: dict[str, dict[str, int]] = {}
+    for (provider, outcome), n in found.items():
+        column = {"accepted": "sent", "permanent": "failed"}.get(outcome, "deferred")
+        row = counts.setdefault(provider, {})
+        row[column] = row.get(column, 0) + n
+    return {provider: ProviderDay(**row) for provider, row in counts.items()}

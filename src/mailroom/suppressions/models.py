@@ -50,4 +50,11 @@ class Suppression(Base):
         Index("ix_suppressions_project_id_address", "project_id", "address", unique=True),
         # Newest-first listing with a keyset cursor.
         Index("ix_suppressions_project_id_created_at_id", "project_id", "created_at", "id"),
+        # The list's search (pg_trgm, migration 0012; see db.text_search).
+        Index(
+            "ix_suppressions_address_trgm",
+            "address",
+            postgresql_using="gin",
+            postgresql_ops={"address": "gin_trgm_ops"},
+        ),
     )

@@ -15,6 +15,7 @@ from sqlalchemy import ColumnElement, delete, or_, select, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from mailroom.db.text_search import contains
 from mailroom.suppressions.models import Suppression
 
 
@@ -124,8 +125,7 @@ async def list_page(
     if reason is not None:
         stmt = stmt.where(Suppression.reason == reason)
     if q:
-        escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        stmt = stmt.where(Suppression.address.ilike(f"%{escaped}%", escape="\\"))
+        stmt = stmt.where(contains(Suppression.address, q))
     if after is not None:
         stmt = stmt.where(tuple_(Suppression.created_at, Suppression.id) < after)
     stmt = stmt.order_by(Suppression.created_at.desc(), Suppression.id.desc()).limit(limit + 1)

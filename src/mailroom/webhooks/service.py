@@ -301,3 +301,25 @@ async def replay(
         limit=MAX_REPLAY,
     )
     return Replayed(replayed=len(added))
+
+
+async def replay_failed(
+    session: AsyncSession, endpoint_id: uuid.UUID, *, project_id: uuid.UUID, limit: int
+) -> Replayed:
+    """The events whose deliveries failed for good, among the newest ``limit`` failures,
+    each sent again once (an event that failed several times is replayed once)."""
+    failed = await deliveries(
+        session,
+        endpoint_id,
+        project_id=project_id,
+        cursor=None,
+        status="failed",
+        event_type=None,
+        limit=limit,
+    )
+    event_ids = list(dict.fromkeys(a.event_id for a in failed.data))
+    if not event_ids:
+        return Replayed(replayed=0)
+    return await replay(
+        session, endpoint_id, ReplayRequest(event_ids=event_ids), project_id=project_id
+    )

@@ -15,7 +15,7 @@ from starlette.responses import RedirectResponse, Response
 
 from mailroom.api.dashboard.chart import bar_chart
 from mailroom.api.dashboard.filters import PAGE_SIZE, read_filters
-from mailroom.api.dashboard.signin import CurrentViewer, Viewer, read_form, valid_zone
+from mailroom.api.dashboard.signin import CurrentViewer, Viewer, read_action, valid_zone
 from mailroom.api.dashboard.web import PREFIX, render
 from mailroom.api.deps import Session, State
 from mailroom.auth.scopes import Scope
@@ -35,7 +35,7 @@ def error_page(viewer: Viewer | None, status_code: int, title: str, message: str
     return render("error.html", status_code, viewer=viewer, title=title, message=message)
 
 
-def _project(request: Request, viewer: Viewer) -> str | None:
+def chosen_project(request: Request, viewer: Viewer) -> str | None:
     """The project an admin asked for (others always see their own)."""
     wanted = request.query_params.get("project") or None
     return wanted if viewer.can(Scope.ADMIN) else None
@@ -53,7 +53,7 @@ async def overview(
         found = await report.overview(
             session,
             access=viewer.principal.access,
-            project=_project(request, viewer),
+            project=chosen_project(request, viewer),
             tz=tz,
             chart_range=chart_range,
             now=datetime.now(UTC),
@@ -74,7 +74,7 @@ async def overview(
         tz=tz,
         chart=bar_chart(found.points, unit=unit),
         ranges=list(report.RANGES),
-        project=_project(request, viewer),
+        project=chosen_project(request, viewer),
     )
 
 
@@ -86,7 +86,7 @@ async def emails(request: Request, viewer: CurrentViewer, session: Session) -> R
             session,
             filters.criteria,
             access=viewer.principal.access,
-            project=_project(request, viewer),
+            project=chosen_project(request, viewer),
             after=filters.after,
             limit=PAGE_SIZE,
         )
@@ -161,12 +161,8 @@ async def email_body(
 async def _act(
     request: Request, viewer: Viewer, state: State, email_id: str, verb: str
 ) -> Response:
-    form = await read_form(request)
-    viewer.check_csrf(form.get("csrf"))
-    viewer.require(Scope.EMAILS_WRITE)
-    try:
-        target = uuid.UUID(email_id)
-    except ValueError:
+    target = (await read_action(request, viewer, Scope.EMAILS_WRITE, target=email_id)).target
+    if target is None:
         return error_page(viewer, 404, "No such email", "There is no email with that id.")
     action = operations.retry_email if verb == "retry" else operations.cancel_email
     try:

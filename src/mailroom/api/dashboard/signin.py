@@ -10,6 +10,7 @@ redirects to the sign-in form, which brings the user back to the page afterwards
 from __future__ import annotations
 
 import secrets
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated
@@ -146,6 +147,34 @@ async def read_form(request: Request, max_bytes: int = MAX_FORM_BYTES) -> dict[s
     return {name: values[0] for name, values in fields.items()}
 
 
+@dataclass(frozen=True)
+class Action:
+    """A state-changing form that passed its checks: its fields, and the id in its path."""
+
+    form: dict[str, str]
+    target: uuid.UUID | None  # None: no id asked for, or not a valid one (a 404)
+
+
+async def read_action(
+    request: Request,
+    viewer: Viewer,
+    scope: Scope | None,
+    *,
+    target: str | None = None,
+    max_bytes: int = MAX_FORM_BYTES,
+) -> Action:
+    """Every POST's first steps: the form read, its CSRF token checked, then ``scope``
+    required of the key (403 pages otherwise), and the path's id ``target`` parsed."""
+    form = await read_form(request, max_bytes)
+    viewer.check_csrf(form.get("csrf"))
+    if scope is not None:
+        viewer.require(scope)
+    try:
+        return Action(form, uuid.UUID(target) if target is not None else None)
+    except ValueError:
+        return Action(form, None)
+
+
 def _login_form(
     request: Request, *, wanted: str, error: str | None = None, status_code: int = 200
 ) -> Response:
@@ -223,8 +252,7 @@ async def login(request: Request) -> Response:
 
 @router.post(PREFIX + "/logout")
 async def logout(request: Request, viewer: CurrentViewer) -> Response:
-    form = await read_form(request)
-    viewer.check_csrf(form.get("csrf"))
+    await read_action(request, viewer, None)
     async with state_of(request).sessions() as db:
         await end_session(
             db,

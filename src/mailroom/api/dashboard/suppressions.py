@@ -18,7 +18,7 @@ from fastapi import APIRouter, Request
 from pydantic import ValidationError
 from starlette.responses import RedirectResponse, Response
 
-from mailroom.api.dashboard.signin import CurrentViewer, Viewer, read_form
+from mailroom.api.dashboard.signin import CurrentViewer, Viewer, read_action
 from mailroom.api.dashboard.web import PREFIX, render
 from mailroom.api.deps import SettingsDep, State
 from mailroom.auth.scopes import Scope
@@ -165,9 +165,10 @@ def _back(project: str, **extra: str) -> RedirectResponse:
 async def add(
     request: Request, viewer: CurrentViewer, state: State, settings: SettingsDep
 ) -> Response:
-    form = await read_form(request, MAX_ADD_FORM_BYTES)
-    viewer.check_csrf(form.get("csrf"))
-    viewer.require(Scope.SUPPRESSIONS_WRITE)
+    action = await read_action(
+        request, viewer, Scope.SUPPRESSIONS_WRITE, max_bytes=MAX_ADD_FORM_BYTES
+    )
+    form = action.form
     project = form.get("project", "")
     typed = form.get("addresses", "")
     addresses = [a for a in _SEPARATORS.split(typed) if a]
@@ -191,9 +192,7 @@ async def add(
 async def remove(
     request: Request, viewer: CurrentViewer, state: State, settings: SettingsDep
 ) -> Response:
-    form = await read_form(request)
-    viewer.check_csrf(form.get("csrf"))
-    viewer.require(Scope.SUPPRESSIONS_WRITE)
+    form = (await read_action(request, viewer, Scope.SUPPRESSIONS_WRITE)).form
     project = form.get("project", "")
     try:
         owner = await _owner(state, viewer, project)

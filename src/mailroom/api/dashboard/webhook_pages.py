@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
 
-from mailroom.api.dashboard.signin import CurrentViewer, Viewer, read_form
+from mailroom.api.dashboard.signin import CurrentViewer, Viewer, read_action
 from mailroom.api.dashboard.web import PREFIX, render
 from mailroom.api.deps import Session, State
 from mailroom.auth.scopes import Scope
@@ -103,10 +103,7 @@ async def endpoint(
 async def send_test(
     endpoint_id: str, request: Request, viewer: CurrentViewer, state: State
 ) -> Response:
-    form = await read_form(request)
-    viewer.check_csrf(form.get("csrf"))
-    viewer.require(Scope.WEBHOOKS_WRITE)
-    target = _parse(endpoint_id)
+    target = (await read_action(request, viewer, Scope.WEBHOOKS_WRITE, target=endpoint_id)).target
     if target is None:
         return _no_endpoint(viewer)
     try:
@@ -127,10 +124,8 @@ async def send_test(
 async def replay(
     endpoint_id: str, request: Request, viewer: CurrentViewer, state: State
 ) -> Response:
-    form = await read_form(request)
-    viewer.check_csrf(form.get("csrf"))
-    viewer.require(Scope.WEBHOOKS_WRITE)
-    target = _parse(endpoint_id)
+    action = await read_action(request, viewer, Scope.WEBHOOKS_WRITE, target=endpoint_id)
+    form, target = action.form, action.target
     if target is None:
         return _no_endpoint(viewer)
     hours = form.get("hours", "")
@@ -152,33 +147,17 @@ async def replay_failed(
     endpoint_id: str, request: Request, viewer: CurrentViewer, state: State
 ) -> Response:
     """The events whose newest deliveries failed for good (the latest FAILED_REPLAY)."""
-    form = await read_form(request)
-    viewer.check_csrf(form.get("csrf"))
-    viewer.require(Scope.WEBHOOKS_WRITE)
-    target = _parse(endpoint_id)
+    target = (await read_action(request, viewer, Scope.WEBHOOKS_WRITE, target=endpoint_id)).target
     if target is None:
         return _no_endpoint(viewer)
-    project_id = viewer.principal.project.id
     try:
         async with unit_of_work(state.sessions, state.dispatcher.dispatch) as uow:
-            failed = await service.deliveries(
-                uow.session,
-                target,
-                project_id=project_id,
-                cursor=None,
-                status="failed",
-                event_type=None,
-                limit=FAILED_REPLAY,
+            done = await service.replay_failed(
+                uow.session, target, project_id=viewer.principal.project.id, limit=FAILED_REPLAY
             )
-            event_ids = list(dict.fromkeys(a.event_id for a in failed.data))
-            replayed = 0
-            if event_ids:
-                body = ReplayRequest(event_ids=event_ids)
-                done = await service.replay(uow.session, target, body, project_id=project_id)
-                replayed = done.replayed
     except NotFound:
         return _no_endpoint(viewer)
-    return RedirectResponse(f"{BASE}/{target}?done=replayed&n={replayed}", status_code=303)
+    return RedirectResponse(f"{BASE}/{target}?done=replayed&n={done.replayed}", status_code=303)
 
 
 @router.get(BASE + "/{endpoint_id}/rotate")
@@ -199,10 +178,8 @@ async def confirm_rotate(endpoint_id: str, viewer: CurrentViewer, session: Sessi
 async def rotate(
     endpoint_id: str, request: Request, viewer: CurrentViewer, state: State
 ) -> Response:
-    form = await read_form(request)
-    viewer.check_csrf(form.get("csrf"))
-    viewer.require(Scope.WEBHOOKS_WRITE)
-    target = _parse(endpoint_id)
+    action = await read_action(request, viewer, Scope.WEBHOOKS_WRITE, target=endpoint_id)
+    form, target = action.form, action.target
     if target is None:
         return _no_endpoint(viewer)
     project_id = viewer.principal.project.id
