@@ -1,7 +1,7 @@
 """hand-back emits no event: a claim given back unsent is not a status change to report
 
-Revision ID: 0012
-Revises: 0011
+Revision ID: 0013
+Revises: 0012
 Create Date: 2026-12-04 00:00:00
 
 A worker that cannot get a provider's pacing slot hands its claimed emails back: ``sending``
@@ -21,8 +21,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0012"
-down_revision: str | None = "0011"
+revision: str = "0013"
+down_revision: str | None = "0012"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
