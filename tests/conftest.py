@@ -38,6 +38,7 @@ from mailroom.worker.runner import DeliveryWorker
 from tests.support.embedded_fallback import Fallback, start_fallback
 from tests.support.loggers import forget_cached_loggers
 from tests.support.smtp_server import SmtpTestServer
+from tests.support.webhook_receiver import WebhookReceiver, webhook_receiver
 
 SERVER_URL = os.environ.get(
     "TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
@@ -275,6 +276,13 @@ async def anonymous(settings: Settings, clean: None) -> AsyncIterator[httpx.Asyn
     """The API without credentials."""
     async with api_client(settings) as client:
         yield client
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[WebhookReceiver]:
+    """A webhook receiver answering 200 (set its ``behaviour`` for other replies)."""
+    async with webhook_receiver() as running:
+        yield running
 
 
 @pytest.fixture

@@ -133,8 +133,17 @@ async def test_200_requests_in_a_second_at_100_per_second(
         stored = (await client.get("/logs/email", params={"limit": 1})).json()
         assert stored["pagination"]["total"] == statuses.count(202)
 
-        # A client that honours Retry-After gets through.
-        await asyncio.sleep(int(responses[-1].headers["Retry-After"]))
+        # A client that honours Retry-After gets through. Only a 429 carries one, and the
+        # burst's last response need not be a 429: a burst that a busy machine spreads over
+        # more than the window finds room again by its end.
+        refused = [r for r in responses if r.status_code == 429]
+        for _ in range(20):
+            if refused:
+                break
+            more = await asyncio.gather(*(client.post("/send", json=VALID) for _ in range(50)))
+            refused = [r for r in more if r.status_code == 429]
+        assert refused, "no request was refused"
+        await asyncio.sleep(_rate_limited(refused[-1]))
         again = await client.post("/send", json=VALID)
         assert again.status_code == 202, again.text
 

@@ -23,6 +23,7 @@ from mailroom.queue.dispatcher import Dispatcher
 from mailroom.settings import Settings
 from tests.api.shapes import ITEM_KEYS, assert_error
 from tests.conftest import api_client, make_key, running_worker
+from tests.support.api_calls import email_detail
 from tests.support.factories import email_in, insert_emails, stored_emails
 from tests.support.smtp_server import SmtpTestServer
 from tests.support.waiting import eventually
@@ -37,13 +38,6 @@ async def queue(settings: Settings) -> AsyncIterator[Queue]:
     dispatcher = Dispatcher(settings)
     yield dispatcher.queue
     await dispatcher.aclose()
-
-
-async def _detail(client: httpx.AsyncClient, email_id: str) -> dict[str, Any]:
-    response = await client.get(f"/emails/{email_id}")
-    assert response.status_code == 200, response.text
-    detail: dict[str, Any] = response.json()
-    return detail
 
 
 def _final(body: dict[str, Any]) -> bool:
@@ -64,7 +58,9 @@ async def test_a_failed_email_is_retried_and_delivered_with_both_attempts_logged
     smtp_server.handler.data_replies.append("550 5.1.1 <jane@example.com>: mailbox unavailable")
     async with running_worker(settings, smtp_server):
         accepted = (await client.post("/send", json=EMAIL)).json()
-        failed = await eventually(lambda: _detail(client, accepted["id"]), _final, what="failure")
+        failed = await eventually(
+            lambda: email_detail(client, accepted["id"]), _final, what="failure"
+        )
         assert failed["status"] == "failed", failed
         assert smtp_server.handler.messages() == []
 
@@ -80,7 +76,7 @@ async def test_a_failed_email_is_retried_and_delivered_with_both_attempts_logged
         assert body["messageId"] == accepted["messageId"]
 
         email = await eventually(
-            lambda: _detail(client, accepted["id"]), _final, what="the retried delivery"
+            lambda: email_detail(client, accepted["id"]), _final, what="the retried delivery"
         )
 
     assert email["status"] == "sent", email
@@ -358,12 +354,12 @@ async def test_requeued_emails_are_delivered_by_a_worker_continuing_their_attemp
         assert response.json()["requeued"] == 3
 
         async def statuses() -> list[str]:
-            return [(await _detail(client, str(e.id)))["status"] for e in emails]
+            return [(await email_detail(client, str(e.id)))["status"] for e in emails]
 
         await eventually(statuses, lambda s: s == ["sent"] * 3, what="the requeued deliveries")
 
     for email in emails:
-        detail = await _detail(client, str(email.id))
+        detail = await email_detail(client, str(email.id))
         assert detail["attempts"] == 3
         assert [(a["number"], a["outcome"]) for a in detail["deliveryAttempts"]] == [
             (3, "accepted")

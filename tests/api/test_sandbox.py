@@ -27,6 +27,7 @@ from mailroom.transport.smtp import SmtpConfig, SmtpTransport
 from mailroom.worker.runner import DeliveryWorker
 from tests.api.shapes import assert_error
 from tests.conftest import api_client, make_key, running_worker
+from tests.support.api_calls import email_detail, send_email
 from tests.support.cli import cli_environment
 from tests.support.factories import make_sandbox_key, stored_emails
 from tests.support.smtp_server import SmtpTestServer
@@ -37,25 +38,9 @@ pytestmark = pytest.mark.usefixtures("clean")
 EMAIL: dict[str, Any] = {"to": "jane@example.com", "subject": "Sandboxed", "text": "Hi there"}
 
 
-async def _send(
-    client: httpx.AsyncClient, body: dict[str, Any], headers: dict[str, str] | None = None
-) -> dict[str, Any]:
-    response = await client.post("/send", json=body, headers=headers or {})
-    assert response.status_code == 202, response.text
-    accepted: dict[str, Any] = response.json()
-    return accepted
-
-
-async def _detail(client: httpx.AsyncClient, email_id: str) -> dict[str, Any]:
-    response = await client.get(f"/emails/{email_id}")
-    assert response.status_code == 200, response.text
-    detail: dict[str, Any] = response.json()
-    return detail
-
-
 async def _final(client: httpx.AsyncClient, email_id: str) -> dict[str, Any]:
     return await eventually(
-        lambda: _detail(client, email_id),
+        lambda: email_detail(client, email_id),
         lambda d: d["status"] in ("sent", "failed"),
         what=f"email {email_id} to finish",
     )
@@ -104,13 +89,13 @@ async def test_a_sandbox_key_sends_through_no_smtp_server_at_all(
         api_client(settings, key=normal_key) as normal,
         _worker_against(settings, dead_port),
     ):
-        accepted = await _send(sandbox, EMAIL)
+        accepted = await send_email(sandbox, EMAIL)
         assert accepted["status"] == "queued"
         # The same worker, the same dead SMTP port: a real email cannot get through...
-        real = await _send(normal, {**EMAIL, "subject": "Real"})
+        real = await send_email(normal, {**EMAIL, "subject": "Real"})
         detail = await _final(sandbox, accepted["id"])
         failing = await eventually(
-            lambda: _detail(normal, real["id"]),
+            lambda: email_detail(normal, real["id"]),
             lambda d: len(d["deliveryAttempts"]) >= 1,
             what="the real email's first attempt to be recorded",
         )
@@ -135,12 +120,12 @@ async def test_a_sandbox_key_sends_nothing_and_a_normal_send_beside_it_is_delive
         api_client(settings, key=normal_key) as normal,
         running_worker(settings, smtp_server),
     ):
-        sandboxed = await _send(sandbox, EMAIL)
+        sandboxed = await send_email(sandbox, EMAIL)
         _assert_sandbox_sent(await _final(sandbox, sandboxed["id"]))
         assert smtp_server.handler.connections == 0
         assert smtp_server.handler.messages() == []
 
-        real = await _send(normal, {**EMAIL, "subject": "Real"})
+        real = await send_email(normal, {**EMAIL, "subject": "Real"})
         delivered = await _final(normal, real["id"])
 
     assert delivered["status"] == "sent" and delivered["sandbox"] is False
@@ -158,7 +143,7 @@ async def test_x_sandbox_false_cannot_unsandbox_a_sandbox_key(
         api_client(settings, key=sandbox_key) as sandbox,
         running_worker(settings, smtp_server),
     ):
-        accepted = await _send(sandbox, EMAIL, headers={"X-Sandbox": "false"})
+        accepted = await send_email(sandbox, EMAIL, headers={"X-Sandbox": "false"})
         _assert_sandbox_sent(await _final(sandbox, accepted["id"]))
     assert smtp_server.handler.connections == 0
 
@@ -187,12 +172,14 @@ async def test_x_sandbox_true_with_a_normal_key_sends_nothing(
     client: httpx.AsyncClient, settings: Settings, smtp_server: SmtpTestServer
 ) -> None:
     async with running_worker(settings, smtp_server):
-        sandboxed = await _send(client, EMAIL, headers={"X-Sandbox": "true"})
+        sandboxed = await send_email(client, EMAIL, headers={"X-Sandbox": "true"})
         _assert_sandbox_sent(await _final(client, sandboxed["id"]))
         assert smtp_server.handler.connections == 0
 
-        real = await _send(client, {**EMAIL, "subject": "Real"}, headers={"X-Sandbox": "false"})
-        plain = await _send(client, {**EMAIL, "subject": "Plain"})
+        real = await send_email(
+            client, {**EMAIL, "subject": "Real"}, headers={"X-Sandbox": "false"}
+        )
+        plain = await send_email(client, {**EMAIL, "subject": "Plain"})
         for email_id in (real["id"], plain["id"]):
             detail = await _final(client, email_id)
             assert (detail["status"], detail["sandbox"]) == ("sent", False)
@@ -225,9 +212,9 @@ async def test_a_scheduled_sandbox_email_is_scheduled_and_sandboxed(
     from datetime import UTC, datetime, timedelta
 
     send_at = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
-    accepted = await _send(client, {**EMAIL, "sendAt": send_at}, headers={"X-Sandbox": "1"})
+    accepted = await send_email(client, {**EMAIL, "sendAt": send_at}, headers={"X-Sandbox": "1"})
     assert accepted["status"] == "scheduled"
-    detail = await _detail(client, accepted["id"])
+    detail = await email_detail(client, accepted["id"])
     assert (detail["status"], detail["sandbox"]) == ("scheduled", True)
 
 
@@ -235,13 +222,13 @@ async def test_a_scheduled_sandbox_email_is_scheduled_and_sandboxed(
 async def test_x_sandbox_is_stored_with_the_email(
     client: httpx.AsyncClient, value: str, sandbox: bool
 ) -> None:
-    accepted = await _send(client, EMAIL, headers={"X-Sandbox": value})
-    assert (await _detail(client, accepted["id"]))["sandbox"] is sandbox
+    accepted = await send_email(client, EMAIL, headers={"X-Sandbox": value})
+    assert (await email_detail(client, accepted["id"]))["sandbox"] is sandbox
 
 
 async def test_no_x_sandbox_and_a_normal_key_is_not_sandboxed(client: httpx.AsyncClient) -> None:
-    accepted = await _send(client, EMAIL)
-    assert (await _detail(client, accepted["id"]))["sandbox"] is False
+    accepted = await send_email(client, EMAIL)
+    assert (await email_detail(client, accepted["id"]))["sandbox"] is False
 
 
 async def test_an_x_sandbox_that_is_not_a_boolean_is_422_and_stores_nothing(
@@ -308,7 +295,7 @@ async def test_keys_create_sandbox_makes_a_sandbox_key_that_keys_list_shows(
 
     # The key it printed works, and its emails are sandboxed.
     async with api_client(settings, key=key) as client, running_worker(settings, smtp_server):
-        accepted = await _send(client, EMAIL)
+        accepted = await send_email(client, EMAIL)
         _assert_sandbox_sent(await _final(client, accepted["id"]))
     assert smtp_server.handler.connections == 0
 

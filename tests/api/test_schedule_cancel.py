@@ -22,6 +22,7 @@ from mailroom.queue.dispatcher import Dispatcher
 from mailroom.settings import Settings
 from tests.api.shapes import DETAIL_KEYS, ITEM_KEYS, assert_error
 from tests.conftest import api_client, make_key
+from tests.support.api_calls import email_detail, send_email
 from tests.support.factories import email_in, insert_emails, stored_emails
 
 pytestmark = pytest.mark.usefixtures("clean")
@@ -49,20 +50,6 @@ async def queue(settings: Settings) -> AsyncIterator[Queue]:
     dispatcher = Dispatcher(settings)
     yield dispatcher.queue
     await dispatcher.aclose()
-
-
-async def _send(client: httpx.AsyncClient, body: dict[str, Any]) -> dict[str, Any]:
-    response = await client.post("/send", json=body)
-    assert response.status_code == 202, response.text
-    accepted: dict[str, Any] = response.json()
-    return accepted
-
-
-async def _detail(client: httpx.AsyncClient, email_id: str) -> dict[str, Any]:
-    response = await client.get(f"/emails/{email_id}")
-    assert response.status_code == 200, response.text
-    detail: dict[str, Any] = response.json()
-    return detail
 
 
 async def _summary(client: httpx.AsyncClient) -> dict[str, Any]:
@@ -155,11 +142,11 @@ async def test_a_scheduled_send_is_202_scheduled_and_logged_with_send_at(
     given = send_at.astimezone(_zone(+5, 30)).isoformat()
     assert given.endswith("+05:30")
 
-    accepted = await _send(client, {**VALID, "sendAt": given})
+    accepted = await send_email(client, {**VALID, "sendAt": given})
     assert accepted["status"] == "scheduled"
     assert set(accepted) == {"id", "status", "messageId", "createdAt", "suppressed"}
 
-    detail = await _detail(client, accepted["id"])
+    detail = await email_detail(client, accepted["id"])
     assert set(detail) == DETAIL_KEYS
     assert detail["status"] == "scheduled"
     assert _when(detail["sendAt"]) == send_at
@@ -188,22 +175,22 @@ async def test_a_scheduled_send_is_202_scheduled_and_logged_with_send_at(
     ],
 )
 async def test_send_at_within_range_is_accepted(client: httpx.AsyncClient, send_at: Any) -> None:
-    accepted = await _send(client, {**VALID, "sendAt": send_at()})
+    accepted = await send_email(client, {**VALID, "sendAt": send_at()})
     assert accepted["status"] == "scheduled"
 
 
 async def test_send_at_null_sends_now(client: httpx.AsyncClient) -> None:
-    accepted = await _send(client, {**VALID, "sendAt": None})
+    accepted = await send_email(client, {**VALID, "sendAt": None})
     assert accepted["status"] == "queued"
-    detail = await _detail(client, accepted["id"])
+    detail = await email_detail(client, accepted["id"])
     assert detail["sendAt"] is None
 
 
 async def test_a_scheduled_email_counts_as_pending_and_filters_as_scheduled(
     client: httpx.AsyncClient,
 ) -> None:
-    scheduled = await _send(client, {**VALID, "sendAt": _at(timedelta(hours=1))})
-    await _send(client, VALID)
+    scheduled = await send_email(client, {**VALID, "sendAt": _at(timedelta(hours=1))})
+    await send_email(client, VALID)
 
     assert await _summary(client) == {
         **await _summary(client),
@@ -222,7 +209,7 @@ async def test_the_job_of_a_scheduled_email_waits_in_redis_until_send_at(
     client: httpx.AsyncClient, queue: Queue
 ) -> None:
     send_at = datetime.now(UTC) + timedelta(hours=3)
-    accepted = await _send(client, {**VALID, "sendAt": send_at.isoformat()})
+    accepted = await send_email(client, {**VALID, "sendAt": send_at.isoformat()})
 
     job = await queue.getJob(f"{accepted['id']}-1")
     assert job is not None
@@ -239,7 +226,7 @@ async def test_the_job_of_a_scheduled_email_waits_in_redis_until_send_at(
 
 
 async def test_an_immediate_send_is_not_delayed(client: httpx.AsyncClient, queue: Queue) -> None:
-    accepted = await _send(client, VALID)
+    accepted = await send_email(client, VALID)
     # A plain POST /send goes out in a batch job shared with concurrent requests (see intake).
     job = await queue.getJob(f"batch-{accepted['id']}-1")
     assert job is not None
@@ -333,7 +320,7 @@ async def _cancel(client: httpx.AsyncClient, email_id: str) -> httpx.Response:
 
 async def test_a_scheduled_email_is_cancelled(client: httpx.AsyncClient) -> None:
     send_at = _at(timedelta(hours=1))
-    accepted = await _send(client, {**VALID, "sendAt": send_at})
+    accepted = await send_email(client, {**VALID, "sendAt": send_at})
 
     before = datetime.now(UTC)
     response = await _cancel(client, accepted["id"])
@@ -349,15 +336,15 @@ async def test_a_scheduled_email_is_cancelled(client: httpx.AsyncClient) -> None
     assert _when(body["sendAt"]) == _when(send_at)  # what was asked stays in the log
     assert body["messageId"] == accepted["messageId"]
 
-    detail = await _detail(client, accepted["id"])
+    detail = await email_detail(client, accepted["id"])
     assert detail["status"] == "cancelled"
     assert detail["cancelledAt"] == body["cancelledAt"]
     assert detail["deliveryAttempts"] == []
 
 
 async def test_a_queued_email_is_cancelled(client: httpx.AsyncClient) -> None:
-    accepted = await _send(client, VALID)  # no worker runs: it stays queued
-    assert (await _detail(client, accepted["id"]))["status"] == "queued"
+    accepted = await send_email(client, VALID)  # no worker runs: it stays queued
+    assert (await email_detail(client, accepted["id"]))["status"] == "queued"
 
     response = await _cancel(client, accepted["id"])
     assert response.status_code == 200, response.text
@@ -401,7 +388,7 @@ async def test_an_email_past_waiting_cannot_be_cancelled(
 
 
 async def test_cancelling_twice_is_409_the_second_time(client: httpx.AsyncClient) -> None:
-    accepted = await _send(client, {**VALID, "sendAt": _at(timedelta(hours=1))})
+    accepted = await send_email(client, {**VALID, "sendAt": _at(timedelta(hours=1))})
     first = await _cancel(client, accepted["id"])
     assert first.status_code == 200, first.text
 
@@ -409,7 +396,7 @@ async def test_cancelling_twice_is_409_the_second_time(client: httpx.AsyncClient
     error = assert_error(second, 409, "conflict")
     assert error["details"] == {"status": "cancelled"}
     # The first cancellation's time stands.
-    detail = await _detail(client, accepted["id"])
+    detail = await email_detail(client, accepted["id"])
     assert detail["cancelledAt"] == first.json()["cancelledAt"]
 
 
@@ -459,11 +446,11 @@ async def test_cancel_needs_the_emails_write_scope(
 
 
 async def test_cancel_is_post_only(client: httpx.AsyncClient) -> None:
-    accepted = await _send(client, {**VALID, "sendAt": _at(timedelta(hours=1))})
+    accepted = await send_email(client, {**VALID, "sendAt": _at(timedelta(hours=1))})
     for method in ("GET", "PUT", "DELETE"):
         response = await client.request(method, f"/emails/{accepted['id']}/cancel")
         assert response.status_code in (404, 405), (method, response.text)
-    assert (await _detail(client, accepted["id"]))["status"] == "scheduled"
+    assert (await email_detail(client, accepted["id"]))["status"] == "scheduled"
 
 
 # -- cancel: the daily summary -----------------------------------------------------------
@@ -472,9 +459,9 @@ async def test_cancel_is_post_only(client: httpx.AsyncClient) -> None:
 async def test_cancelled_emails_count_as_cancelled_not_pending(
     client: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
-    scheduled = await _send(client, {**VALID, "sendAt": _at(timedelta(hours=1))})
-    queued = await _send(client, VALID)
-    await _send(client, {**VALID, "sendAt": _at(timedelta(hours=2))})
+    scheduled = await send_email(client, {**VALID, "sendAt": _at(timedelta(hours=1))})
+    queued = await send_email(client, VALID)
+    await send_email(client, {**VALID, "sendAt": _at(timedelta(hours=2))})
     await insert_emails(sessions, email_in("sent"), email_in("failed"))
 
     summary = await _summary(client)

@@ -12,6 +12,7 @@ import pytest
 
 from mailroom.settings import Settings
 from tests.api.shapes import DETAIL_KEYS, assert_error
+from tests.support.api_calls import email_detail
 
 VALID: dict[str, Any] = {"to": "jane@example.com", "subject": "Hello", "text": "Hi there"}
 
@@ -35,13 +36,6 @@ async def _accepted(client: httpx.AsyncClient, body: Any) -> dict[str, Any]:
     assert response.status_code == 202, response.text
     accepted: dict[str, Any] = response.json()
     return accepted
-
-
-async def _detail(client: httpx.AsyncClient, email_id: str) -> dict[str, Any]:
-    response = await client.get(f"/emails/{email_id}")
-    assert response.status_code == 200, response.text
-    detail: dict[str, Any] = response.json()
-    return detail
 
 
 def _fields(response: httpx.Response) -> list[str]:
@@ -99,7 +93,7 @@ async def test_the_accepted_email_is_stored_queued_with_everything_given(
         },
     )
 
-    detail = await _detail(client, accepted["id"])
+    detail = await email_detail(client, accepted["id"])
     assert set(detail) == DETAIL_KEYS
     assert detail == {
         **detail,
@@ -136,7 +130,7 @@ async def test_the_accepted_email_is_stored_queued_with_everything_given(
 
 async def test_from_defaults_to_mail_from(client: httpx.AsyncClient, settings: Settings) -> None:
     accepted = await _accepted(client, VALID)
-    detail = await _detail(client, accepted["id"])
+    detail = await email_detail(client, accepted["id"])
     assert detail["from"] == settings.mail_from
     assert detail["from"] == "Mailroom Tests <sender@example.com>"
 
@@ -146,7 +140,7 @@ async def test_from_overrides_mail_from_and_names_the_message_id_domain(
 ) -> None:
     accepted = await _accepted(client, _with(**{"from": "Acme <no-reply@acme.example.org>"}))
     assert accepted["messageId"].endswith("@acme.example.org>")
-    detail = await _detail(client, accepted["id"])
+    detail = await email_detail(client, accepted["id"])
     assert detail["from"] == "Acme <no-reply@acme.example.org>"
 
 
@@ -176,7 +170,7 @@ async def test_to_is_stored_normalised(
     client: httpx.AsyncClient, to: str | list[str], stored: list[str]
 ) -> None:
     accepted = await _accepted(client, _with(to=to))
-    detail = await _detail(client, accepted["id"])
+    detail = await email_detail(client, accepted["id"])
     assert detail["to"] == stored
 
 
@@ -184,19 +178,19 @@ async def test_reply_to_in_camel_case_is_stored(client: httpx.AsyncClient) -> No
     accepted = await _accepted(
         client, _with(replyTo=["Support <help@example.com>", "desk@example.com"])
     )
-    detail = await _detail(client, accepted["id"])
+    detail = await email_detail(client, accepted["id"])
     assert detail["replyTo"] == ["Support <help@example.com>", "desk@example.com"]
 
 
 async def test_reply_to_as_one_string(client: httpx.AsyncClient) -> None:
     accepted = await _accepted(client, _with(replyTo="help@example.com"))
-    detail = await _detail(client, accepted["id"])
+    detail = await email_detail(client, accepted["id"])
     assert detail["replyTo"] == ["help@example.com"]
 
 
 async def test_html_alone_is_a_body(client: httpx.AsyncClient) -> None:
     accepted = await _accepted(client, _without("text", html="<b>Hi</b>"))
-    detail = await _detail(client, accepted["id"])
+    detail = await email_detail(client, accepted["id"])
     assert (detail["text"], detail["html"]) == (None, "<b>Hi</b>")
 
 
@@ -204,7 +198,7 @@ async def test_the_request_id_is_stored_with_the_email(client: httpx.AsyncClient
     response = await client.post("/send", json=VALID, headers={"X-Request-ID": "req-send-42"})
     assert response.status_code == 202, response.text
     assert response.headers["x-request-id"] == "req-send-42"
-    detail = await _detail(client, response.json()["id"])
+    detail = await email_detail(client, response.json()["id"])
     assert detail["requestId"] == "req-send-42"
 
 
@@ -213,19 +207,19 @@ async def test_exactly_50_recipients_across_to_cc_bcc_are_accepted(
 ) -> None:
     body = _with(to=_addresses(20, "to"), cc=_addresses(20, "cc"), bcc=_addresses(10, "bcc"))
     accepted = await _accepted(client, body)
-    detail = await _detail(client, accepted["id"])
+    detail = await email_detail(client, accepted["id"])
     assert len(detail["to"]) + len(detail["cc"]) + len(detail["bcc"]) == 50
 
 
 async def test_a_subject_of_998_characters_is_accepted(client: httpx.AsyncClient) -> None:
     accepted = await _accepted(client, _with(subject="s" * 998))
-    detail = await _detail(client, accepted["id"])
+    detail = await email_detail(client, accepted["id"])
     assert detail["subject"] == "s" * 998
 
 
 async def test_a_non_ascii_subject_is_kept_as_given(client: httpx.AsyncClient) -> None:
     accepted = await _accepted(client, _with(subject="Grüße, ☃ 你好"))
-    detail = await _detail(client, accepted["id"])
+    detail = await email_detail(client, accepted["id"])
     assert detail["subject"] == "Grüße, ☃ 你好"
 
 

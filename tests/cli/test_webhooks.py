@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import pytest
 from standardwebhooks.webhooks import Webhook
@@ -14,7 +14,7 @@ from mailroom.cli import app
 from mailroom.devserver import dev_settings
 from mailroom.settings import Settings
 from tests.support.cli import cli_environment
-from tests.support.webhook_receiver import WebhookReceiver, webhook_receiver
+from tests.support.webhook_receiver import WebhookReceiver
 
 runner = CliRunner()
 pytestmark = pytest.mark.usefixtures("clean")
@@ -26,12 +26,6 @@ def _cli_environment(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> Ite
         monkeypatch.setenv("WEBHOOK_ALLOW_HTTP", "true")
         monkeypatch.setenv("WEBHOOK_ALLOW_PRIVATE", "true")
         yield
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[WebhookReceiver]:
-    async with webhook_receiver() as running:
-        yield running
 
 
 async def _cli(*args: str) -> Result:

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from mailroom.transport.base import Outcome, SendResult, Stage
 from tests.support.smtp_server import ScriptedHandler, SmtpTestServer
 from tests.support.tls import PrivateCA, ServerCertificate
 
@@ -96,3 +97,12 @@ async def aiosmtpd_server(
 def port_of(server: asyncio.Server) -> int:
     port: int = server.sockets[0].getsockname()[1]
     return port
+
+
+def assert_configuration_fault(result: SendResult) -> None:
+    """Refused while connecting, for a reason only a change of settings can mend."""
+    assert (result.outcome, result.stage, result.config_error) == (
+        Outcome.TRANSIENT,
+        Stage.CONNECT,
+        True,
+    ), result.message

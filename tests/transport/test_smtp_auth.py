@@ -23,7 +23,12 @@ from mailroom.transport.oauth2 import ClientCredentials, TokenCommand
 from mailroom.transport.smtp import SmtpConfig, SmtpTransport
 from tests.support.tls import PrivateCA, ServerCertificate
 from tests.support.token_endpoint import token_endpoint
-from tests.transport.conftest import RecordingHandler, aiosmtpd_server, port_of
+from tests.transport.conftest import (
+    RecordingHandler,
+    aiosmtpd_server,
+    assert_configuration_fault,
+    port_of,
+)
 
 ENVELOPE = MailEnvelope(
     "mailer@example.com",
@@ -172,11 +177,7 @@ async def test_credentials_never_go_out_unencrypted() -> None:
         )
         result = await transport.send(ENVELOPE)
         await transport.aclose()
-    assert (result.outcome, result.stage, result.config_error) == (
-        Outcome.TRANSIENT,
-        Stage.CONNECT,
-        True,
-    )
+    assert_configuration_fault(result)
     assert "SMTP_ALLOW_INSECURE_AUTH" in result.message
     assert SECRET not in result.message
     assert authenticator.mechanisms == []  # no AUTH command at all
@@ -262,11 +263,7 @@ async def test_a_refusing_token_endpoint_is_a_configuration_fault(
         async with aiosmtpd_server(mailbox, **starttls) as server:
             cfg = config(port_of(server), private_ca, auth_mechanism="xoauth2", oauth2=tokens)
             [result] = await send(cfg)
-    assert (result.outcome, result.stage, result.config_error) == (
-        Outcome.TRANSIENT,
-        Stage.CONNECT,
-        True,
-    )
+    assert_configuration_fault(result)
     assert "401" in result.message and "invalid_client" in result.message
     assert "wrong-secret" not in result.message
     assert mailbox.presented == []

@@ -16,11 +16,11 @@ from standardwebhooks.webhooks import Webhook
 from mailroom.settings import Settings
 from mailroom.webhooks.models import EmailEvent, WebhookDelivery
 from tests.conftest import running_worker
+from tests.support.api_calls import create_endpoint
 from tests.support.processes import worker_env
 from tests.support.smtp_server import SmtpTestServer
 from tests.support.waiting import eventually
 from tests.support.webhook_receiver import Reply, WebhookReceiver
-from tests.webhooks.conftest import create_endpoint
 
 EMAILS = 30
 

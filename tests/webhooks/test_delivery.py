@@ -14,10 +14,10 @@ from standardwebhooks.webhooks import Webhook
 
 from mailroom.settings import Settings
 from tests.conftest import running_worker
+from tests.support.api_calls import create_endpoint, email_detail, send_email
 from tests.support.smtp_server import SmtpTestServer
 from tests.support.waiting import eventually
 from tests.support.webhook_receiver import Received, Reply, WebhookReceiver
-from tests.webhooks.conftest import create_endpoint
 
 EMAIL = {"to": "Jane <jane@example.com>", "subject": "Receipt", "text": "Thanks"}
 
@@ -26,20 +26,6 @@ def verified(secret: str, request: Received) -> dict[str, Any]:
     """The payload, if `standardwebhooks` accepts the request as signed by ``secret``."""
     payload: dict[str, Any] = Webhook(secret).verify(request.body, request.headers)
     return payload
-
-
-async def _send(client: httpx.AsyncClient) -> dict[str, Any]:
-    response = await client.post("/send", json=EMAIL)
-    assert response.status_code == 202, response.text
-    accepted: dict[str, Any] = response.json()
-    return accepted
-
-
-async def _email(client: httpx.AsyncClient, email_id: str) -> dict[str, Any]:
-    response = await client.get(f"/emails/{email_id}")
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
 
 
 async def _attempts(
@@ -63,9 +49,9 @@ async def test_an_email_s_events_arrive_signed_in_order_with_their_ids(
 ) -> None:
     endpoint = await create_endpoint(hooks, receiver.url)
     async with running_worker(local_settings, smtp_server):
-        accepted = await _send(hooks)
+        accepted = await send_email(hooks, EMAIL)
         await eventually(lambda: _aw(receiver), lambda n: n >= 2, what="two events")
-    email = await _email(hooks, accepted["id"])
+    email = await email_detail(hooks, accepted["id"])
     assert [e["type"] for e in email["events"]] == ["email.queued", "email.sent"]
     assert _types(receiver) == ["email.queued", "email.sent"]
     for request, event in zip(receiver.received, email["events"], strict=True):
@@ -104,20 +90,15 @@ async def _aw(receiver: WebhookReceiver) -> int:
 
 async def test_a_receiver_down_for_a_while_then_gets_every_event_exactly_as_signed(
     hooks: httpx.AsyncClient,
-    settings_factory: Callable[..., Settings],
+    webhook_settings: Callable[..., Settings],
     smtp_server: SmtpTestServer,
     receiver: WebhookReceiver,
 ) -> None:
-    settings = settings_factory(
-        webhook_allow_http=True,
-        webhook_allow_private=True,
-        webhook_retry_schedule="1,1,1,1,1,1,1,1,1,1",
-        webhook_poll_interval=0.1,
-    )
+    settings = webhook_settings(webhook_retry_schedule="1,1,1,1,1,1,1,1,1,1")
     endpoint = await create_endpoint(hooks, receiver.url, events=["email.queued", "email.sent"])
     await receiver.stop()
     async with running_worker(settings, smtp_server):
-        emails = [await _send(hooks) for _ in range(3)]
+        emails = [await send_email(hooks, EMAIL) for _ in range(3)]
         await eventually(
             lambda: _attempts(hooks, endpoint["id"], status="pending"),
             lambda found: len({a["eventId"] for a in found}) >= 6,
@@ -130,7 +111,9 @@ async def test_a_receiver_down_for_a_while_then_gets_every_event_exactly_as_sign
             what="every event delivered",
         )
     expected = {
-        e["id"]: e for accepted in emails for e in (await _email(hooks, accepted["id"]))["events"]
+        e["id"]: e
+        for accepted in emails
+        for e in (await email_detail(hooks, accepted["id"]))["events"]
     }
     assert len(expected) == 6
     got: dict[str, dict[str, Any]] = {}
@@ -160,23 +143,20 @@ async def test_a_receiver_down_for_a_while_then_gets_every_event_exactly_as_sign
 )
 async def test_hostile_receivers_are_failed_attempts_never_a_stuck_worker(
     hooks: httpx.AsyncClient,
-    settings_factory: Callable[..., Settings],
+    webhook_settings: Callable[..., Settings],
     smtp_server: SmtpTestServer,
     receiver: WebhookReceiver,
     reply: Reply,
     error: str | None,
 ) -> None:
-    settings = settings_factory(
-        webhook_allow_http=True,
-        webhook_allow_private=True,
+    settings = webhook_settings(
         webhook_retry_schedule="1",
-        webhook_poll_interval=0.1,
         webhook_timeout=1,
     )
     receiver.behaviour = lambda _: reply
     endpoint = await create_endpoint(hooks, receiver.url, events=["email.queued"])
     async with running_worker(settings, smtp_server):
-        await _send(hooks)
+        await send_email(hooks, EMAIL)
         log = await eventually(
             lambda: _attempts(hooks, endpoint["id"]),
             lambda found: any(a["status"] != "pending" for a in found),
@@ -207,7 +187,7 @@ async def test_410_gone_disables_the_endpoint_and_keeps_its_events_for_replay(
     receiver.behaviour = lambda _: Reply(status=410)
     endpoint = await create_endpoint(hooks, receiver.url)
     async with running_worker(local_settings, smtp_server):
-        accepted = await _send(hooks)
+        accepted = await send_email(hooks, EMAIL)
         found = await eventually(
             lambda: hooks.get(f"/webhooks/{endpoint['id']}"),
             lambda r: r.json()["enabled"] is False,
@@ -215,7 +195,9 @@ async def test_410_gone_disables_the_endpoint_and_keeps_its_events_for_replay(
         )
         assert "410" in found.json()["disabledReason"]
         email = await eventually(
-            lambda: _email(hooks, accepted["id"]), lambda e: e["status"] == "sent", what="sent"
+            lambda: email_detail(hooks, accepted["id"]),
+            lambda e: e["status"] == "sent",
+            what="sent",
         )
         receiver.behaviour = lambda _: Reply()
         again = await hooks.patch(f"/webhooks/{endpoint['id']}", json={"enabled": True})
@@ -244,21 +226,18 @@ async def test_410_gone_disables_the_endpoint_and_keeps_its_events_for_replay(
 
 async def test_a_failing_endpoint_is_disabled_after_webhook_disable_after(
     hooks: httpx.AsyncClient,
-    settings_factory: Callable[..., Settings],
+    webhook_settings: Callable[..., Settings],
     smtp_server: SmtpTestServer,
     receiver: WebhookReceiver,
 ) -> None:
-    settings = settings_factory(
-        webhook_allow_http=True,
-        webhook_allow_private=True,
+    settings = webhook_settings(
         webhook_retry_schedule="1,1,1,1",
-        webhook_poll_interval=0.1,
         webhook_disable_after=0.5,
     )
     receiver.behaviour = lambda _: Reply(status=500)
     endpoint = await create_endpoint(hooks, receiver.url, events=["email.queued"])
     async with running_worker(settings, smtp_server):
-        await _send(hooks)
+        await send_email(hooks, EMAIL)
         found = await eventually(
             lambda: hooks.get(f"/webhooks/{endpoint['id']}"),
             lambda r: r.json()["enabled"] is False,
@@ -270,20 +249,15 @@ async def test_a_failing_endpoint_is_disabled_after_webhook_disable_after(
 
 async def test_retry_after_is_honoured(
     hooks: httpx.AsyncClient,
-    settings_factory: Callable[..., Settings],
+    webhook_settings: Callable[..., Settings],
     smtp_server: SmtpTestServer,
     receiver: WebhookReceiver,
 ) -> None:
-    settings = settings_factory(
-        webhook_allow_http=True,
-        webhook_allow_private=True,
-        webhook_retry_schedule="1,30",
-        webhook_poll_interval=0.1,
-    )
+    settings = webhook_settings(webhook_retry_schedule="1,30")
     receiver.behaviour = lambda _: Reply(status=429, headers={"retry-after": "20"})
     endpoint = await create_endpoint(hooks, receiver.url, events=["email.queued"])
     async with running_worker(settings, smtp_server):
-        await _send(hooks)
+        await send_email(hooks, EMAIL)
         [attempt] = await eventually(
             lambda: _attempts(hooks, endpoint["id"]),
             lambda found: len(found) == 1,
@@ -305,7 +279,7 @@ async def test_retrying_and_failed_carry_the_error(
     endpoint = await create_endpoint(hooks, receiver.url, events=["email.retrying", "email.failed"])
     smtp_server.handler.data_replies.extend(["451 4.3.0 Try later", "550 5.1.1 No such user"])
     async with running_worker(local_settings, smtp_server):
-        await _send(hooks)
+        await send_email(hooks, EMAIL)
         await eventually(lambda: _aw(receiver), lambda n: n >= 2, what="two events")
     retrying, failed = (verified(endpoint["secret"], r) for r in receiver.received)
     assert retrying["type"] == "email.retrying"

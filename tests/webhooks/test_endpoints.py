@@ -19,7 +19,7 @@ from mailroom.settings import Settings
 from mailroom.webhooks.events import EMAIL_EVENT_TYPES
 from tests.api.shapes import assert_error
 from tests.conftest import api_client, make_key
-from tests.webhooks.conftest import create_endpoint
+from tests.support.api_calls import create_endpoint
 
 KEYS = {"id", "url", "events", "description", "enabled", "disabledReason", "createdAt"}
 

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from mailroom.projects.models import DEFAULT_PROJECT_ID
 from mailroom.webhooks.events import emit
 from mailroom.webhooks.models import EmailEvent, WebhookDelivery
-from tests.webhooks.conftest import create_endpoint
+from tests.support.api_calls import create_endpoint
 
 
 async def _types(client: httpx.AsyncClient, email_id: str) -> list[str]:

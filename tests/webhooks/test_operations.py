@@ -12,8 +12,8 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from mailroom.settings import Settings
 from tests.api.shapes import assert_error
 from tests.conftest import api_client
+from tests.support.api_calls import create_endpoint
 from tests.support.webhook_receiver import Reply, WebhookReceiver
-from tests.webhooks.conftest import create_endpoint
 
 ATTEMPT_KEYS = {
     "eventId",

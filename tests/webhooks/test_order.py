@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from mailroom.webhooks import deliveries_repository
 from mailroom.webhooks.deliveries_repository import AttemptRow
 from mailroom.webhooks.models import WebhookDelivery
-from tests.webhooks.conftest import create_endpoint
+from tests.support.api_calls import create_endpoint
 
 LEASE = timedelta(seconds=30)
 

@@ -10,8 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from mailroom.webhooks.deliveries_repository import purge_attempts
 from mailroom.webhooks.models import EmailEvent, WebhookAttempt, WebhookDelivery
+from tests.support.api_calls import create_endpoint
 from tests.support.webhook_receiver import WebhookReceiver
-from tests.webhooks.conftest import create_endpoint
 
 
 async def _count(sessions: async_sessionmaker[AsyncSession], model: type) -> int:

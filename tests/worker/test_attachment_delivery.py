@@ -22,6 +22,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from mailroom.settings import Settings
 from mailroom.transport.memory import MemoryTransport
 from tests.conftest import running_worker
+from tests.support.api_calls import email_detail, send_email
 from tests.support.factories import attachment_json, awkward_bytes, png_bytes
 from tests.support.smtp_server import ScriptedHandler, SmtpTestServer
 from tests.support.waiting import eventually
@@ -100,22 +101,8 @@ def _payload(part: EmailMessage) -> bytes:
     return payload
 
 
-async def _get(client: httpx.AsyncClient, email_id: str) -> dict[str, Any]:
-    response = await client.get(f"/emails/{email_id}")
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
 def _final(body: dict[str, Any]) -> bool:
     return body["status"] in ("sent", "failed")
-
-
-async def _send(client: httpx.AsyncClient, body: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-    response = await client.post("/send", json=body, **kwargs)
-    assert response.status_code == 202, response.text
-    accepted: dict[str, Any] = response.json()
-    return accepted
 
 
 def _assert_the_files_arrived_intact(message: EmailMessage) -> None:
@@ -164,8 +151,10 @@ async def test_attachments_arrive_byte_for_byte_with_names_types_and_the_inline_
     client: httpx.AsyncClient, settings: Settings, smtp_server: SmtpTestServer
 ) -> None:
     async with running_worker(settings, smtp_server):
-        accepted = await _send(client, _email())
-        email = await eventually(lambda: _get(client, accepted["id"]), _final, what="delivery")
+        accepted = await send_email(client, _email())
+        email = await eventually(
+            lambda: email_detail(client, accepted["id"]), _final, what="delivery"
+        )
 
     assert email["status"] == "sent", email
     assert email["attempts"] == 1
@@ -187,9 +176,9 @@ async def test_a_retry_sends_the_same_bytes_and_message_id_again(
     assert isinstance(handler, RecordingHandler)
     handler.data_replies.append("451 4.3.0 Try again later")
     async with running_worker(settings, recording_server):
-        accepted = await _send(client, _email())
+        accepted = await send_email(client, _email())
         email = await eventually(
-            lambda: _get(client, accepted["id"]), _final, timeout=30, what="the retry"
+            lambda: email_detail(client, accepted["id"]), _final, timeout=30, what="the retry"
         )
 
     assert email["status"] == "sent", email
@@ -226,7 +215,7 @@ async def test_each_email_of_a_batch_carries_its_own_attachments(
         ids = [item["id"] for item in response.json()["data"]]
 
         async def statuses() -> list[str]:
-            return [(await _get(client, i))["status"] for i in ids]
+            return [(await email_detail(client, i))["status"] for i in ids]
 
         await eventually(statuses, lambda s: all(x in ("sent", "failed") for x in s), what="batch")
 
@@ -253,8 +242,10 @@ async def test_an_inline_image_of_a_text_only_email_arrives_as_a_file_with_its_c
         "attachments": [attachment_json("logo.png", LOGO, contentId="<logo>")],
     }
     async with running_worker(settings, smtp_server):
-        accepted = await _send(client, body)
-        email = await eventually(lambda: _get(client, accepted["id"]), _final, what="delivery")
+        accepted = await send_email(client, body)
+        email = await eventually(
+            lambda: email_detail(client, accepted["id"]), _final, what="delivery"
+        )
     assert email["status"] == "sent", email
     [received] = smtp_server.handler.messages()
     message = _parse(received.raw)
@@ -280,8 +271,10 @@ async def test_sanitised_filenames_are_what_the_recipient_sees(
         ],
     }
     async with running_worker(settings, smtp_server):
-        accepted = await _send(client, body)
-        email = await eventually(lambda: _get(client, accepted["id"]), _final, what="delivery")
+        accepted = await send_email(client, body)
+        email = await eventually(
+            lambda: email_detail(client, accepted["id"]), _final, what="delivery"
+        )
     assert email["status"] == "sent", email
     [received] = smtp_server.handler.messages()
     files = _files(_parse(received.raw))
@@ -321,8 +314,10 @@ async def test_a_sandbox_email_with_attachments_is_built_logged_sent_and_never_d
 ) -> None:
     sandbox = MemoryTransport()  # as `mailroom dev` passes its inbox
     async with running_worker(settings, smtp_server, sandbox_transport=sandbox):
-        accepted = await _send(client, _email(), headers={"X-Sandbox": "true"})
-        email = await eventually(lambda: _get(client, accepted["id"]), _final, what="sandbox")
+        accepted = await send_email(client, _email(), headers={"X-Sandbox": "true"})
+        email = await eventually(
+            lambda: email_detail(client, accepted["id"]), _final, what="sandbox"
+        )
 
     assert (email["status"], email["sandbox"], email["attempts"]) == ("sent", True, 1)
     assert [a["filename"] for a in email["attachments"]] == ["data.bin", "logo.png", "report.pdf"]
@@ -338,10 +333,10 @@ async def test_a_scheduled_email_keeps_its_attachments_until_it_is_due_and_sends
     client: httpx.AsyncClient, settings: Settings, smtp_server: SmtpTestServer
 ) -> None:
     send_at = datetime.now(UTC) + timedelta(seconds=4)
-    accepted = await _send(client, _email(sendAt=send_at.isoformat()))
+    accepted = await send_email(client, _email(sendAt=send_at.isoformat()))
     assert accepted["status"] == "scheduled"
     # No worker yet: it stays scheduled, its files stored and listed.
-    scheduled = await _get(client, accepted["id"])
+    scheduled = await email_detail(client, accepted["id"])
     assert scheduled["status"] == "scheduled"
     assert datetime.fromisoformat(scheduled["sendAt"]) == send_at
     assert [(a["filename"], a["size"]) for a in scheduled["attachments"]] == [
@@ -352,7 +347,10 @@ async def test_a_scheduled_email_keeps_its_attachments_until_it_is_due_and_sends
 
     async with running_worker(settings, smtp_server):
         email = await eventually(
-            lambda: _get(client, accepted["id"]), _final, timeout=30, what="the scheduled send"
+            lambda: email_detail(client, accepted["id"]),
+            _final,
+            timeout=30,
+            what="the scheduled send",
         )
 
     assert email["status"] == "sent", email
@@ -370,8 +368,8 @@ async def test_the_base64_sent_to_the_api_decodes_to_what_the_recipient_gets(
     """The same check from the client's side: its own base64 string against the received part."""
     given = _email()["attachments"][0]["content"]
     async with running_worker(settings, smtp_server):
-        accepted = await _send(client, _email(html=None))
-        await eventually(lambda: _get(client, accepted["id"]), _final, what="delivery")
+        accepted = await send_email(client, _email(html=None))
+        await eventually(lambda: email_detail(client, accepted["id"]), _final, what="delivery")
     [received] = smtp_server.handler.messages()
     part = _files(_parse(received.raw))["data.bin"]
     assert base64.b64encode(_payload(part)).decode() == given

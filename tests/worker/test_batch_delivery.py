@@ -36,6 +36,7 @@ from mailroom.worker.runner import DeliveryWorker
 from mailroom.worker.sweeper import Sweeper
 from tests.conftest import api_client, running_worker, smtp_transport_for
 from tests.support import factories
+from tests.support.api_calls import email_detail
 from tests.support.factories import batch_items, stored_emails
 from tests.support.smtp_server import ScriptedHandler, SmtpTestServer
 from tests.support.waiting import eventually
@@ -190,13 +191,6 @@ class HoldingTransport:
 # -- end to end --------------------------------------------------------------------------------
 
 
-async def _email(client: httpx.AsyncClient, email_id: str) -> dict[str, Any]:
-    response = await client.get(f"/emails/{email_id}")
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
 async def test_a_batch_is_delivered_end_to_end_each_email_once(
     settings: Settings,
     settings_factory: Callable[..., Settings],
@@ -219,10 +213,10 @@ async def test_a_batch_is_delivered_end_to_end_each_email_once(
         assert len(accepted) == 8
 
         async def statuses() -> list[str]:
-            return [(await _email(client, item["id"]))["status"] for item in accepted]
+            return [(await email_detail(client, item["id"]))["status"] for item in accepted]
 
         await eventually(statuses, lambda found: set(found) == {"sent"}, what="all sent")
-        details = [await _email(client, item["id"]) for item in accepted]
+        details = [await email_detail(client, item["id"]) for item in accepted]
         log = (await client.get("/logs/email")).json()
 
     for item, detail in zip(accepted, details, strict=True):

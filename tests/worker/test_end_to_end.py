@@ -11,6 +11,7 @@ import redis.asyncio as redis
 
 from mailroom.settings import Settings
 from tests.conftest import running_worker
+from tests.support.api_calls import email_detail
 from tests.support.smtp_server import SmtpTestServer
 from tests.support.waiting import eventually
 
@@ -27,13 +28,6 @@ EMAIL = {
 }
 
 
-async def _email(client: httpx.AsyncClient, email_id: str) -> dict[str, Any]:
-    response = await client.get(f"/emails/{email_id}")
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
 def _final(body: dict[str, Any]) -> bool:
     return body["status"] in ("sent", "failed")
 
@@ -46,7 +40,9 @@ async def test_an_accepted_email_is_delivered_and_logged_as_sent(
         assert response.status_code == 202, response.text
         accepted = response.json()
         assert accepted["status"] == "queued"
-        email = await eventually(lambda: _email(client, accepted["id"]), _final, what="delivery")
+        email = await eventually(
+            lambda: email_detail(client, accepted["id"]), _final, what="delivery"
+        )
 
     assert email["status"] == "sent"
     assert email["sentAt"] is not None and email["failedAt"] is None
@@ -81,7 +77,9 @@ async def test_a_550_fails_at_once_with_the_server_reply(
     smtp_server.handler.data_replies.append("550 5.1.1 <jane@example.com>: mailbox unavailable")
     async with running_worker(settings, smtp_server):
         accepted = (await client.post("/send", json=EMAIL)).json()
-        email = await eventually(lambda: _email(client, accepted["id"]), _final, what="failure")
+        email = await eventually(
+            lambda: email_detail(client, accepted["id"]), _final, what="failure"
+        )
 
     assert email["status"] == "failed"
     assert email["failedAt"] is not None and email["sentAt"] is None
@@ -109,7 +107,7 @@ async def test_two_451s_then_250_is_sent_with_three_attempts(
     async with running_worker(settings, smtp_server):
         accepted = (await client.post("/send", json=EMAIL)).json()
         email = await eventually(
-            lambda: _email(client, accepted["id"]), _final, timeout=30, what="retries"
+            lambda: email_detail(client, accepted["id"]), _final, timeout=30, what="retries"
         )
 
     assert email["status"] == "sent"
@@ -133,7 +131,7 @@ async def test_redis_keeps_no_finished_jobs(
         ids = [(await client.post("/send", json=EMAIL)).json()["id"] for _ in range(30)]
 
         async def statuses() -> set[str]:
-            return {(await _email(client, email_id))["status"] for email_id in ids}
+            return {(await email_detail(client, email_id))["status"] for email_id in ids}
 
         await eventually(statuses, lambda found: found <= {"sent", "failed"}, what="all final")
 

@@ -13,6 +13,7 @@ import pytest
 
 from mailroom.settings import Settings
 from tests.conftest import running_worker
+from tests.support.api_calls import email_detail
 from tests.support.smtp_server import SmtpTestServer
 from tests.support.waiting import eventually
 
@@ -26,13 +27,6 @@ EMAIL = {
     "text": "Thanks for your order.",
 }
 DEFERRED = "451 4.2.0 Mailbox busy, try later"
-
-
-async def _email(client: httpx.AsyncClient, email_id: str) -> dict[str, Any]:
-    response = await client.get(f"/emails/{email_id}")
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
 
 
 def _states(email: dict[str, Any]) -> dict[str, str]:
@@ -55,7 +49,7 @@ async def test_only_the_deferred_recipient_is_sent_again(
         accepted = (await client.post("/send", json=EMAIL)).json()
         # Accepted for two, deferred for one, and retried (for that one only) at least once.
         email = await eventually(
-            lambda: _email(client, accepted["id"]),
+            lambda: email_detail(client, accepted["id"]),
             lambda e: e["attempts"] >= 2,
             timeout=30,
             what="a retry of the deferred recipient",
@@ -74,7 +68,7 @@ async def test_only_the_deferred_recipient_is_sent_again(
 
         del smtp_server.handler.rcpt_replies["carl@example.com"]
         email = await eventually(
-            lambda: _email(client, accepted["id"]),
+            lambda: email_detail(client, accepted["id"]),
             lambda e: e["status"] == "sent",
             timeout=30,
             what="the deferred recipient delivered",
@@ -100,7 +94,7 @@ async def test_a_recipient_still_deferred_when_attempts_run_out_is_failed(
     async with running_worker(settings, smtp_server):
         accepted = (await client.post("/send", json=EMAIL)).json()
         email = await eventually(
-            lambda: _email(client, accepted["id"]),
+            lambda: email_detail(client, accepted["id"]),
             lambda e: e["status"] in ("sent", "failed"),
             timeout=30,
             what="the attempts used up",
@@ -126,7 +120,7 @@ async def test_a_recipient_refused_for_good_is_failed_and_not_retried(
     async with running_worker(settings, smtp_server):
         accepted = (await client.post("/send", json=EMAIL)).json()
         email = await eventually(
-            lambda: _email(client, accepted["id"]),
+            lambda: email_detail(client, accepted["id"]),
             lambda e: e["status"] in ("sent", "failed"),
             timeout=30,
             what="delivery",

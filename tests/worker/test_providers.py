@@ -113,4 +113,6 @@ async def test_a_paced_email_waits_unchanged_with_no_attempt(
         await asyncio.sleep(0)
     waiting = [e for e in emails if e["status"] == "queued"]
     assert all(e["attempts"] == 0 and e["deliveryAttempts"] == [] for e in waiting)
+    # Handed back unsent: nothing a webhook receiver has to hear about again.
+    assert all([event["type"] for event in e["events"]] == ["email.queued"] for e in waiting)
     assert len(relays[0].handler.messages()) == 1

@@ -1,7 +1,8 @@
 """Event types and the one way to emit an event.
 
-Status changes of emails emit theirs by themselves (triggers on ``emails``, see migration
-0009): ``email.<status>`` in the transaction of the change. What a provider reports about
+Status changes of emails emit theirs by themselves (triggers on ``emails``, see migrations
+0009 and 0013): ``email.<status>`` in the transaction of the change, except into ``sending``
+and out of it by a claim handed back unsent. What a provider reports about
 one recipient afterwards (delivered, bounced, complained) is emitted by
 ``emit_for_emails`` in the transaction that records the report; anything else calls
 ``emit``. Each event is then delivered to every subscribed endpoint of the project.

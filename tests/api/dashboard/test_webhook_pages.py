@@ -17,17 +17,12 @@ from mailroom.settings import Settings
 from mailroom.webhooks.events import emit_for_emails
 from tests.api.dashboard.conftest import csrf_of, sign_in
 from tests.conftest import api_client, make_key
+from tests.support.api_calls import create_endpoint
 from tests.support.factories import email_in, insert_emails
 from tests.support.webhook_receiver import Reply, WebhookReceiver, webhook_receiver
 from tests.webhooks.conftest import LOCAL
 
 XSS = '<script>alert(1)</script><img src=x onerror="alert(2)">'
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[WebhookReceiver]:
-    async with webhook_receiver() as running:
-        yield running
 
 
 @pytest.fixture
@@ -39,13 +34,16 @@ async def local_client(
         yield client
 
 
-async def _endpoint(client: httpx.AsyncClient, key: str, url: str, **fields: Any) -> dict[str, Any]:
-    created = await client.post(
-        "/webhooks", json={"url": url, **fields}, headers={"Authorization": f"Bearer {key}"}
-    )
-    assert created.status_code == 201, created.text
-    body: dict[str, Any] = created.json()
-    return body
+async def _endpoint_page(
+    client: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession], url: str
+) -> tuple[dict[str, Any], str, httpx.Response]:
+    """A new endpoint at ``url``, signed in with the key that made it: it, its page's path
+    and the page."""
+    key = await make_key(sessions)
+    hook = await create_endpoint(client, key=key, url=url)
+    await sign_in(client, key)
+    path = f"/dashboard/webhooks/{hook['id']}"
+    return hook, path, await client.get(path)
 
 
 async def test_the_endpoints_page_lists_them_escaped_for_a_key_with_the_scope(
@@ -55,7 +53,7 @@ async def test_the_endpoints_page_lists_them_escaped_for_a_key_with_the_scope(
 ) -> None:
     key = await make_key(sessions)
     hostile_url = receiver.url + "?q=" + XSS.replace(" ", "%20").replace('"', "%22")
-    hook = await _endpoint(local_client, key, hostile_url, description=XSS)
+    hook = await create_endpoint(local_client, key=key, url=hostile_url, description=XSS)
     await sign_in(local_client, key)
     overview = await local_client.get("/dashboard")
     assert 'href="/dashboard/webhooks"' in overview.text
@@ -80,7 +78,7 @@ async def test_without_webhooks_write_the_pages_are_hidden_and_refused(
     sessions: async_sessionmaker[AsyncSession],
     receiver: WebhookReceiver,
 ) -> None:
-    hook = await _endpoint(local_client, await make_key(sessions), receiver.url)
+    hook = await create_endpoint(local_client, key=await make_key(sessions), url=receiver.url)
     await sign_in(local_client, await make_key(sessions, (Scope.LOGS_READ,)))
     overview = await local_client.get("/dashboard")
     assert 'href="/dashboard/webhooks"' not in overview.text
@@ -100,11 +98,7 @@ async def test_a_test_event_needs_the_token_then_reaches_the_receiver_and_shows(
     sessions: async_sessionmaker[AsyncSession],
     receiver: WebhookReceiver,
 ) -> None:
-    key = await make_key(sessions)
-    hook = await _endpoint(local_client, key, receiver.url)
-    await sign_in(local_client, key)
-    path = f"/dashboard/webhooks/{hook['id']}"
-    page = await local_client.get(path)
+    _, path, page = await _endpoint_page(local_client, sessions, receiver.url)
     assert f'action="{path}/test"' in page.text
     without = await local_client.post(path + "/test", data={})
     assert without.status_code == 403
@@ -127,11 +121,7 @@ async def test_replay_needs_the_token_then_sends_the_events_again(
     sessions: async_sessionmaker[AsyncSession],
     receiver: WebhookReceiver,
 ) -> None:
-    key = await make_key(sessions)
-    hook = await _endpoint(local_client, key, receiver.url)
-    await sign_in(local_client, key)
-    path = f"/dashboard/webhooks/{hook['id']}"
-    page = await local_client.get(path)
+    _, path, page = await _endpoint_page(local_client, sessions, receiver.url)
     await local_client.post(path + "/test", data={"csrf": csrf_of(page)})
     assert len(receiver.received) == 1
     without = await local_client.post(path + "/replay", data={"hours": "24"})
@@ -150,11 +140,7 @@ async def test_rotate_asks_first_needs_the_token_and_shows_the_secret_once(
     sessions: async_sessionmaker[AsyncSession],
     receiver: WebhookReceiver,
 ) -> None:
-    key = await make_key(sessions)
-    hook = await _endpoint(local_client, key, receiver.url)
-    await sign_in(local_client, key)
-    path = f"/dashboard/webhooks/{hook['id']}"
-    page = await local_client.get(path)
+    hook, path, page = await _endpoint_page(local_client, sessions, receiver.url)
     assert f'href="{path}/rotate"' in page.text
     confirm = await local_client.get(path + "/rotate")
     assert confirm.status_code == 200
@@ -213,11 +199,7 @@ async def test_replay_failed_sends_again_the_events_that_failed_for_good(
 ) -> None:
     # 410 Gone: the attempt fails for good and the endpoint is disabled, with its reason.
     async with webhook_receiver(lambda _: Reply(status=410)) as gone:
-        key = await make_key(sessions)
-        hook = await _endpoint(local_client, key, gone.url)
-        await sign_in(local_client, key)
-        path = f"/dashboard/webhooks/{hook['id']}"
-        page = await local_client.get(path)
+        _, path, page = await _endpoint_page(local_client, sessions, gone.url)
         tested = await local_client.post(path + "/test", data={"csrf": csrf_of(page)})
         assert tested.status_code == 303
     page = await local_client.get(path)
@@ -237,7 +219,7 @@ async def test_deliveries_page_by_keyset_cursor(
     receiver: WebhookReceiver,
 ) -> None:
     key = await make_key(sessions)
-    hook = await _endpoint(local_client, key, receiver.url)
+    hook = await create_endpoint(local_client, key=key, url=receiver.url)
     for _ in range(DELIVERIES_PAGE + 3):
         sent = await local_client.post(
             f"/webhooks/{hook['id']}/test", headers={"Authorization": f"Bearer {key}"}

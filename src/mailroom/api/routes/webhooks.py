@@ -6,9 +6,10 @@ Every one needs the `webhooks:write` scope and acts on the key's project's endpo
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query, status
+from fastapi import APIRouter, Depends, Path, Query, status
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 from starlette.types import Receive, Scope, Send
@@ -69,11 +70,31 @@ _INVALID: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _parse_id(webhook_id: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(webhook_id)
-    except ValueError:
-        raise NotFound(f"No webhook endpoint with id {webhook_id[:64]!r}") from None
+@dataclass(frozen=True)
+class _Target:
+    """The endpoint a route names, always looked up within the key's project: the use
+    cases answer 404 for another project's endpoint exactly as for one that does not exist.
+    """
+
+    webhook_id: str
+    project_id: uuid.UUID
+
+    @property
+    def id(self) -> uuid.UUID:
+        # Parsed when the route uses it rather than in the dependency: FastAPI runs
+        # dependencies before it validates the query and body, and a request whose body
+        # is invalid too answers 422 before the 404.
+        try:
+            return uuid.UUID(self.webhook_id)
+        except ValueError:
+            raise NotFound(f"No webhook endpoint with id {self.webhook_id[:64]!r}") from None
+
+
+def _target(webhook_id: WebhookId, caller: WebhooksCaller) -> _Target:
+    return _Target(webhook_id, caller.project.id)
+
+
+Target = Annotated[_Target, Depends(_target)]
 
 
 @router.post(
@@ -105,8 +126,8 @@ async def list_webhooks(session: Session, caller: WebhooksCaller) -> WebhookList
 @router.get(
     "/webhooks/{webhook_id}", response_model=Webhook, summary="One endpoint", responses=_NOT_FOUND
 )
-async def get_webhook(webhook_id: WebhookId, session: Session, caller: WebhooksCaller) -> Webhook:
-    return await service.get(session, _parse_id(webhook_id), project_id=caller.project.id)
+async def get_webhook(target: Target, session: Session) -> Webhook:
+    return await service.get(session, target.id, project_id=target.project_id)
 
 
 @router.patch(
@@ -116,15 +137,14 @@ async def get_webhook(webhook_id: WebhookId, session: Session, caller: WebhooksC
     responses={**_NOT_FOUND, **_INVALID},
 )
 async def update_webhook(
-    webhook_id: WebhookId,
+    target: Target,
     body: UpdateWebhook,
     uow: UoW,
-    caller: WebhooksCaller,
     settings: SettingsDep,
 ) -> Webhook:
     """`enabled: true` resumes a disabled endpoint: its deliveries still pending go out."""
     return await service.update(
-        uow.session, _parse_id(webhook_id), body, project_id=caller.project.id, settings=settings
+        uow.session, target.id, body, project_id=target.project_id, settings=settings
     )
 
 
@@ -134,8 +154,8 @@ async def update_webhook(
     summary="Delete an endpoint, with its deliveries log",
     responses=_NOT_FOUND,
 )
-async def delete_webhook(webhook_id: WebhookId, uow: UoW, caller: WebhooksCaller) -> WebhookDeleted:
-    return await service.delete(uow.session, _parse_id(webhook_id), project_id=caller.project.id)
+async def delete_webhook(target: Target, uow: UoW) -> WebhookDeleted:
+    return await service.delete(uow.session, target.id, project_id=target.project_id)
 
 
 @router.post(
@@ -145,9 +165,8 @@ async def delete_webhook(webhook_id: WebhookId, uow: UoW, caller: WebhooksCaller
     responses={**_NOT_FOUND, **_INVALID},
 )
 async def rotate_secret(
-    webhook_id: WebhookId,
+    target: Target,
     uow: UoW,
-    caller: WebhooksCaller,
     settings: SettingsDep,
     expire_old_now: Annotated[
         bool,
@@ -163,8 +182,8 @@ async def rotate_secret(
     secrets without missing an event."""
     return await service.rotate_secret(
         uow.session,
-        _parse_id(webhook_id),
-        project_id=caller.project.id,
+        target.id,
+        project_id=target.project_id,
         settings=settings,
         expire_old_now=expire_old_now,
     )
@@ -179,12 +198,10 @@ async def rotate_secret(
         409: {"model": ErrorResponse, "description": "The endpoint is disabled"},
     },
 )
-async def test_webhook(
-    webhook_id: WebhookId, state: State, caller: WebhooksCaller, settings: SettingsDep
-) -> WebhookAttemptItem:
+async def test_webhook(target: Target, state: State, settings: SettingsDep) -> WebhookAttemptItem:
     """Answers with the attempt: `status`, `responseCode`, `responseBody`, `error`."""
     return await service.send_test(
-        state.sessions, _parse_id(webhook_id), project_id=caller.project.id, settings=settings
+        state.sessions, target.id, project_id=target.project_id, settings=settings
     )
 
 
@@ -195,9 +212,8 @@ async def test_webhook(
     responses={**_NOT_FOUND, **_INVALID},
 )
 async def list_deliveries(
-    webhook_id: WebhookId,
+    target: Target,
     session: Session,
-    caller: WebhooksCaller,
     cursor: Annotated[
         str | None,
         Query(
@@ -218,8 +234,8 @@ async def list_deliveries(
     """`status` `pending`: the attempt failed and another comes at `nextAttemptAt`."""
     return await service.deliveries(
         session,
-        _parse_id(webhook_id),
-        project_id=caller.project.id,
+        target.id,
+        project_id=target.project_id,
         cursor=cursor,
         status=status_,
         event_type=event_type,
@@ -234,11 +250,7 @@ async def list_deliveries(
     summary="Send events again",
     responses={**_NOT_FOUND, **_INVALID},
 )
-async def replay(
-    webhook_id: WebhookId, body: ReplayRequest, uow: UoW, caller: WebhooksCaller
-) -> Replayed:
+async def replay(target: Target, body: ReplayRequest, uow: UoW) -> Replayed:
     """The events named (`eventIds`) or that happened in `[since, until)`: each is sent
     again with the same `webhook-id`, a new timestamp and signature (at most 10,000)."""
-    return await service.replay(
-        uow.session, _parse_id(webhook_id), body, project_id=caller.project.id
-    )
+    return await service.replay(uow.session, target.id, body, project_id=target.project_id)
