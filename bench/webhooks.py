@@ -32,8 +32,12 @@ class Receiver:
     requests: int = 0
     port: int = 0
     server: asyncio.Server | None = None
+    handlers: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self.handlers.add(task)
         try:
             while line := await reader.readline():
                 length = 0
@@ -48,9 +52,10 @@ class Receiver:
                     await asyncio.sleep(self.delay)
                 writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
                 await writer.drain()
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
+            pass  # a sleeping reply cut short at the end of the run is no error
         finally:
+            self.handlers.discard(task)
             writer.close()
 
     async def start(self) -> str:
@@ -61,6 +66,9 @@ class Receiver:
     async def stop(self) -> None:
         if self.server is not None:
             self.server.close()
+        for task in list(self.handlers):
+            task.cancel()
+        await asyncio.gather(*self.handlers, return_exceptions=True)
 
 
 @dataclass
@@ -176,14 +184,19 @@ def webhook_rows(runs: list[WebhookRun]) -> list[Row]:
             PASS if drained is not None and drained <= 10 else MISS,
         )
     )
+    # What the receiver's speed costs email delivery: the slow run against the fast one
+    # (both write the same outbox rows; only the receiver differs).
     slow = by["slow"]
-    slow_ratio = slow.e2e.emails_per_s / base.emails_per_s if base.emails_per_s else 0.0
+    fast_rate = fast.e2e.emails_per_s
+    slow_ratio = slow.e2e.emails_per_s / fast_rate if fast_rate else 0.0
+    slow_base = slow.e2e.emails_per_s / base.emails_per_s if base.emails_per_s else 0.0
     rows.append(
         Row(
             f"webhooks: e2e batch, receiver sleeping {SLOW_REPLY_S:.0f} s per request",
             f"{slow.e2e.emails_per_s:,.0f} emails/s",
-            f"{slow.e2e.sent:,} in {slow.e2e.seconds:.1f} s; {slow_ratio:.0%} of no endpoint",
-            "≥ 95 % of no endpoint (run-to-run noise)",
+            f"{slow.e2e.sent:,} in {slow.e2e.seconds:.1f} s; {slow_ratio:.0%} of the fast "
+            f"receiver's run, {slow_base:.0%} of no endpoint",
+            "≥ 95 % of the fast receiver's run (run-to-run noise)",
             PASS if slow.e2e.complete and slow_ratio >= 0.95 else MISS,
         )
     )

@@ -174,8 +174,8 @@ class Settings(BaseSettings):
     # Delivery attempts (the deliveries log) are kept this many days.
     webhook_log_days: int = Field(default=30, ge=1, le=36_500)
     webhook_queue_name: str = "mailroom-webhooks"
-    # Deliveries sent concurrently by one worker process.
-    webhook_concurrency: int = Field(default=50, ge=1, le=1000)
+    # Webhook requests in flight in one worker process (also its connection pool's size).
+    webhook_concurrency: int = Field(default=200, ge=1, le=1000)
     # How often the worker looks for deliveries that are due (new events, retries, lost jobs).
     webhook_poll_interval: float = Field(default=0.5, gt=0, le=60)
 

@@ -1,8 +1,11 @@
-"""The httpx sender against real servers: failures come back as outcomes with a clear error."""
+"""The aiohttp sender against real servers: failures come back as outcomes with a clear error."""
 
 from __future__ import annotations
 
-from mailroom.webhooks.sender import HttpSender
+import pytest
+
+from mailroom.webhooks.sender import CheckedResolver, HttpSender
+from mailroom.webhooks.ssrf import RefusedDestination
 from tests.support.webhook_receiver import Reply, WebhookReceiver
 
 
@@ -58,3 +61,17 @@ async def test_http_is_refused_at_send_time_unless_allowed(receiver: WebhookRece
         await sender.aclose()
     assert outcome.error is not None and outcome.error.startswith("Refused destination")
     assert receiver.received == []
+
+
+async def test_a_name_resolving_to_an_internal_address_is_refused_when_connecting() -> None:
+    # "localhost" passes no URL check here (the resolver is asked directly), as a public
+    # name that has been pointed inside the network would: the connection is refused.
+    strict, lenient = CheckedResolver(allow_private=False), CheckedResolver(allow_private=True)
+    try:
+        with pytest.raises(RefusedDestination, match="loopback"):
+            await strict.resolve("localhost", 443)
+        allowed = await lenient.resolve("localhost", 443)
+    finally:
+        await strict.close()
+        await lenient.close()
+    assert {r["host"] for r in allowed} <= {"127.0.0.1", "::1"}

@@ -210,7 +210,13 @@ _ENDPOINT_HEALTH = text(
                      'YYYY-MM-DD"T"HH24:MI:SS"Z"') || '.'
             ELSE disabled_reason END,
         updated_at = now()
-    WHERE id = :id
+    WHERE id = :id AND (
+        -- Only a change is written: the healthy case, every attempt of a busy endpoint,
+        -- leaves the row alone, so concurrent records never queue on its lock.
+        :gone
+        OR (:succeeded AND failing_since IS NOT NULL)
+        OR (NOT :succeeded AND (failing_since IS NULL
+            OR (enabled AND failing_since <= now() - CAST(:disable_after AS interval)))))
     RETURNING enabled, disabled_reason
     """
 )
@@ -224,7 +230,8 @@ async def endpoint_health(
     gone: bool,
     disable_after: timedelta,
 ) -> str | None:
-    """Note an endpoint's latest outcome; returns why it was disabled if it now is."""
+    """Note an endpoint's latest outcome (when it changes its health); returns why it was
+    disabled if it now is."""
     row = (
         await session.execute(
             _ENDPOINT_HEALTH,

@@ -1,9 +1,9 @@
 """Where a webhook may be sent: the URL's form, and the addresses its host resolves to.
 
 A URL is checked when an endpoint is created or changed (form, scheme, an address or
-host name that is plainly internal) and its resolved addresses again at every send, so
-a name that later resolves inside the network is refused then too. The request then
-goes to the address that was checked, not to a second lookup.
+host name that is plainly internal) and its resolved addresses again when the sender
+connects (mailroom.webhooks.sender's resolver), so a name that later resolves inside the
+network is refused then too, and the address checked is the one connected to.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def check_url(url: str, *, allow_http: bool, allow_private: bool) -> SplitResult
     if port == 0:
         raise RefusedDestination("the URL's port must be from 1 to 65535")
     if not allow_private:
-        literal = _literal(host)
+        literal = literal_address(host)
         if literal is not None:
             reason = refused_address(literal, allow_private=False)
             if reason is not None:
@@ -83,7 +83,7 @@ def refused_address(address: IpAddress, *, allow_private: bool) -> str | None:
 
 async def resolve(host: str, port: int) -> list[IpAddress]:
     """Every address ``host`` resolves to (itself if it is one); raises OSError."""
-    literal = _literal(host)
+    literal = literal_address(host)
     if literal is not None:
         return [literal]
     infos = await asyncio.get_running_loop().getaddrinfo(
@@ -97,7 +97,7 @@ async def resolve(host: str, port: int) -> list[IpAddress]:
     return found
 
 
-def _literal(host: str) -> IpAddress | None:
+def literal_address(host: str) -> IpAddress | None:
     try:
         return ipaddress.ip_address(host.strip("[]"))
     except ValueError:

@@ -3,8 +3,11 @@
 Deliveries have their own queue (WEBHOOK_QUEUE_NAME), so a slow or dead receiver never
 delays an email. A job carries up to JOB_SIZE delivery ids; its processor claims them
 (guarded: a duplicate job finds nothing), sends them at once through the process's one
-connection pool, and records each attempt. The dispatcher pass (one worker at a time)
-finds what is due in PostgreSQL, new events, retries and jobs Redis lost, every
+connection pool, and records each attempt. Jobs are large because each costs two
+transactions and BullMQ's bookkeeping whatever its size; the jobs in flight never hold
+more deliveries than WEBHOOK_CONCURRENCY (the pool's size), so no request waits for a
+connection while its timeout runs. The dispatcher pass (one worker at a time) finds what
+is due in PostgreSQL, new events, retries and jobs Redis lost, every
 WEBHOOK_POLL_INTERVAL seconds.
 """
 
@@ -30,7 +33,7 @@ from mailroom.webhooks.sender import HttpSender, WebhookSender
 log = structlog.get_logger(__name__)
 
 JOB_NAME = "webhooks"
-JOB_SIZE = 20
+JOB_SIZE = 100
 DISPATCH_LIMIT = 1000
 PURGE_INTERVAL = 3600.0
 PURGE_BATCH = 5000
@@ -68,6 +71,7 @@ async def open_webhooks(
     queue = Queue(settings.webhook_queue_name, options)
     resources.push_async_callback(queue.close)
     rng = random.Random()
+    job_size = min(JOB_SIZE, settings.webhook_concurrency)
 
     async def process(job: Job, token: str) -> str:
         ids = [uuid.UUID(i) for i in job.data["deliveries"]]
@@ -79,7 +83,7 @@ async def open_webhooks(
         process,
         {
             **options,
-            "concurrency": max(1, settings.webhook_concurrency // JOB_SIZE),
+            "concurrency": max(1, settings.webhook_concurrency // job_size),
             "autorun": False,
             **_STALLED_JOB_RECOVERY,
         },
@@ -105,7 +109,7 @@ async def open_webhooks(
                 "data": {"deliveries": [str(i) for i, _ in chunk]},
                 "opts": _job_options(*chunk[0]),
             }
-            for chunk in (due[n : n + JOB_SIZE] for n in range(0, len(due), JOB_SIZE))
+            for chunk in (due[n : n + job_size] for n in range(0, len(due), job_size))
         ]
         try:
             await asyncio.wait_for(queue.addBulk(jobs), settings.enqueue_timeout)
