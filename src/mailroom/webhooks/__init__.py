@@ -2,6 +2,6 @@
 
 Every status change of an email writes an event in its own transaction (an outbox, by
 triggers: see ``events``); each event becomes one delivery per subscribed endpoint,
-which the worker dispatches on its own BullMQ queue, signs, sends with httpx and
+which the worker dispatches on its own BullMQ queue, signs, sends with aiohttp and
 retries on a schedule of about three days, recording every attempt.
 """
