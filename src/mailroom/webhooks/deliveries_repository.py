@@ -19,13 +19,17 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+# No earlier delivery of the same email to the same endpoint holds this one back. Written
+# as a scalar subquery, not NOT EXISTS: PostgreSQL plans NOT EXISTS as an anti-join, and a
+# cached plan made while the table was nearly empty read every pending delivery for each
+# candidate (seconds per pass once a backlog built up). A scalar subquery is always one
+# index probe per candidate, whatever the statistics said.
 _EARLIER_WAITING = """
-    NOT EXISTS (
-        SELECT 1 FROM webhook_deliveries p
-        WHERE p.endpoint_id = d.endpoint_id AND p.email_id = d.email_id
-          AND p.status = 'pending' AND p.event_seq < d.event_seq
-          AND (p.attempts = 0 OR p.lease_expires_at > now())
-    )
+    (SELECT p.id FROM webhook_deliveries p
+     WHERE p.endpoint_id = d.endpoint_id AND p.email_id = d.email_id
+       AND p.status = 'pending' AND p.event_seq < d.event_seq
+       AND (p.attempts = 0 OR p.lease_expires_at > now())
+     LIMIT 1) IS NULL
 """
 
 _CLAIMABLE = f"""
