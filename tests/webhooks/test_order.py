@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from mailroom.webhooks import deliveries_repository
@@ -55,3 +55,56 @@ async def test_a_later_event_waits_for_the_earlier_one_to_be_tried(
         [later] = await deliveries_repository.claim(session, [second.id], LEASE)
         assert later.event_type == "email.cancelled" and later.attempt == 1
         await session.rollback()
+
+
+async def test_the_order_check_probes_the_index_even_under_a_plan_made_on_an_empty_table(
+    clean: None, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    # The dispatcher's statement is prepared once per connection and its plan cached, so
+    # the plan made while the outbox was empty serves it when a backlog has built up. The
+    # check must then still be one index probe per candidate, never a read of every
+    # pending delivery for each one (seconds per pass at a backlog of thousands).
+    async with sessions() as session:
+        project = await session.scalar(text("SELECT id FROM projects LIMIT 1"))
+        endpoint = await session.scalar(
+            text(
+                "INSERT INTO webhook_endpoints (id, project_id, url, events, secret) "
+                "VALUES (gen_random_uuid(), :p, 'https://hooks.example.com/x', "
+                "ARRAY['email.sent'], 'whsec_x') RETURNING id"
+            ),
+            {"p": project},
+        )
+        event = await session.scalar(
+            text(
+                "INSERT INTO email_events (id, project_id, type, data) "
+                "VALUES (gen_random_uuid(), :p, 'webhook.test', '{}') RETURNING id"
+            ),
+            {"p": project},
+        )
+        await session.execute(text("ANALYZE webhook_deliveries"))  # statistics: empty
+        await session.execute(
+            text(
+                "INSERT INTO webhook_deliveries (id, event_id, endpoint_id, email_id, "
+                "event_seq, status, next_attempt_at) "
+                "SELECT gen_random_uuid(), :e, :w, gen_random_uuid(), g, 'pending', now() "
+                "FROM generate_series(1, 20000) g"
+            ),
+            {"e": event, "w": endpoint},
+        )
+        await session.execute(text("SET LOCAL plan_cache_mode = force_generic_plan"))
+        await session.execute(text(f"PREPARE due_pass(int, interval) AS {_due_sql()}"))
+        plan = "\n".join(
+            await session.scalars(text("EXPLAIN EXECUTE due_pass(1000, '35 seconds')"))
+        )
+        await session.execute(text("DEALLOCATE due_pass"))
+        await session.rollback()
+    assert "Anti Join" not in plan, plan
+    probes = [line for line in plan.splitlines() if "webhook_deliveries p" in line]
+    assert probes and all("Index" in line for line in probes), plan
+    assert "(email_id = d.email_id)" in plan, plan
+
+
+def _due_sql() -> str:
+    """The dispatcher's statement with positional parameters, as asyncpg prepares it."""
+    sql = str(deliveries_repository._DUE)
+    return sql.replace(":limit", "$1").replace("CAST(:again AS interval)", "$2")

@@ -19,31 +19,49 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+# No earlier delivery of the same email to the same endpoint holds this one back. Written
+# as a scalar subquery, not NOT EXISTS: PostgreSQL plans NOT EXISTS as an anti-join, and a
+# cached plan made while the table was nearly empty read every pending delivery for each
+# candidate (seconds per pass once a backlog built up). A scalar subquery is always one
+# index probe per candidate, whatever the statistics said.
 _EARLIER_WAITING = """
-    NOT EXISTS (
-        SELECT 1 FROM webhook_deliveries p
-        WHERE p.endpoint_id = d.endpoint_id AND p.email_id = d.email_id
-          AND p.status = 'pending' AND p.event_seq < d.event_seq
-          AND (p.attempts = 0 OR p.lease_expires_at > now())
-    )
+    (SELECT p.id FROM webhook_deliveries p
+     WHERE p.endpoint_id = d.endpoint_id AND p.email_id = d.email_id
+       AND p.status = 'pending' AND p.event_seq < d.event_seq
+       AND (p.attempts = 0 OR p.lease_expires_at > now())
+     LIMIT 1) IS NULL
 """
 
+_CLAIMABLE = f"""
+    d.next_attempt_at <= now()
+    AND (d.lease_expires_at IS NULL OR d.lease_expires_at < now())
+    AND {_EARLIER_WAITING}
+"""
+# Two reads, each on a partial index of its own, so that a pass never walks the deliveries
+# already handed over and waiting in BullMQ (under a backlog, tens of thousands): those
+# never handed over (or given back) in the order they fell due, and those handed over more
+# than a lease ago (Redis lost them, or a worker died holding them).
 _DUE = text(
     f"""
-    WITH due AS (
+    WITH fresh AS (
         SELECT d.id FROM webhook_deliveries d
         JOIN webhook_endpoints w ON w.id = d.endpoint_id AND w.enabled
-        WHERE d.status = 'pending' AND d.next_attempt_at <= now()
-          AND (d.lease_expires_at IS NULL OR d.lease_expires_at < now())
-          AND (d.dispatched_at IS NULL OR d.dispatched_at < now() - CAST(:again AS interval))
-          AND {_EARLIER_WAITING}
-        -- The due index alone gives this order, so a pass reads no more than it takes.
+        WHERE d.status = 'pending' AND d.dispatched_at IS NULL AND {_CLAIMABLE}
         ORDER BY d.next_attempt_at
+        LIMIT :limit
+        FOR UPDATE OF d SKIP LOCKED
+    ),
+    lost AS (
+        SELECT d.id FROM webhook_deliveries d
+        JOIN webhook_endpoints w ON w.id = d.endpoint_id AND w.enabled
+        WHERE d.status = 'pending' AND d.dispatched_at IS NOT NULL
+          AND d.dispatched_at < now() - CAST(:again AS interval) AND {_CLAIMABLE}
+        ORDER BY d.dispatched_at
         LIMIT :limit
         FOR UPDATE OF d SKIP LOCKED
     )
     UPDATE webhook_deliveries AS u SET dispatched_at = now()
-    FROM due WHERE u.id = due.id
+    FROM (SELECT id FROM fresh UNION ALL SELECT id FROM lost) AS due WHERE u.id = due.id
     RETURNING u.id, u.attempts
     """
 )
@@ -52,7 +70,8 @@ _DUE = text(
 async def take_due(
     session: AsyncSession, *, limit: int, redispatch_after: timedelta
 ) -> list[tuple[uuid.UUID, int]]:
-    """Due deliveries not handed to BullMQ lately (or lost there): (id, attempts so far)."""
+    """Due deliveries not handed to BullMQ lately (or lost there): (id, attempts so far);
+    at most ``limit`` of each kind."""
     rows = await session.execute(_DUE, {"limit": limit, "again": redispatch_after})
     return [(r.id, r.attempts) for r in rows]
 

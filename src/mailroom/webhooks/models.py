@@ -102,10 +102,17 @@ class WebhookDelivery(Base):
 
     __table_args__ = (
         CheckConstraint(f"status IN ({_STATUSES})", name="webhook_delivery_status_known"),
+        # The dispatcher's two reads (migration 0014): what was never handed to BullMQ (or
+        # was given back), in the order it fell due; and what was handed over long ago.
         Index(
             "ix_webhook_deliveries_due",
             "next_attempt_at",
-            postgresql_where=text("status = 'pending'"),
+            postgresql_where=text("status = 'pending' AND dispatched_at IS NULL"),
+        ),
+        Index(
+            "ix_webhook_deliveries_handed_over",
+            "dispatched_at",
+            postgresql_where=text("status = 'pending' AND dispatched_at IS NOT NULL"),
         ),
         Index(
             "ix_webhook_deliveries_order",

@@ -117,7 +117,7 @@ async def open_webhooks(
             await delivery.give_back(sessions, [i for i, _ in due])
             log.warning("webhooks.dispatch_failed", deliveries=len(due), error=str(exc))
             return None
-        return RunAgainIn(0.0) if len(due) == DISPATCH_LIMIT else None
+        return RunAgainIn(0.0) if len(due) >= DISPATCH_LIMIT else None
 
     async def purge() -> None:
         before = datetime.now(UTC) - timedelta(days=settings.webhook_log_days)
