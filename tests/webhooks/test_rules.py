@@ -14,6 +14,7 @@ from mailroom.settings import ConfigurationError, load_settings
 from mailroom.webhooks import signing
 from mailroom.webhooks.schedule import next_wait, parse_retry_after
 from mailroom.webhooks.ssrf import RefusedDestination, check_url, refused_address
+from mailroom.worker.webhooks import job_shape
 
 
 def test_signatures_verify_with_the_standard_webhooks_package() -> None:
@@ -102,3 +103,15 @@ def test_url_forms() -> None:
     assert check_url("http://intranet/x", allow_http=True, allow_private=True)
     with pytest.raises(RefusedDestination, match="internal"):
         check_url("https://intranet/x", allow_http=False, allow_private=False)
+
+
+@pytest.mark.parametrize(
+    ("concurrency", "shape"),
+    [(200, (100, 2)), (250, (100, 2)), (100, (100, 1)), (50, (50, 1)), (1, (1, 1))],
+)
+def test_jobs_in_flight_never_hold_more_deliveries_than_the_pool_has_connections(
+    concurrency: int, shape: tuple[int, int]
+) -> None:
+    size, jobs = job_shape(concurrency)
+    assert (size, jobs) == shape
+    assert size * jobs <= concurrency

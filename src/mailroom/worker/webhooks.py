@@ -40,6 +40,13 @@ PURGE_BATCH = 5000
 _STALLED_JOB_RECOVERY = {"lockDuration": 30_000, "stalledInterval": 15_000, "maxStalledCount": 3}
 
 
+def job_shape(concurrency: int) -> tuple[int, int]:
+    """(deliveries per job, jobs at once) for WEBHOOK_CONCURRENCY requests in flight: jobs
+    as large as allowed, and never more deliveries in flight than the pool's connections."""
+    size = min(JOB_SIZE, concurrency)
+    return size, max(1, concurrency // size)
+
+
 def _job_options(first: uuid.UUID, attempts: int) -> dict[str, object]:
     return {
         "jobId": f"whd-{first}-{attempts}",
@@ -71,7 +78,7 @@ async def open_webhooks(
     queue = Queue(settings.webhook_queue_name, options)
     resources.push_async_callback(queue.close)
     rng = random.Random()
-    job_size = min(JOB_SIZE, settings.webhook_concurrency)
+    job_size, jobs_at_once = job_shape(settings.webhook_concurrency)
 
     async def process(job: Job, token: str) -> str:
         ids = [uuid.UUID(i) for i in job.data["deliveries"]]
@@ -83,7 +90,7 @@ async def open_webhooks(
         process,
         {
             **options,
-            "concurrency": max(1, settings.webhook_concurrency // job_size),
+            "concurrency": jobs_at_once,
             "autorun": False,
             **_STALLED_JOB_RECOVERY,
         },
